@@ -1,0 +1,35 @@
+# Quick start: `make demo` (main job) and `make test` (the test suite). Both install what they need first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox \
+	libsndfile1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils \
+	gcc-arm-none-eabi qemu-user
+
+.PHONY: install apt demo test bench clean
+
+install: apt $(STAMP)
+
+# Installs the speech-synthesis, audio and cross-compiler packages when root and any is missing.
+apt:
+	@bash scripts/install_apt.sh $(APT_PACKAGES)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned, so nothing resolves to a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/kws demo
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) tools/bench_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

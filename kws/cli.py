@@ -1,0 +1,239 @@
+"""The `kws` command: one subcommand per task, each a few lines over a library function.
+
+Library modules are imported inside each handler so `kws --help` and `kws listen` start fast
+and a box without torch can still run the detector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kws.errors import KwsError
+
+
+# ---------------------------------------------------------------- data and voices
+def cmd_voices(args: argparse.Namespace) -> int:
+    from kws.data import tts
+
+    print(tts.voices_report(engines=args.engine))
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from kws.data.builder import BuildOptions, build_dataset
+
+    opts = BuildOptions(
+        keyword=args.keyword,
+        out=Path(args.out),
+        preset=args.preset,
+        positives=[Path(p) for p in args.positives],
+        negatives=[Path(p) for p in args.negatives],
+        noise=[Path(p) for p in args.noise],
+        close_negatives=args.close_negatives,
+        replace_close_negatives=args.replace_close_negatives,
+        sizes=args.sizes,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    summary = build_dataset(opts)
+    print(summary.table())
+    return 0
+
+
+def cmd_data_speech_commands(args: argparse.Namespace) -> int:
+    from kws.data.speech_commands import prepare
+
+    root = prepare(Path(args.dest), version=args.version, archive=args.archive)
+    print(f"Speech Commands v{args.version} ready at {root}")
+    return 0
+
+
+# ---------------------------------------------------------------- training and evaluation
+def cmd_train(args: argparse.Namespace) -> int:
+    from kws.train.api import TrainOptions, train_keyword
+
+    opts = TrainOptions(
+        keyword=args.keyword,
+        data=Path(args.data) if args.data else None,
+        method=args.method,
+        model=args.model,
+        out=Path(args.out) if args.out else Path(f"{args.keyword}.kws"),
+        epochs=args.epochs,
+        hidden=args.hidden,
+        seed=args.seed,
+        workers=args.workers,
+        run_dir=Path(args.run_dir) if args.run_dir else None,
+    )
+    result = train_keyword(opts)
+    print(result.table())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from kws.evaluate import evaluate_bundle
+
+    report = evaluate_bundle(Path(args.bundle), Path(args.data), split=args.split,
+                             int8=args.int8, plot=Path(args.plot) if args.plot else None)
+    print(report.table())
+    return 0
+
+
+# ---------------------------------------------------------------- detection
+def cmd_detect(args: argparse.Namespace) -> int:
+    from kws.stream import detect_files
+
+    return detect_files(Path(args.bundle), [Path(f) for f in args.files], threshold=args.threshold,
+                        fpr=args.fpr, as_json=args.json)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from kws.live import listen
+
+    return listen(Path(args.bundle), device=args.device, on_detect=args.on_detect,
+                  threshold=args.threshold, fpr=args.fpr, duration=args.duration)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from kws.live import devices_report
+
+    print(devices_report())
+    return 0
+
+
+# ---------------------------------------------------------------- export and demo
+def cmd_export(args: argparse.Namespace) -> int:
+    from kws.export import export_bundle
+
+    summary = export_bundle(Path(args.bundle), fmt=args.format, out=Path(args.out), int8=args.int8)
+    print(summary)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kws.demo import run_demo
+
+    return run_demo(Path(args.workdir), quick=args.quick)
+
+
+# ---------------------------------------------------------------- parser
+def _threshold_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float, help="score threshold in [0, 1] (overrides --fpr)")
+    g.add_argument("--fpr", type=float, default=0.03, choices=[0.03, 0.05],
+                   help="use the bundle's threshold calibrated for this false-positive rate (default 0.03)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kws", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("voices", help="list the speech-synthesis voices available on this machine")
+    s.add_argument("--engine", action="append", help="only this engine (espeak-ng, flite, festival); repeatable")
+    s.set_defaults(func=cmd_voices)
+
+    data = sub.add_parser("data", help="build datasets and fetch corpora").add_subparsers(
+        dest="data_command", metavar="DATA_COMMAND", required=True)
+    s = data.add_parser("build", help="build a speaker-disjoint dataset (manifest + feature cache) for a keyword")
+    s.add_argument("--keyword", required=True, help="the wake word's text, e.g. marvin")
+    s.add_argument("--out", required=True, help="dataset folder (rerunning resumes)")
+    s.add_argument("--preset", default="paper", help="split sizes: paper (1000+2000 / 600x3 / 600x3) or small")
+    s.add_argument("--positives", action="append", default=[], metavar="DIR",
+                   help="folder of real recordings of the keyword (speaker = file-name prefix before _nohash_ or sub-folder)")
+    s.add_argument("--negatives", action="append", default=[], metavar="DIR",
+                   help="negative corpus folder, e.g. a Speech Commands tree (every other word becomes a negative)")
+    s.add_argument("--noise", action="append", default=[], metavar="DIR",
+                   help="background-noise folder (default: generated coloured noise)")
+    s.add_argument("--close-negatives", nargs="*", default=None, metavar="WORD",
+                   help="extra close negatives (words, or [[phonemes]] for espeak-ng)")
+    s.add_argument("--replace-close-negatives", action="store_true",
+                   help="use only the --close-negatives given instead of adding them to the generated list")
+    s.add_argument("--sizes", default=None, help="override sizes, e.g. train_pos=1000,train_neg=2000,eval_each=600")
+    _common_args(s)
+    s.set_defaults(func=cmd_data_build)
+
+    s = data.add_parser("speech-commands", help="download, verify and unpack Google Speech Commands")
+    s.add_argument("--dest", required=True, help="folder to unpack into")
+    s.add_argument("--version", default="0.02", choices=["0.01", "0.02"])
+    s.add_argument("--archive", default=None, help="use this already-downloaded .tar.gz instead of downloading")
+    s.set_defaults(func=cmd_data_speech_commands)
+
+    s = sub.add_parser("train", help="train a detector (builds the dataset when --data is not given)")
+    s.add_argument("--keyword", required=True)
+    s.add_argument("--data", help="dataset folder from `kws data build` (default: build one under the run folder)")
+    s.add_argument("--method", default="drocc-lf", choices=["drocc-lf", "drocc-oe", "drocc", "bce"])
+    s.add_argument("--model", default="fastgrnn", choices=["fastgrnn", "lstm", "gru"])
+    s.add_argument("--out", help="bundle path (default KEYWORD.kws)")
+    s.add_argument("--epochs", type=int, default=None, help="training epochs (default depends on the model)")
+    s.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32 FastGRNN, 64 LSTM/GRU)")
+    s.add_argument("--run-dir", help="checkpoints and plots (default runs/KEYWORD-METHOD-MODEL-seedN); rerun resumes")
+    _common_args(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="recall at 3%%/5%% FPR, AUC and per-kind false-positive rates on a dataset split")
+    s.add_argument("bundle")
+    s.add_argument("--data", required=True)
+    s.add_argument("--split", default="test", choices=["train", "val", "test"])
+    s.add_argument("--int8", action="store_true", help="evaluate the int8-quantized model instead of float")
+    s.add_argument("--plot", help="write the ROC/DET plot here (PNG)")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("detect", help="find the keyword in audio files (any length, WAV/FLAC/OGG)")
+    s.add_argument("bundle")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    _threshold_args(s)
+    s.set_defaults(func=cmd_detect)
+
+    s = sub.add_parser("listen", help="detect the keyword live on a microphone")
+    s.add_argument("bundle")
+    s.add_argument("--device", default=None, help="input device index or name (see `kws devices`)")
+    s.add_argument("--on-detect", default=None, metavar="COMMAND", help="shell command to run on each detection")
+    s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    _threshold_args(s)
+    s.set_defaults(func=cmd_listen)
+
+    s = sub.add_parser("devices", help="list audio input devices")
+    s.set_defaults(func=cmd_devices)
+
+    s = sub.add_parser("export", help="export a bundle: int8/float ONNX or a self-contained C library")
+    s.add_argument("bundle")
+    s.add_argument("--format", required=True, choices=["onnx", "c"])
+    s.add_argument("--int8", action="store_true", help="quantize to int8 (always on for --format c)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("demo", help="text to device in one go for 'marvin': dataset, training, export, detection")
+    s.add_argument("--workdir", default="demo", help="where the demo writes (rerunning resumes)")
+    s.add_argument("--quick", action="store_true", help="small sizes, for a fast smoke run")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
+
+
+def _version() -> str:
+    from kws import __version__
+
+    return f"kws {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KwsError as e:
+        print(f"kws: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kws: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Shared fixtures: small generated audio, never the real corpora (tests that use ../shared/data skip
+when it is absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KWS_NO_PROGRESS", "1")
+
+SHARED_DATA = Path(os.environ.get("KWS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def speechlike(rng) -> np.ndarray:
+    """1.3 s of a chirp plus noise: broadband, non-stationary, deterministic."""
+    sr = 16000
+    t = np.arange(int(1.3 * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * (200 + 900 * t) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    x += 0.02 * rng.standard_normal(t.size)
+    return x.astype(np.float32)
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test when that corpus is not on this machine."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"optional real-speech corpus not present: {p}")
+    return p
