@@ -1,0 +1,34 @@
+"""Shared by the benchmark tools: each tool owns one section of BENCHMARKS.md and rewrites only it,
+so the file always holds the latest figures of every benchmark with the command that made them."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import re
+import shlex
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nEvery section is rewritten by the tool named in it; numbers are measured, not typed.\n"
+
+
+def machine_line() -> str:
+    import os
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def update_section(name: str, body: str, command: str | None = None) -> Path:
+    """Replace (or append) the section `name` in BENCHMARKS.md with `body`, stamped with the
+    command line, date and machine."""
+    command = command or "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = (f"<!-- BEGIN {name} -->\n{body.rstrip()}\n\n"
+             f"_Command: `{command}` — {stamp}, {machine_line()}._\n<!-- END {name} -->")
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
+    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS.write_text(text)
+    return BENCHMARKS
