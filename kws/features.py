@@ -1,0 +1,370 @@
+"""The featurizer (DESIGN.md section 2): log-mel or MFCC frames of 16 kHz mono audio.
+
+One spec, three implementations that are tested against each other (and against librosa):
+  - `featurize` (numpy, inference and the dataset cache),
+  - `featurize_torch` (torch, batched, for training; torch is imported only inside it),
+  - `StreamingFeaturizer` (numpy, chunks of any size, emits exactly the frames of `featurize`).
+
+Spec (defaults = the paper's): frame t is samples [hop*t, hop*t + frame_length) with no centring or
+padding, so n_frames(n) = 0 if n < frame_length else 1 + (n - frame_length) // hop (98 for 1 s);
+periodic Hann window of frame_length, zero-padded to an n_fft-point real FFT, power |X|^2, HTK-mel
+triangular filterbank (no area normalization) from fmin to fmax, log(mel + log_floor); for MFCC the
+orthonormal DCT-II of the log-mels, first n_mfcc coefficients. Computation is float32.
+Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+# Frames featurized per block in `featurize`: bounds the temporary memory for long inputs
+# (hours of audio) and keeps the working set of one block in cache.
+_BLOCK_FRAMES = 1024
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The featurizer's parameters; part of every dataset and model bundle (as `to_dict()`)."""
+
+    sample_rate: int = 16000
+    frame_length: int = 400
+    hop_length: int = 160
+    n_fft: int = 512
+    n_mels: int = 32
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    mel_scale: str = "htk"
+    log_floor: float = 1e-6
+    kind: str = "logmel"
+    n_mfcc: int = 32
+    window_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"FeatureConfig.{name} must be a positive integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+
+        def positive_float(name: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(v) or v <= 0:
+                raise ValueError(f"FeatureConfig.{name} must be a positive number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+        for name in ("sample_rate", "frame_length", "hop_length", "n_fft", "n_mels", "n_mfcc"):
+            positive_int(name)
+        for name in ("fmax", "log_floor", "window_seconds"):
+            positive_float(name)
+        if isinstance(self.fmin, bool) or not isinstance(self.fmin, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(self.fmin) or self.fmin < 0:
+            raise ValueError(f"FeatureConfig.fmin must be a number >= 0, got {self.fmin!r}")
+        object.__setattr__(self, "fmin", float(self.fmin))
+        if self.frame_length > self.n_fft:
+            raise ValueError(f"FeatureConfig.frame_length ({self.frame_length}) must be <= n_fft ({self.n_fft})")
+        if not self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"FeatureConfig needs fmin < fmax <= sample_rate/2, got fmin={self.fmin}, "
+                             f"fmax={self.fmax}, sample_rate={self.sample_rate}")
+        if self.mel_scale != "htk":
+            raise ValueError(f"FeatureConfig.mel_scale must be 'htk', got {self.mel_scale!r}")
+        if self.kind not in ("logmel", "mfcc"):
+            raise ValueError(f"FeatureConfig.kind must be 'logmel' or 'mfcc', got {self.kind!r}")
+        if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
+            raise ValueError(f"FeatureConfig.n_mfcc ({self.n_mfcc}) must be <= n_mels ({self.n_mels})")
+        if self.window_samples < self.frame_length:
+            raise ValueError(f"FeatureConfig.window_seconds={self.window_seconds} is shorter than one frame")
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in the model window (16000 for 1 s at 16 kHz)."""
+        return int(round(self.window_seconds * self.sample_rate))
+
+    @property
+    def window_frames(self) -> int:
+        """Frames in the model window (98 for the defaults)."""
+        return self.n_frames(self.window_samples)
+
+    def n_frames(self, n_samples: int) -> int:
+        n = int(n_samples)
+        return 0 if n < self.frame_length else 1 + (n - self.frame_length) // self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
+        """Rebuild from `to_dict()` output (e.g. a bundle's config.json). Unknown keys and bad
+        values raise ValueError; missing keys take the defaults."""
+        if not isinstance(d, dict):
+            raise ValueError(f"feature config must be a JSON object, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown feature config keys {unknown}; known keys: {sorted(known)}")
+        try:
+            return cls(**d)
+        except TypeError as e:  # e.g. a comparison with a string value
+            raise ValueError(f"bad feature config {d}: {e}") from None
+
+
+# --- the spec's fixed parts: window, filterbank, DCT ----------------------------------------------
+
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _filterbank_cached(config: FeatureConfig) -> np.ndarray:
+    n_bins = config.n_fft // 2 + 1
+    fft_freqs = np.linspace(0.0, config.sample_rate / 2, n_bins)
+    edges = mel_to_hz(np.linspace(hz_to_mel(config.fmin), hz_to_mel(config.fmax), config.n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_freqs[None, :]  # [n_mels + 2, n_bins]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    fb = np.maximum(0.0, np.minimum(lower, upper))  # [n_mels, n_bins], peak 1, no area norm
+    out = np.ascontiguousarray(fb.T, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def mel_filterbank(config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """HTK triangular mel filterbank [n_fft//2 + 1, n_mels] float32 (the same construction as
+    librosa.filters.mel(htk=True, norm=None))."""
+    return _filterbank_cached(config).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _dct_cached(n_mels: int, n_mfcc: int) -> np.ndarray:
+    n = np.arange(n_mels)
+    k = np.arange(n_mfcc)
+    d = np.cos(np.pi * (2 * n[:, None] + 1) * k[None, :] / (2 * n_mels)) * np.sqrt(2.0 / n_mels)
+    d[:, 0] = np.sqrt(1.0 / n_mels)
+    out = np.ascontiguousarray(d, dtype=np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
+    """Orthonormal DCT-II as a [n_mels, n_mfcc] matrix: `logmel @ dct_matrix(...)` equals
+    scipy.fft.dct(logmel, type=2, norm="ortho")[..., :n_mfcc]."""
+    if not 0 < n_mfcc <= n_mels:
+        raise ValueError(f"need 0 < n_mfcc <= n_mels, got n_mfcc={n_mfcc}, n_mels={n_mels}")
+    return _dct_cached(int(n_mels), int(n_mfcc)).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _window_cached(frame_length: int) -> np.ndarray:
+    # periodic Hann (scipy.signal.get_window("hann", N, fftbins=True)), computed in float64
+    w = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(frame_length) / frame_length)).astype(np.float32)
+    w.flags.writeable = False
+    return w
+
+
+def hann_window(frame_length: int) -> np.ndarray:
+    """Periodic Hann window, float32."""
+    return _window_cached(int(frame_length)).copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _projection(config: FeatureConfig) -> np.ndarray | None:
+    return _dct_cached(config.n_mels, config.n_mfcc) if config.kind == "mfcc" else None
+
+
+# --- numpy ----------------------------------------------------------------------------------------
+
+def _check_audio(audio: np.ndarray, what: str = "audio") -> np.ndarray:
+    a = np.asarray(audio)
+    if a.ndim != 1:
+        raise ValueError(f"{what} must be 1-D mono samples, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{what} must be float samples in [-1, 1], got dtype {a.dtype}; "
+                         "convert PCM with kws.audio.to_float32")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or infinite samples")
+    return a
+
+
+class _FrameEngine:
+    """Frames [k, frame_length] -> features [k, F], shared by the batch and streaming featurizers
+    so both run the very same arithmetic. Holds the window/filterbank/DCT and a reusable padded
+    FFT input buffer."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.window = _window_cached(config.frame_length)
+        self.fb = _filterbank_cached(config)
+        self.proj = _projection(config)
+        self.floor = np.float32(config.log_floor)
+        self._pad = np.zeros((0, config.n_fft), dtype=np.float32)
+
+    def _buffer(self, k: int) -> np.ndarray:
+        if self._pad.shape[0] < k:
+            self._pad = np.zeros((k, self.config.n_fft), dtype=np.float32)
+        return self._pad[:k]
+
+    def __call__(self, frames: np.ndarray, out: np.ndarray) -> None:
+        k = frames.shape[0]
+        if k == 0:
+            return
+        fl = self.config.frame_length
+        buf = self._buffer(k)
+        # window into a zero-padded buffer (columns fl: stay zero), then an in-place float32 rfft
+        np.multiply(frames, self.window, out=buf[:, :fl])
+        spec = scipy.fft.rfft(buf, axis=-1)
+        power = np.square(spec.real)
+        power += np.square(spec.imag)
+        mel = power @ self.fb
+        mel += self.floor
+        np.log(mel, out=mel)
+        if self.proj is None:
+            out[...] = mel
+        else:
+            np.matmul(mel, self.proj, out=out)
+
+
+def _frame_view(x: np.ndarray, start_frame: int, k: int, config: FeatureConfig) -> np.ndarray:
+    """[k, frame_length] strided view of x (no copy) for frames start_frame .. start_frame+k-1."""
+    s = x.strides[0]
+    return np.lib.stride_tricks.as_strided(x[start_frame * config.hop_length:], shape=(k, config.frame_length),
+                                           strides=(config.hop_length * s, s), writeable=False)
+
+
+_local = threading.local()
+
+
+def _engine(config: FeatureConfig) -> _FrameEngine:
+    # one engine per thread and config: the engine's scratch buffer must not be shared by threads
+    engines = _local.__dict__.setdefault("engines", {})
+    e = engines.get(config)
+    if e is None:
+        if len(engines) >= 8:
+            engines.clear()
+        e = engines[config] = _FrameEngine(config)
+    return e
+
+
+def featurize(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Log-mel (or MFCC) features [T, F] float32 of 1-D float audio; T = config.n_frames(len(audio)).
+    Audio shorter than one frame gives a [0, F] array."""
+    x = _check_audio(audio)
+    t = config.n_frames(x.shape[0])
+    out = np.empty((t, config.n_features), dtype=np.float32)
+    engine = _engine(config)
+    for start in range(0, t, _BLOCK_FRAMES):
+        k = min(_BLOCK_FRAMES, t - start)
+        engine(_frame_view(x, start, k, config), out[start:start + k])
+    return out
+
+
+class StreamingFeaturizer:
+    """Feed audio in chunks of any size (0, 1 sample, seconds); `push` returns the frames that the
+    new samples complete, so concatenating the outputs equals `featurize` of the concatenated audio.
+
+    Keeps a small buffer of the last < frame_length samples plus room for typical chunks, so a
+    10 ms push (160 samples) copies 160 samples in, computes one frame and moves 240 samples back."""
+
+    def __init__(self, config: FeatureConfig = FeatureConfig(), capacity: int = 4096) -> None:
+        self.config = config
+        self._engine = _FrameEngine(config)  # own instance: its scratch buffer is not shared
+        self._buf = np.zeros(max(int(capacity), config.frame_length + config.hop_length), dtype=np.float32)
+        self._n = 0  # valid samples at the start of _buf
+        self.frames_emitted = 0
+        self._empty = np.zeros((0, config.n_features), dtype=np.float32)
+        self._empty.flags.writeable = False
+
+    def reset(self) -> None:
+        self._n = 0
+        self.frames_emitted = 0
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Append samples (1-D float); return the newly completed frames [k, F] (k may be 0)."""
+        c = _check_audio(chunk, "chunk")
+        n_new = c.shape[0]
+        cfg = self.config
+        total = self._n + n_new
+        if total <= self._buf.shape[0]:
+            self._buf[self._n:total] = c
+            x = self._buf
+        else:  # a chunk larger than the buffer: featurize from a joined copy
+            x = np.concatenate((self._buf[:self._n], c))
+        k = cfg.n_frames(total)
+        if k == 0:
+            if x is not self._buf:
+                self._buf[:total] = x[:total]
+            self._n = total
+            return self._empty
+        out = np.empty((k, cfg.n_features), dtype=np.float32)
+        for start in range(0, k, _BLOCK_FRAMES):
+            kk = min(_BLOCK_FRAMES, k - start)
+            self._engine(_frame_view(x, start, kk, cfg), out[start:start + kk])
+        consumed = k * cfg.hop_length
+        rest = total - consumed  # < frame_length, always fits the buffer
+        self._buf[:rest] = x[consumed:total]  # memmove semantics: overlapping copy is safe in numpy
+        self._n = rest
+        self.frames_emitted += k
+        return out
+
+
+# --- torch ----------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=16)
+def _torch_constants(config: FeatureConfig, device, dtype):
+    """Window, filterbank and DCT as tensors on `device` (cached: no re-upload per training batch)."""
+    import torch
+
+    def t(a: np.ndarray | None):
+        return None if a is None else torch.tensor(np.array(a), device=device, dtype=dtype)
+
+    return t(_window_cached(config.frame_length)), t(_filterbank_cached(config)), t(_projection(config))
+
+
+def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
+    """The same spec in torch (differentiable, any device): [B, N] -> [B, T, F]; a 1-D [N] input
+    gives [T, F] like `featurize`. Accepts a torch.Tensor or numpy array; computes in float32
+    (float64 input stays float64)."""
+    import torch
+
+    x = torch.as_tensor(audio)
+    if not torch.is_floating_point(x):
+        raise ValueError(f"audio must be float samples in [-1, 1], got dtype {x.dtype}; "
+                         "convert PCM with kws.audio.to_float32")
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    squeeze = x.dim() == 1
+    if squeeze:
+        x = x.unsqueeze(0)
+    if x.dim() != 2:
+        raise ValueError(f"audio must be [N] or [B, N], got shape {tuple(x.shape)}")
+    b, n = x.shape
+    t = config.n_frames(n)
+    dev, dt = x.device, x.dtype
+    if t == 0:
+        out = x.new_zeros((b, 0, config.n_features))
+        return out[0] if squeeze else out
+    window, fb, dct = _torch_constants(config, dev, dt)
+    frames = x.unfold(-1, config.frame_length, config.hop_length)  # [B, T, frame_length], a view
+    spec = torch.fft.rfft(frames * window, n=config.n_fft, dim=-1)
+    power = spec.real.square() + spec.imag.square()
+    feats = torch.log(power @ fb + config.log_floor)
+    if config.kind == "mfcc":
+        feats = feats @ dct
+    return feats[0] if squeeze else feats
