@@ -1,0 +1,535 @@
+"""Speech synthesis for training data: many voices, deterministic, cached, parallel.
+
+Engines (each optional, detected at run time): the espeak-ng, flite and festival (text2wave)
+command lines. Calling the command line per clip is exact and fast; long-lived engine bindings
+(pyttsx3) silently keep stale settings.
+
+Voices
+------
+A `Voice` is one configuration: engine, base voice name, rate and pitch. `rate` and `pitch` are
+factors relative to the voice's own default (1.0 = unchanged; rate 1.25 = 25 % faster), mapped to
+each engine's own controls (see `_command`).
+
+`speaker` is the *voice family*: what makes a voice sound like a different person, used to keep
+train/val/test speaker-disjoint.
+- espeak-ng: the variant (`espeak-ng:+f2`). The variant sets the voice's formants, pitch range and
+  breathiness (the "person"); the accent (en-us, en-gb-scotland, ...) only changes pronunciation
+  rules. The speaker is shared across accents, so a test speaker is never heard in training in
+  any accent.
+- flite / festival: the voice name (`flite:slt`, `festival:kal_diphone`).
+Rate, pitch and accent changes keep the speaker.
+
+Output
+------
+`synthesize` returns 16 kHz float32 mono audio on the int16 grid (so a cached clip is bit-identical
+to a fresh one), trimmed to the speech with a 30 ms margin; None when the output is empty, nearly
+silent or too short (dropped) or when the engine cannot take the text (phoneme strings `[[...]]` are
+espeak-ng only: "unsupported"). Results are cached in `cache_dir` (default `$KWS_CACHE` or
+`~/.cache/kws/tts`) under the sha1 of (engine, voice, rate, pitch, text); drops are cached too.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from kws.errors import DataError
+
+SAMPLE_RATE = 16000
+ENGINES = ("espeak-ng", "flite", "festival")
+CACHE_VERSION = 1  # bump when post-processing changes so stale clips are not reused
+
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
+                  "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+ESPEAK_DEFAULT_WPM = 175
+ESPEAK_DEFAULT_PITCH = 50
+# kal (8 kHz) and awb_time (limited domain: only says times) are left out on purpose.
+FLITE_VOICES = ("kal16", "awb", "rms", "slt")
+FLITE_NO_PITCH = {"rms"}  # ignores f0_shift and int_f0_target_mean (checked on flite 2.2)
+# festival voice -> default target F0 of its intonation model (from the voice's .scm), None when
+# pitch cannot be changed (the HTS voice ignores int_lr_params and hts_engine's -fm here).
+FESTIVAL_VOICES = {"kal_diphone": 105.0, "ked_diphone": 105.0, "cmu_us_slt_arctic_hts": None}
+
+# The rate/pitch grid every base voice is sampled from: modest changes that stay natural.
+RATES = (0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.25)
+PITCHES = (0.75, 0.85, 0.93, 1.0, 1.08, 1.18, 1.3)
+
+INSTALL_HINT = ("apt-get install -y espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k "
+                "festvox-us-slt-hts")
+
+# Post-processing thresholds.
+FRAME = 160  # 10 ms at 16 kHz
+MARGIN_FRAMES = 3  # keep ~30 ms around the speech
+SILENT_RMS = 10 ** (-50 / 20)  # loudest 10 ms frame below -50 dBFS: nothing was said
+ACTIVE_DB = 40.0  # frames within 40 dB of the loudest frame count as speech
+MIN_SPEECH_SECONDS = 0.08
+ENGINE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, order=True)
+class Voice:
+    """One synthesis configuration. `speaker` defaults to the engine's voice family (see module doc)."""
+
+    engine: str
+    name: str
+    rate: float = 1.0
+    pitch: float = 1.0
+    speaker: str = ""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown speech engine {self.engine!r}; one of {', '.join(ENGINES)}")
+        object.__setattr__(self, "rate", round(float(self.rate), 4))
+        object.__setattr__(self, "pitch", round(float(self.pitch), 4))
+        if not self.speaker:
+            object.__setattr__(self, "speaker", speaker_of(self.engine, self.name))
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}:r{self.rate:g}:p{self.pitch:g}"
+
+    @property
+    def accent(self) -> str:
+        """espeak-ng accent (e.g. en-gb-scotland); the voice name for other engines."""
+        return self.name.split("+", 1)[0] if self.engine == "espeak-ng" else self.name
+
+    def with_(self, rate: float | None = None, pitch: float | None = None) -> "Voice":
+        return Voice(self.engine, self.name, self.rate if rate is None else rate,
+                     self.pitch if pitch is None else pitch, self.speaker)
+
+
+def speaker_of(engine: str, name: str) -> str:
+    if engine == "espeak-ng":
+        variant = name.split("+", 1)[1] if "+" in name else ""
+        return f"espeak-ng:+{variant}" if variant else "espeak-ng:default"
+    return f"{engine}:{name}"
+
+
+# ---------------------------------------------------------------- engine discovery
+def _run_text(cmd: Sequence[str], timeout: float = 20.0) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return p.stdout if p.returncode == 0 else ""
+
+
+@functools.lru_cache(maxsize=None)
+def _espeak_inventory() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(accents, variants) that this espeak-ng has; empty when it is not installed."""
+    if not shutil.which("espeak-ng"):
+        return (), ()
+    langs = set()
+    for line in _run_text(["espeak-ng", "--voices=en"]).splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2:
+            langs.add(parts[1].lower())
+    accents = tuple(a for a in ESPEAK_ACCENTS if a in langs)
+    variants = []
+    for line in _run_text(["espeak-ng", "--voices=variant"]).splitlines()[1:]:
+        # the file column is "!v/<name>" and a name may contain a space ("Mr serious")
+        m = re.search(r"!v/(.+?)\s*(\(.*\))?\s*$", line)
+        if m:
+            variants.append(m.group(1))
+    if not variants:  # older builds: read the variant folder itself
+        data = re.search(r"Data at:\s*(\S+)", _run_text(["espeak-ng", "--version"]))
+        folder = Path(data.group(1)) / "voices" / "!v" if data else None
+        if folder and folder.is_dir():
+            variants = [p.name for p in folder.iterdir() if p.is_file()]
+    return accents, tuple(sorted(set(variants)))
+
+
+@functools.lru_cache(maxsize=None)
+def _flite_voices() -> tuple[str, ...]:
+    if not shutil.which("flite"):
+        return ()
+    out = _run_text(["flite", "-lv"])
+    have = set(out.split(":", 1)[-1].split())
+    return tuple(v for v in FLITE_VOICES if v in have)
+
+
+@functools.lru_cache(maxsize=None)
+def _festival_voices() -> tuple[str, ...]:
+    if not (shutil.which("text2wave") and shutil.which("festival")):
+        return ()
+    out = _run_text(["festival", "--batch", "(print (voice.list))"])
+    have = set(out.replace("(", " ").replace(")", " ").split())
+    return tuple(v for v in FESTIVAL_VOICES if v in have)
+
+
+def available_engines() -> list[str]:
+    """Engines whose command is installed and that have at least one English voice."""
+    found = []
+    if _espeak_inventory()[0]:
+        found.append("espeak-ng")
+    if _flite_voices():
+        found.append("flite")
+    if _festival_voices():
+        found.append("festival")
+    return found
+
+
+def _check_engines(engines: Iterable[str] | None) -> list[str]:
+    if engines is None:
+        return available_engines()
+    engines = list(engines)
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        raise DataError(f"unknown speech engine(s) {', '.join(bad)}; choose from {', '.join(ENGINES)}")
+    return [e for e in engines if e in available_engines()]
+
+
+def base_voices(engines: Iterable[str] | None = None) -> list[Voice]:
+    """Every base voice (default rate and pitch) of the available engines: espeak-ng accent x
+    variant, each flite voice, each festival voice."""
+    out: list[Voice] = []
+    for engine in _check_engines(engines):
+        if engine == "espeak-ng":
+            accents, variants = _espeak_inventory()
+            out += [Voice("espeak-ng", f"{a}+{v}") for v in variants for a in accents]
+        elif engine == "flite":
+            out += [Voice("flite", v) for v in _flite_voices()]
+        else:
+            out += [Voice("festival", v) for v in _festival_voices()]
+    return out
+
+
+def speakers(engines: Iterable[str] | None = None) -> list[str]:
+    """The distinct speakers (voice families), sorted."""
+    return sorted({v.speaker for v in base_voices(engines)})
+
+
+def _supports_pitch(v: Voice) -> bool:
+    if v.engine == "flite":
+        return v.name not in FLITE_NO_PITCH
+    if v.engine == "festival":
+        return FESTIVAL_VOICES.get(v.name) is not None
+    return True
+
+
+def _grid(v: Voice) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return RATES, (PITCHES if _supports_pitch(v) else (1.0,))
+
+
+def count_configs(engines: Iterable[str] | None = None) -> int:
+    """How many distinct configurations `voice_configs` can draw from."""
+    return sum(len(r) * len(p) for r, p in map(_grid, base_voices(engines)))
+
+
+def voice_configs(n: int, seed: int, engines: Iterable[str] | None = None,
+                  speakers: Iterable[str] | None = None) -> list[Voice]:
+    """`n` distinct voice configurations, spread evenly over the speakers (round robin over a
+    seeded speaker order; accent, rate and pitch drawn at random within each speaker).
+    Same seed and same installed engines -> same list. `speakers` restricts the draw to those
+    voice families (how a dataset keeps its splits speaker-disjoint)."""
+    bases = base_voices(engines)
+    if speakers is not None:
+        wanted = set(speakers)
+        bases = [b for b in bases if b.speaker in wanted]
+    if n <= 0:
+        return []
+    if not bases:
+        raise DataError("no speech-synthesis voices available for the requested engines/speakers; "
+                        f"install them with: {INSTALL_HINT}")
+    by_speaker: dict[str, list[Voice]] = {}
+    for b in bases:
+        by_speaker.setdefault(b.speaker, []).append(b)
+    rng = np.random.default_rng(seed)
+    order = [sorted(by_speaker)[i] for i in rng.permutation(len(by_speaker))]
+    # each speaker's configurations in a seeded random order, decoded lazily from an index
+    tables, perms, pos = {}, {}, {}
+    for s in order:
+        table = [(b, r, p) for b in by_speaker[s] for r in _grid(b)[0] for p in _grid(b)[1]]
+        tables[s] = table
+        perms[s] = rng.permutation(len(table))
+        pos[s] = 0
+    total = sum(len(t) for t in tables.values())
+    if n > total:
+        raise DataError(f"asked for {n} distinct voice configurations but only {total} exist for "
+                        f"{len(order)} speaker(s); ask for fewer or install more engines ({INSTALL_HINT})")
+    out: list[Voice] = []
+    while len(out) < n:
+        for s in order:
+            if pos[s] < len(tables[s]):
+                b, r, p = tables[s][perms[s][pos[s]]]
+                pos[s] += 1
+                out.append(b.with_(rate=r, pitch=p))
+                if len(out) == n:
+                    break
+    return out
+
+
+# ---------------------------------------------------------------- synthesis
+def default_cache_dir() -> Path:
+    env = os.environ.get("KWS_CACHE")
+    return Path(env) / "tts" if env else Path.home() / ".cache" / "kws" / "tts"
+
+
+def cache_key(text: str, voice: Voice) -> str:
+    blob = json.dumps([CACHE_VERSION, voice.engine, voice.name, voice.rate, voice.pitch, text],
+                      ensure_ascii=False)
+    return hashlib.sha1(blob.encode("utf-8")).hexdigest()
+
+
+_stats_lock = threading.Lock()
+_stats: Counter = Counter()
+
+
+def _count(key: str, k: int = 1) -> None:
+    with _stats_lock:
+        _stats[key] += k
+
+
+def stats() -> dict[str, int]:
+    """Process-wide counters: engine_runs (processes spawned), cache_hits, dropped, unsupported."""
+    with _stats_lock:
+        return dict(_stats)
+
+
+def reset_stats() -> None:
+    with _stats_lock:
+        _stats.clear()
+
+
+def is_phonemes(text: str) -> bool:
+    return text.lstrip().startswith("[[")
+
+
+def _command(text_file: Path, voice: Voice, wav: Path) -> tuple[list[str], str | None]:
+    """The engine command line for a voice, plus text to feed on stdin (festival)."""
+    if voice.engine == "espeak-ng":
+        wpm = int(np.clip(round(ESPEAK_DEFAULT_WPM * voice.rate), 80, 450))
+        pitch = int(np.clip(round(ESPEAK_DEFAULT_PITCH * voice.pitch), 0, 99))
+        return ["espeak-ng", "-v", voice.name, "-s", str(wpm), "-p", str(pitch), "-w", str(wav),
+                "-f", str(text_file)], None
+    if voice.engine == "flite":
+        cmd = ["flite", "-voice", voice.name, "-f", str(text_file), "-o", str(wav),
+               "--setf", f"duration_stretch={1.0 / voice.rate:.4f}"]
+        if voice.pitch != 1.0:
+            cmd += ["--setf", f"f0_shift={voice.pitch:.4f}"]
+        return cmd, None
+    # festival: diphone voices take Duration_Stretch and the intonation target mean; the HTS voice
+    # takes hts_engine's speed option (-r) instead.
+    evals = [f"(voice_{voice.name})"]
+    f0 = FESTIVAL_VOICES.get(voice.name)
+    if f0 is None:
+        if voice.rate != 1.0:
+            evals.append(f"(set! hts_engine_params (append hts_engine_params '((\"-r\" {voice.rate:.4f}))))")
+    else:
+        evals.append(f"(Parameter.set 'Duration_Stretch {1.0 / voice.rate:.4f})")
+        if voice.pitch != 1.0:
+            evals.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0 * voice.pitch:.2f}) int_lr_params))")
+    cmd = ["text2wave"]
+    for e in evals:
+        cmd += ["-eval", e]
+    return cmd + ["-o", str(wav), str(text_file)], None
+
+
+def _resample(x: np.ndarray, sr_in: int) -> np.ndarray:
+    if sr_in == SAMPLE_RATE:
+        return x
+    try:
+        from kws.audio import resample
+    except ImportError:  # kws.audio not present: same polyphase method directly
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        g = gcd(sr_in, SAMPLE_RATE)
+        return resample_poly(x, SAMPLE_RATE // g, sr_in // g).astype(np.float32)
+    return np.asarray(resample(x, sr_in, SAMPLE_RATE), dtype=np.float32)
+
+
+def postprocess(x: np.ndarray, sr: int) -> tuple[np.ndarray | None, str]:
+    """Mono 16 kHz, trimmed to the speech with a ~30 ms margin, on the int16 grid.
+    Returns (audio, "") or (None, reason) for empty / silent / too-short output."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.size == 0:
+        return None, "empty"
+    x = _resample(x, sr)
+    n = x.size // FRAME
+    if n == 0:
+        return None, "too_short"
+    rms = np.sqrt(np.mean(x[: n * FRAME].reshape(n, FRAME).astype(np.float64) ** 2, axis=1))
+    peak = rms.max()
+    if peak < SILENT_RMS:
+        return None, "silent"
+    active = np.flatnonzero(rms >= peak * 10 ** (-ACTIVE_DB / 20))
+    first, last = active[0], active[-1]
+    if (last - first + 1) * FRAME < MIN_SPEECH_SECONDS * SAMPLE_RATE:
+        return None, "too_short"
+    start = max(0, (first - MARGIN_FRAMES) * FRAME)
+    end = min(x.size, (last + 1 + MARGIN_FRAMES) * FRAME)
+    y = x[start:end]
+    q = np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+    return q.astype(np.float32) / 32768.0, ""
+
+
+def _run_engine(text: str, voice: Voice) -> tuple[np.ndarray | None, str]:
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp:
+        text_file, wav = Path(tmp) / "text.txt", Path(tmp) / "out.wav"
+        text_file.write_text(text + "\n", encoding="utf-8")
+        cmd, _ = _command(text_file, voice, wav)
+        _count("engine_runs")
+        try:
+            p = subprocess.run(cmd, capture_output=True, timeout=ENGINE_TIMEOUT)
+        except FileNotFoundError:
+            raise DataError(f"speech engine {voice.engine} is not installed; install it with: "
+                            f"{INSTALL_HINT}") from None
+        except subprocess.TimeoutExpired:
+            return None, "timeout"
+        if p.returncode != 0 or not wav.exists() or wav.stat().st_size <= 44:
+            return None, "engine_failed" if p.returncode != 0 else "empty"
+        try:
+            x, sr = sf.read(str(wav), dtype="float32", always_2d=False)
+        except Exception:  # a truncated/garbled wav from the engine is a drop, not a crash
+            return None, "unreadable"
+    return postprocess(x, sr)
+
+
+def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    d = cache_dir / key[:2]
+    return d / f"{key}.wav", d / f"{key}.drop"
+
+
+def _synthesize(text: str, voice: Voice, cache_dir: Path | None) -> tuple[np.ndarray | None, str, bool]:
+    """(audio, drop reason, from_cache)."""
+    if is_phonemes(text) and voice.engine != "espeak-ng":
+        _count("unsupported")
+        return None, "unsupported", False
+    if cache_dir is not None:
+        wav_path, drop_path = _cache_paths(cache_dir, cache_key(text, voice))
+        if wav_path.exists():
+            import soundfile as sf
+
+            try:
+                q, _ = sf.read(str(wav_path), dtype="int16")
+                _count("cache_hits")
+                return q.astype(np.float32) / 32768.0, "", True
+            except Exception:
+                pass  # a damaged cache entry is re-synthesized and overwritten
+        elif drop_path.exists():
+            _count("cache_hits")
+            _count("dropped")
+            return None, drop_path.read_text().strip() or "dropped", True
+    audio, reason = _run_engine(text, voice)
+    if audio is None:
+        _count("dropped")
+    if cache_dir is not None and reason not in ("timeout",):
+        from kws.util import atomic_path, atomic_write_text
+
+        if audio is None:
+            atomic_write_text(drop_path, reason)
+        else:
+            import soundfile as sf
+
+            with atomic_path(wav_path) as tmp:
+                sf.write(str(tmp), np.round(audio * 32768.0).astype(np.int16), SAMPLE_RATE,
+                         subtype="PCM_16", format="WAV")
+    return audio, reason, False
+
+
+def _resolve_cache(cache_dir: str | os.PathLike | None) -> Path:
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+
+def synthesize(text: str, voice: Voice, cache_dir: str | os.PathLike | None = None) -> np.ndarray | None:
+    """Speak `text` with `voice`: 16 kHz float32, trimmed; None when dropped or unsupported."""
+    return _synthesize(text, voice, _resolve_cache(cache_dir))[0]
+
+
+@dataclass
+class SynthesisResult:
+    audio: list  # list[np.ndarray | None], in job order
+    dropped: int = 0  # empty / silent / too short / engine failure
+    unsupported: int = 0  # phoneme text for an engine other than espeak-ng
+    cached: int = 0  # answered from the cache
+    synthesized: int = 0  # engine processes run
+    reasons: Counter = field(default_factory=Counter)
+
+
+def synthesize_many(jobs: Sequence[tuple[str, Voice]], cache_dir: str | os.PathLike | None = None,
+                    workers: int | None = None, desc: str = "synthesizing speech") -> SynthesisResult:
+    """Synthesize every (text, voice) job in parallel (threads driving engine processes), with a
+    progress bar. Identical jobs are synthesized once. Results keep the job order."""
+    from kws.util import progress
+
+    cache = _resolve_cache(cache_dir)
+    unique = list(dict.fromkeys((t, v) for t, v in jobs))
+    done: dict[tuple[str, Voice], tuple[np.ndarray | None, str, bool]] = {}
+    workers = max(1, workers or os.cpu_count() or 1)
+    if unique:
+        with cf.ThreadPoolExecutor(max_workers=min(workers, len(unique))) as pool:
+            futures = {pool.submit(_synthesize, t, v, cache): (t, v) for t, v in unique}
+            for fut in progress(cf.as_completed(futures), desc=desc, total=len(futures)):
+                done[futures[fut]] = fut.result()
+    res = SynthesisResult(audio=[])
+    for job in unique:
+        audio, reason, cached = done[job]
+        res.cached += cached
+        res.synthesized += (not cached) and reason != "unsupported"
+        if reason == "unsupported":
+            res.unsupported += 1
+        elif audio is None:
+            res.dropped += 1
+        if reason:
+            res.reasons[reason] += 1
+    res.audio = [done[(t, v)][0] for t, v in jobs]
+    return res
+
+
+# ---------------------------------------------------------------- report
+def voices_report(engines: Iterable[str] | None = None) -> str:
+    """A table of the engines on this machine: base voices, speakers, accents, configurations."""
+    asked = list(engines) if engines else list(ENGINES)
+    _check_engines(asked)  # rejects unknown names
+    have = set(available_engines())
+    rows = [("engine", "status", "base voices", "speakers", "accents", "configurations")]
+    total_cfg, total_spk = 0, 0
+    details = []
+    for e in asked:
+        if e not in have:
+            rows.append((e, "not installed", "-", "-", "-", "-"))
+            continue
+        bases = base_voices([e])
+        spk = sorted({b.speaker for b in bases})
+        accents = sorted({b.accent for b in bases}) if e == "espeak-ng" else ["-"]
+        cfg = count_configs([e])
+        total_cfg += cfg
+        total_spk += len(spk)
+        rows.append((e, "ok", str(len(bases)), str(len(spk)),
+                     str(len(accents)) if e == "espeak-ng" else "-", str(cfg)))
+        names = [s.split(":", 1)[1] for s in spk]
+        shown = ", ".join(names[:24]) + (f", ... (+{len(names) - 24})" if len(names) > 24 else "")
+        details.append(f"  {e} speakers: {shown}")
+        if e == "espeak-ng":
+            details.append(f"  {e} accents: {', '.join(accents)}")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(f"total: {total_spk} speakers, {total_cfg} configurations "
+                 f"(rate x{len(RATES)}: {min(RATES)}-{max(RATES)}, pitch x{len(PITCHES)}: "
+                 f"{min(PITCHES)}-{max(PITCHES)} where the voice supports it)")
+    lines += details
+    if len(have & set(asked)) < len(asked):
+        lines.append(f"install missing engines with: {INSTALL_HINT}")
+    return "\n".join(lines)
