@@ -1,0 +1,289 @@
+"""kws.features: the spec (DESIGN.md section 2) checked against librosa and scipy, the numpy vs torch
+vs streaming implementations against each other, and FeatureConfig's JSON round trip/validation.
+
+Tolerances: features are log(mel + 1e-6), so an absolute difference d in the log domain is a relative
+difference exp(d) - 1 ~ d of (mel + floor). "Agree to 1e-4 relative" is therefore asserted as
+|log-mel difference| <= 1e-4 on every coefficient, which is meaningful for every band (a mel power
+relative error is not, for bands near the 1e-6 floor)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import scipy.fft
+import scipy.signal
+
+from kws.features import (FeatureConfig, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
+                          hann_window, mel_filterbank)
+
+CFG = FeatureConfig()
+MFCC = FeatureConfig(kind="mfcc", n_mfcc=13)
+REL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def librosa():
+    """Import librosa and run it once: its first call JIT-compiles with numba (~15 s), so every
+    test here shares that cost instead of paying it in an inner loop."""
+    lr = pytest.importorskip("librosa")
+    lr.feature.melspectrogram(y=np.zeros(1000), sr=16000, n_fft=512, hop_length=160, win_length=400,
+                              center=False, htk=True, norm=None, fmin=20, fmax=8000, n_mels=32)
+    return lr
+
+
+def librosa_logmel(lr, x: np.ndarray, cfg: FeatureConfig = CFG) -> np.ndarray:
+    """The spec through librosa, float64. librosa centres the win_length window inside each
+    n_fft-long frame, so with center=False its frame t covers samples [hop t + pad, hop t + pad +
+    win) with pad = (n_fft - win) / 2; padding the signal by `pad` on both sides makes that exactly
+    our frame t (the extra zeros in the FFT buffer only change the phase, not the power)."""
+    pad = (cfg.n_fft - cfg.frame_length) // 2
+    m = lr.feature.melspectrogram(y=np.pad(x.astype(np.float64), pad), sr=cfg.sample_rate, n_fft=cfg.n_fft,
+                                  hop_length=cfg.hop_length, win_length=cfg.frame_length, window="hann",
+                                  center=False, power=2.0, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
+                                  htk=True, norm=None)
+    return np.log(m.T + cfg.log_floor)
+
+
+def signals(rng) -> dict[str, np.ndarray]:
+    sr = 16000
+    t = np.arange(int(1.3 * sr)) / sr
+    chirp = 0.3 * np.sin(2 * np.pi * (200 + 900 * t) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return {
+        "speechlike": (chirp + 0.02 * rng.standard_normal(t.size)).astype(np.float32),
+        "white": (0.1 * rng.standard_normal(16000)).astype(np.float32),
+        "quiet_tone": (1e-3 * np.sin(2 * np.pi * 1234.5 * np.arange(16000) / sr)).astype(np.float32),
+        "silence": np.zeros(16000, dtype=np.float32),
+        "odd_length": (0.5 * rng.uniform(-1, 1, 777)).astype(np.float32),
+    }
+
+
+# --- FeatureConfig --------------------------------------------------------------------------------
+
+def test_config_defaults_and_frame_counts():
+    assert (CFG.n_features, CFG.window_samples, CFG.window_frames) == (32, 16000, 98)
+    assert [CFG.n_frames(n) for n in (0, 399, 400, 559, 560, 16000, 16079, 16080)] == [0, 0, 1, 1, 2, 98, 98, 99]
+    assert MFCC.n_features == 13
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CFG.n_mels = 40  # type: ignore[misc]
+
+
+def test_config_json_roundtrip():
+    for cfg in (CFG, MFCC, FeatureConfig(n_mels=40, fmin=0, fmax=7600.0, hop_length=320)):
+        d = json.loads(json.dumps(cfg.to_dict()))
+        back = FeatureConfig.from_dict(d)
+        assert back == cfg and hash(back) == hash(cfg)
+        assert isinstance(back.fmin, float) and isinstance(back.n_mels, int)
+    assert FeatureConfig.from_dict({"n_mels": 40}).n_mels == 40  # missing keys take defaults
+
+
+@pytest.mark.parametrize("bad", [
+    {"n_mels": 0}, {"n_mels": 32.5}, {"n_mels": "32"}, {"n_fft": True}, {"hop_length": -160},
+    {"kind": "spectrogram"}, {"mel_scale": "slaney"}, {"fmax": 9000.0}, {"fmin": 8000.0},
+    {"fmin": -1.0}, {"frame_length": 600}, {"kind": "mfcc", "n_mfcc": 40}, {"log_floor": 0.0},
+    {"fmax": float("nan")}, {"window_seconds": 0.01}, {"frame_rate": 100}, {"sample_rate": None},
+])
+def test_config_from_dict_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        FeatureConfig.from_dict({**CFG.to_dict(), **bad})
+
+
+def test_config_from_dict_rejects_non_dict():
+    with pytest.raises(ValueError):
+        FeatureConfig.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+# --- fixed parts of the spec ----------------------------------------------------------------------
+
+def test_window_is_periodic_hann():
+    np.testing.assert_allclose(hann_window(400), scipy.signal.get_window("hann", 400, fftbins=True), atol=1e-7)
+
+
+def test_filterbank_matches_librosa(librosa):
+    fb = mel_filterbank(CFG)
+    assert fb.shape == (257, 32) and fb.dtype == np.float32
+    ref = librosa.filters.mel(sr=16000, n_fft=512, n_mels=32, fmin=20.0, fmax=8000.0, htk=True, norm=None).T
+    np.testing.assert_allclose(fb, ref, atol=1e-6)
+    assert fb.max() <= 1.0 + 1e-6 and (fb.sum(axis=0) > 0).all()  # every band sees some bin
+
+
+def test_dct_matrix_is_orthonormal_dct2(rng):
+    d = dct_matrix(32, 32)
+    np.testing.assert_allclose(d.T @ d, np.eye(32), atol=1e-5)
+    v = rng.standard_normal((5, 32))
+    np.testing.assert_allclose(v @ dct_matrix(32, 13), scipy.fft.dct(v, type=2, norm="ortho")[:, :13], atol=1e-5)
+    with pytest.raises(ValueError):
+        dct_matrix(32, 33)
+
+
+# --- numpy featurizer vs librosa / scipy ----------------------------------------------------------
+
+def test_numpy_logmel_matches_librosa(librosa, rng):
+    for name, x in signals(rng).items():
+        ours = featurize(x, CFG)
+        ref = librosa_logmel(librosa, x)
+        assert ours.shape == ref.shape == (CFG.n_frames(x.size), 32), name
+        assert ours.dtype == np.float32
+        err = np.abs(ours - ref).max()
+        assert err <= REL, f"{name}: max |log-mel diff| {err:.2e} (relative mel error) > {REL}"
+
+
+def test_numpy_logmel_matches_librosa_other_config(librosa, rng):
+    cfg = FeatureConfig(n_mels=40, fmin=0.0, fmax=7600.0, hop_length=320, frame_length=480)
+    x = signals(rng)["speechlike"]
+    np.testing.assert_allclose(featurize(x, cfg), librosa_logmel(librosa, x, cfg), rtol=0, atol=REL)
+
+
+def test_mfcc_is_ortho_dct_of_logmel(rng):
+    x = signals(rng)["speechlike"]
+    logmel = featurize(x, CFG).astype(np.float64)
+    for n_mfcc in (13, 32):
+        cfg = FeatureConfig(kind="mfcc", n_mfcc=n_mfcc)
+        ref = scipy.fft.dct(logmel, type=2, norm="ortho", axis=-1)[:, :n_mfcc]
+        ours = featurize(x, cfg)
+        assert ours.shape == (logmel.shape[0], n_mfcc)
+        # relative to the coefficient scale (c0 is ~ sqrt(32) * mean log-mel, tens)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=REL * np.abs(ref).max())
+
+
+def test_frame_t_depends_only_on_its_samples(rng):
+    # also crosses the internal block boundary (1024 frames) of the batch featurizer
+    x = (0.2 * rng.standard_normal(160 * 1100 + 400)).astype(np.float32)
+    f = featurize(x)
+    assert f.shape == (1101, 32)
+    for t in (0, 1, 1023, 1024, 1100):
+        np.testing.assert_allclose(f[t], featurize(x[160 * t:160 * t + 400])[0], atol=1e-5)
+
+
+def test_featurize_edge_cases_and_bad_input():
+    assert featurize(np.zeros(399, np.float32)).shape == (0, 32)
+    assert featurize(np.zeros(0, np.float32), MFCC).shape == (0, 13)
+    f = featurize(np.zeros(400, np.float64))
+    np.testing.assert_allclose(f, np.log(1e-6), rtol=1e-6)
+    with pytest.raises(ValueError, match="to_float32"):
+        featurize(np.zeros(1600, np.int16))
+    with pytest.raises(ValueError, match="1-D"):
+        featurize(np.zeros((2, 1600), np.float32))
+    x = np.zeros(1600, np.float32)
+    x[5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        featurize(x)
+
+
+def test_featurize_thread_safe(rng):
+    xs = [(0.1 * rng.standard_normal(16000 * 3)).astype(np.float32) for _ in range(4)]
+    expected = [featurize(x) for x in xs]
+    got: dict[int, np.ndarray] = {}
+
+    def work(i):
+        for _ in range(5):
+            got[i] = featurize(xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(4):
+        np.testing.assert_array_equal(got[i], expected[i])
+
+
+def test_features_import_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np, kws.features as F\n"
+            "print(F.featurize(np.zeros(16000, np.float32)).shape)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(98, 32)"
+
+
+# --- torch vs numpy vs librosa --------------------------------------------------------------------
+
+def test_torch_batch_matches_numpy_and_librosa(librosa, rng):
+    torch = pytest.importorskip("torch")
+    sig = signals(rng)
+    batch = np.stack([sig["speechlike"][:16000], sig["white"], sig["quiet_tone"], sig["silence"]])
+    out = featurize_torch(torch.from_numpy(batch), CFG)
+    assert out.shape == (4, 98, 32) and out.dtype == torch.float32
+    for i, x in enumerate(batch):
+        np.testing.assert_allclose(out[i].numpy(), featurize(x), rtol=0, atol=REL)
+        np.testing.assert_allclose(out[i].numpy(), librosa_logmel(librosa, x), rtol=0, atol=REL)
+    one = featurize_torch(batch[0])  # 1-D numpy in -> [T, F]
+    assert one.shape == (98, 32)
+    np.testing.assert_allclose(one.numpy(), out[0].numpy(), atol=1e-5)
+
+
+def test_torch_mfcc_float64_short_and_grad(rng):
+    torch = pytest.importorskip("torch")
+    x = signals(rng)["speechlike"]
+    m = featurize_torch(torch.from_numpy(x[None].astype(np.float64)), MFCC)
+    assert m.dtype == torch.float64 and m.shape == (1, CFG.n_frames(x.size), 13)
+    np.testing.assert_allclose(m[0].numpy(), featurize(x, MFCC), rtol=0, atol=REL * float(m.abs().max()))
+    assert featurize_torch(torch.zeros(3, 100)).shape == (3, 0, 32)
+    a = torch.from_numpy(x[:4000].copy()).requires_grad_(True)
+    featurize_torch(a).sum().backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        featurize_torch(torch.zeros(2, 2, 16000))
+    with pytest.raises(ValueError):
+        featurize_torch(torch.zeros(16000, dtype=torch.int16))
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+def stream(sf: StreamingFeaturizer, x: np.ndarray, sizes) -> np.ndarray:
+    outs, pos = [], 0
+    for n in sizes:
+        out = sf.push(x[pos:pos + n])
+        assert out.ndim == 2 and out.shape[1] == sf.config.n_features
+        outs.append(out)
+        pos += n
+    assert pos >= x.size
+    return np.concatenate(outs)
+
+
+@pytest.mark.parametrize("cfg", [CFG, MFCC])
+def test_streaming_random_chunks_equal_batch(rng, cfg):
+    x = (0.3 * rng.standard_normal(16000 * 9 + 123)).astype(np.float32)
+    batch = featurize(x, cfg)
+    sf = StreamingFeaturizer(cfg)
+    for trial in range(3):
+        sizes, total = [], 0
+        while total < x.size:
+            r = rng.random()
+            # mostly small/odd chunks, some 0, some up to 2 s (bigger than the internal buffer)
+            n = 0 if r < 0.05 else int(rng.integers(1, 200)) if r < 0.5 else int(rng.integers(1, 32001))
+            sizes.append(n)
+            total += n
+        sf.reset()
+        got = stream(sf, x, sizes)
+        assert got.shape == batch.shape, trial
+        np.testing.assert_allclose(got, batch, rtol=0, atol=1e-5)
+        assert sf.frames_emitted == batch.shape[0]
+
+
+def test_streaming_one_sample_at_a_time_and_10ms(rng):
+    x = (0.3 * rng.standard_normal(2000)).astype(np.float32)
+    batch = featurize(x)
+    sf = StreamingFeaturizer()
+    got = stream(sf, x, [1] * x.size)
+    np.testing.assert_allclose(got, batch, rtol=0, atol=1e-5)
+    sf.reset()
+    outs = [sf.push(x[i:i + 160]) for i in range(0, 1920, 160)]
+    # the first frame needs 400 samples (3rd chunk), then one frame per 10 ms chunk
+    assert [o.shape[0] for o in outs] == [0, 0, 1] + [1] * 9
+    np.testing.assert_allclose(np.concatenate(outs), featurize(x[:1920]), rtol=0, atol=1e-5)
+    assert sf.push(np.zeros(0, np.float32)).shape == (0, 32)
+
+
+def test_streaming_rejects_bad_chunks():
+    sf = StreamingFeaturizer()
+    with pytest.raises(ValueError, match="to_float32"):
+        sf.push(np.zeros(160, np.int16))
+    with pytest.raises(ValueError):
+        sf.push(np.zeros((160, 2), np.float32))
