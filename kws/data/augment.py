@@ -1,0 +1,266 @@
+"""Data augmentation for 1 s keyword clips: time shift, gain, speed and pitch perturbation,
+background noise at a sampled SNR and simulated room reverberation.
+
+Every random choice comes from a `numpy.random.Generator` passed in, so a clip rendered with
+`default_rng([seed, index])` is identical whichever worker renders it. Room impulse responses are
+simulated once (a small bank of pyroomacoustics ShoeBox rooms) and applied by FFT convolution:
+simulating a room per clip would dominate the build time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+NOISE_KINDS = ("white", "pink", "brown")
+_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ~ 1 / f**exponent
+
+
+# ---------------------------------------------------------------- single operations
+def coloured_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` samples of white, pink (1/f) or brown (1/f^2) noise, shaped in the frequency domain,
+    scaled to unit RMS, float32."""
+    if kind not in _EXPONENT:
+        raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {kind!r}")
+    if n <= 0:
+        return np.zeros(0, dtype=np.float32)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1] if n > 1 else 1.0  # no infinite DC gain
+    spec *= f ** (-_EXPONENT[kind] / 2.0)
+    spec[0] = 0.0  # zero mean
+    y = np.fft.irfft(spec, n)
+    rms = np.sqrt(np.mean(y ** 2))
+    return (y / rms if rms > 0 else y).astype(np.float32)
+
+
+def shift(x: np.ndarray, samples: int) -> np.ndarray:
+    """Move the audio by `samples` (positive = later), filling with zeros; same length."""
+    y = np.zeros_like(x)
+    if samples >= 0:
+        y[samples:] = x[:x.size - samples] if samples < x.size else 0
+    else:
+        y[:samples] = x[-samples:]
+    return y
+
+
+def apply_gain(x: np.ndarray, db: float) -> np.ndarray:
+    return (x * np.float32(10.0 ** (db / 20.0))).astype(np.float32)
+
+
+def _ratio(factor: float, max_den: int = 200) -> tuple[int, int]:
+    fr = Fraction(factor).limit_denominator(max_den)
+    return fr.numerator, fr.denominator
+
+
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """Play `factor` times faster (pitch and tempo together, like tape): length ~ len(x) / factor.
+    Polyphase resampling with the ratio rounded to a fraction with denominator <= 200."""
+    from scipy.signal import resample_poly
+
+    if abs(factor - 1.0) < 1e-6:
+        return x.astype(np.float32, copy=True)
+    num, den = _ratio(factor)
+    return resample_poly(x, den, num).astype(np.float32)
+
+
+def time_stretch(x: np.ndarray, rate: float, frame: int = 512, tolerance: int = 128) -> np.ndarray:
+    """Change the tempo by `rate` (>1 faster) keeping the pitch: WSOLA (waveform-similarity
+    overlap-add), Hann frames of 32 ms at 50% overlap. Output length round(len(x) / rate)."""
+    x = np.asarray(x, dtype=np.float32)
+    n_out = int(round(x.size / rate))
+    if abs(rate - 1.0) < 1e-6 or x.size == 0:
+        return x.copy()
+    hop = frame // 2
+    win = np.hanning(frame + 1)[:-1].astype(np.float32)  # periodic: 50% overlaps sum to 1
+    pad = frame + tolerance
+    xp = np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad + frame + int(rate * hop) + 2, np.float32)])
+    n_frames = n_out // hop + 2
+    y = np.zeros(n_frames * hop + frame, dtype=np.float32)
+    wsum = np.zeros_like(y)
+    prev = pad  # analysis position of the previous frame (in xp)
+    for k in range(n_frames):
+        nominal = pad + int(round(k * hop * rate))
+        if k == 0:
+            pos = nominal
+        else:
+            # pick the analysis frame near `nominal` most similar to the natural continuation
+            template = xp[prev + hop: prev + hop + frame]
+            lo = max(nominal - tolerance, 0)
+            region = xp[lo: nominal + tolerance + frame]
+            if region.size < frame + 1 or not np.any(template):
+                pos = nominal
+            else:
+                corr = np.correlate(region, template, mode="valid")
+                pos = lo + int(np.argmax(corr))
+        y[k * hop: k * hop + frame] += win * xp[pos: pos + frame]
+        wsum[k * hop: k * hop + frame] += win
+        prev = pos
+    # the output is aligned so that output time 0 maps to input time 0 (both offset by `pad`)
+    y = y / np.maximum(wsum, 1e-3)
+    return y[:n_out].astype(np.float32)
+
+
+def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
+    """Shift the pitch by `semitones` keeping the duration: resample (pitch and tempo) then
+    time-stretch back to the original length."""
+    if abs(semitones) < 1e-6:
+        return x.astype(np.float32, copy=True)
+    f = 2.0 ** (semitones / 12.0)
+    y = change_speed(x, f)  # higher and shorter
+    y = time_stretch(y, y.size / max(x.size, 1))
+    if y.size != x.size:  # rounding: +-1 sample
+        y = np.pad(y, (0, max(0, x.size - y.size)))[:x.size]
+    return y.astype(np.float32)
+
+
+def active_power(x: np.ndarray, frame: int = 160, floor_db: float = -40.0) -> float:
+    """Mean power of the active part of a clip: 10 ms frames within `floor_db` of the loudest
+    frame. This is the signal power the SNR refers to, so silence padding around a word does not
+    lower it."""
+    x = np.asarray(x, dtype=np.float64)
+    n = (x.size // frame) * frame
+    if n == 0:
+        return float(np.mean(x ** 2)) if x.size else 0.0
+    e = np.mean(x[:n].reshape(-1, frame) ** 2, axis=1)
+    if e.max() <= 0:
+        return 0.0
+    return float(e[e >= e.max() * 10.0 ** (floor_db / 10.0)].mean())
+
+
+def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return (x + scaled noise, scaled noise) with 10 log10(active_power(x) / mean(noise^2)) =
+    snr_db. `noise` must be as long as `x`. A silent `x` gets no noise (its SNR is undefined)."""
+    p_sig = active_power(x)
+    p_noise = float(np.mean(np.asarray(noise, dtype=np.float64) ** 2))
+    if p_sig <= 0 or p_noise <= 0:
+        scaled = np.zeros_like(x)
+    else:
+        scaled = (noise * math.sqrt(p_sig / (p_noise * 10.0 ** (snr_db / 10.0)))).astype(np.float32)
+    return (x + scaled).astype(np.float32), scaled
+
+
+def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Convolve with a room impulse response, keep the input's length and timing (aligned on the
+    direct path, the RIR's peak) and its RMS level, so reverb changes the sound, not the loudness."""
+    from scipy.signal import fftconvolve
+
+    d = int(np.argmax(np.abs(rir)))
+    y = fftconvolve(x.astype(np.float64), rir)[d: d + x.size]
+    rms_in = np.sqrt(np.mean(np.asarray(x, np.float64) ** 2))
+    rms_out = np.sqrt(np.mean(y ** 2))
+    if rms_out > 0:
+        y *= rms_in / rms_out
+    return y.astype(np.float32)
+
+
+def make_rir_bank(n: int = 24, seed: int = 0, sample_rate: int = SAMPLE_RATE,
+                  rt60: tuple[float, float] = (0.15, 0.8), max_order: int = 40) -> list[np.ndarray]:
+    """Simulate `n` room impulse responses (pyroomacoustics image method) in ShoeBox rooms of random
+    size (3-10 x 3-8 x 2.4-4 m) and reverberation time, source and microphone at random places.
+    The image order is capped at `max_order` to keep this well under a second for 24 rooms."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng([seed, 0x5151])
+    bank = []
+    for _ in range(n):
+        dims = rng.uniform([3.0, 3.0, 2.4], [10.0, 8.0, 4.0])
+        t60 = rng.uniform(*rt60)
+        try:
+            e_abs, order = pra.inverse_sabine(t60, dims)
+        except ValueError:  # too reverberant for Sabine in a small room: use a fixed absorption
+            e_abs, order = 0.3, max_order
+        room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(float(e_abs)),
+                           max_order=int(min(order, max_order)))
+        room.add_source(rng.uniform(0.5, dims - 0.5))
+        room.add_microphone(rng.uniform(0.5, dims - 0.5))
+        room.compute_rir()
+        rir = np.asarray(room.rir[0][0], dtype=np.float32)
+        bank.append(rir / np.max(np.abs(rir)))
+    return bank
+
+
+# ---------------------------------------------------------------- the combined augmenter
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities and ranges of each augmentation (applied in this order: speed, pitch, reverb,
+    shift, noise, gain, then a peak limiter)."""
+    p_speed: float = 0.5
+    speed: tuple[float, float] = (0.9, 1.1)
+    p_pitch: float = 0.3
+    pitch_semitones: float = 2.0
+    p_reverb: float = 0.3
+    p_shift: float = 0.8
+    max_shift_seconds: float = 0.1
+    p_noise: float = 0.8
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    p_gain: float = 1.0
+    gain_db: tuple[float, float] = (-10.0, 6.0)
+    peak: float = 0.99
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        """Everything off (useful to enable one operation at a time)."""
+        return cls(p_speed=0, p_pitch=0, p_reverb=0, p_shift=0, p_noise=0, p_gain=0)
+
+
+@dataclass
+class Augmenter:
+    """`apply(x, rng)` returns an augmented copy of `x` of the same length.
+
+    `noise`: background recordings to mix in (any lengths; a random stretch of one is used); when
+    empty, white/pink/brown noise is generated. `rirs`: a room impulse response bank (default: made
+    by `make_rir_bank(seed=seed)` on first use)."""
+    noise: list[np.ndarray] = field(default_factory=list)
+    seed: int = 0
+    config: AugmentConfig = field(default_factory=AugmentConfig)
+    rirs: list[np.ndarray] | None = None
+
+    def rir_bank(self) -> list[np.ndarray]:
+        if self.rirs is None:
+            self.rirs = make_rir_bank(seed=self.seed)
+        return self.rirs
+
+    def noise_segment(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` samples of background noise: a random stretch of a random given clip (tiled when
+        shorter), or generated coloured noise."""
+        usable = [c for c in self.noise if c.size > 0 and np.any(c)]
+        if not usable:
+            return coloured_noise(NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))], n, rng)
+        clip = usable[int(rng.integers(len(usable)))]
+        if clip.size < n:
+            clip = np.tile(clip, n // clip.size + 1)
+        start = int(rng.integers(0, clip.size - n + 1))
+        return clip[start:start + n].astype(np.float32)
+
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from kws.audio import fit_to_window
+
+        c = self.config
+        x = np.asarray(x, dtype=np.float32)
+        n = x.size
+        y = x
+        if rng.random() < c.p_speed:
+            y = change_speed(y, float(rng.uniform(*c.speed)))
+        if rng.random() < c.p_pitch:
+            y = pitch_shift(y, float(rng.uniform(-c.pitch_semitones, c.pitch_semitones)))
+        if rng.random() < c.p_reverb:
+            bank = self.rir_bank()
+            y = reverberate(y, bank[int(rng.integers(len(bank)))])
+        if y.size != n:
+            y = fit_to_window(y, n)
+        if rng.random() < c.p_shift:
+            m = int(c.max_shift_seconds * SAMPLE_RATE)
+            y = shift(y, int(rng.integers(-m, m + 1)))
+        if rng.random() < c.p_noise:
+            y, _ = mix_at_snr(y, self.noise_segment(n, rng), float(rng.uniform(*c.snr_db)))
+        if rng.random() < c.p_gain:
+            y = apply_gain(y, float(rng.uniform(*c.gain_db)))
+        peak = float(np.max(np.abs(y))) if n else 0.0
+        if peak > c.peak:  # scale the whole clip down rather than clip: keeps the SNR and spectrum
+            y = y * np.float32(c.peak / peak)
+        return np.ascontiguousarray(y, dtype=np.float32)

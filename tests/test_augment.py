@@ -1,0 +1,154 @@
+"""Augmentation: lengths, seeded determinism, achieved SNR, gain range, pitch/tempo actually change
+what they claim, reverb changes the sound but keeps the level, coloured noise has the right slope."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kws.data.augment import (AugmentConfig, Augmenter, active_power, apply_gain, change_speed, coloured_noise,
+                              make_rir_bank, mix_at_snr, pitch_shift, reverberate, shift, time_stretch)
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def rirs():
+    return make_rir_bank(n=4, seed=7)
+
+
+def tone(freq: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def peak_freq(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.fft.rfftfreq(x.size, 1 / SR)[np.argmax(spec)])
+
+
+def windowed(speechlike: np.ndarray) -> np.ndarray:
+    out = np.zeros(SR, np.float32)  # a word centred in silence, like a fitted TTS clip
+    out[2000:2000 + 12000] = speechlike[:12000]
+    return out
+
+
+def test_apply_keeps_length_and_is_seeded(speechlike, rirs):
+    x = windowed(speechlike)
+    aug = Augmenter(seed=1, rirs=rirs)
+    outs = [aug.apply(x, np.random.default_rng([5, i])) for i in range(12)]
+    again = [aug.apply(x, np.random.default_rng([5, i])) for i in range(12)]
+    for a, b in zip(outs, again):
+        assert a.shape == x.shape and a.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+        assert np.max(np.abs(a)) <= 0.99 + 1e-6
+    # different seeds give different clips, and the clip is actually changed
+    assert not np.allclose(outs[0], outs[1])
+    assert all(not np.allclose(o, x) for o in outs)
+    # other input lengths are kept too
+    assert aug.apply(speechlike, np.random.default_rng(0)).shape == speechlike.shape
+
+
+def test_mix_at_snr_is_within_half_db(speechlike, rng):
+    x = windowed(speechlike)
+    for snr in (0.0, 5.0, 17.5, 30.0):
+        for kind in ("white", "pink", "brown"):
+            y, n = mix_at_snr(x, coloured_noise(kind, x.size, rng), snr)
+            np.testing.assert_allclose(y - x, n, atol=1e-6)
+            achieved = 10 * np.log10(active_power(x) / np.mean(n.astype(np.float64) ** 2))
+            assert abs(achieved - snr) < 0.5
+
+
+def test_augmenter_noise_snr_range_from_given_clips(speechlike):
+    x = windowed(speechlike)
+    noise_clip = coloured_noise("pink", 3 * SR, np.random.default_rng(2))
+    cfg = AugmentConfig.none()
+    cfg = AugmentConfig(**{**cfg.__dict__, "p_noise": 1.0, "snr_db": (10.0, 20.0), "peak": 10.0})
+    aug = Augmenter(noise=[noise_clip], seed=0, config=cfg)
+    for i in range(10):
+        y = aug.apply(x, np.random.default_rng(i))
+        snr = 10 * np.log10(active_power(x) / np.mean((y - x).astype(np.float64) ** 2))
+        assert 10.0 - 0.5 <= snr <= 20.0 + 0.5
+
+
+def test_gain_within_range(speechlike):
+    x = 0.05 * windowed(speechlike)  # quiet enough that the limiter never engages
+    cfg = AugmentConfig(**{**AugmentConfig.none().__dict__, "p_gain": 1.0, "gain_db": (-6.0, 3.0)})
+    aug = Augmenter(seed=0, config=cfg)
+    gains = []
+    for i in range(30):
+        y = aug.apply(x, np.random.default_rng(i))
+        g = 20 * np.log10(np.linalg.norm(y) / np.linalg.norm(x))
+        assert -6.0 - 1e-3 <= g <= 3.0 + 1e-3
+        np.testing.assert_allclose(y, apply_gain(x, g), atol=1e-6)
+        gains.append(g)
+    assert max(gains) - min(gains) > 4.0  # actually sampled over the range
+
+
+def test_limiter_keeps_peak(speechlike):
+    y = Augmenter(seed=0, config=AugmentConfig(**{**AugmentConfig.none().__dict__, "p_gain": 1.0,
+                                                   "gain_db": (20.0, 20.0)})).apply(windowed(speechlike),
+                                                                                   np.random.default_rng(0))
+    assert abs(np.max(np.abs(y)) - 0.99) < 1e-5
+
+
+def test_shift_moves_with_zero_fill():
+    x = np.arange(1, 11, dtype=np.float32)
+    np.testing.assert_array_equal(shift(x, 3), [0, 0, 0, 1, 2, 3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(shift(x, -2), [3, 4, 5, 6, 7, 8, 9, 10, 0, 0])
+
+
+def test_speed_pitch_and_stretch_change_what_they_claim():
+    x = tone(440.0)
+    fast = change_speed(x, 1.1)
+    assert abs(fast.size - SR / 1.1) <= 2 and abs(peak_freq(fast) - 484.0) < 6
+    for rate in (0.8, 1.25):
+        y = time_stretch(x, rate)
+        assert y.size == round(SR / rate) and abs(peak_freq(y) - 440.0) < 3
+    up = pitch_shift(x, 2.0)
+    assert up.size == x.size and abs(peak_freq(up) - 440.0 * 2 ** (2 / 12)) < 4
+    assert abs(peak_freq(pitch_shift(x, -3.0)) - 440.0 * 2 ** (-3 / 12)) < 4
+
+
+def test_reverb_changes_signal_keeps_energy(speechlike, rirs):
+    x = windowed(speechlike)
+    assert len(rirs) == 4 and all(r.ndim == 1 and r.size > 1000 for r in rirs)
+    for rir in rirs:
+        y = reverberate(x, rir)
+        assert y.shape == x.shape
+        ratio = np.sum(y.astype(np.float64) ** 2) / np.sum(x.astype(np.float64) ** 2)
+        assert abs(ratio - 1.0) < 1e-3
+        corr = np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y))
+        assert corr < 0.99  # changed
+        # aligned on the direct path: for white input the correlation with the dry signal is the
+        # direct path's share of the RIR's amplitude
+        w = np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+        yw = reverberate(w, rir)
+        cw = np.dot(w, yw) / (np.linalg.norm(w) * np.linalg.norm(yw))
+        assert abs(cw - np.max(np.abs(rir)) / np.linalg.norm(rir)) < 0.05
+        # the tail rings on into the silence after the word
+        assert np.sum(y[14500:] ** 2) > 10 * np.sum(x[14500:] ** 2) + 1e-9
+    again = make_rir_bank(n=4, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(rirs, again))
+
+
+@pytest.mark.parametrize("kind,slope", [("white", 0.0), ("pink", -1.0), ("brown", -2.0)])
+def test_coloured_noise_spectrum_slope(kind, slope, rng):
+    n = coloured_noise(kind, 1 << 16, rng)
+    assert n.dtype == np.float32 and abs(np.sqrt(np.mean(n.astype(np.float64) ** 2)) - 1.0) < 1e-4
+    p = np.abs(np.fft.rfft(n)) ** 2
+    f = np.fft.rfftfreq(n.size, 1 / SR)
+    band = (f > 100) & (f < 6000)
+    fit = np.polyfit(np.log10(f[band]), np.log10(p[band] + 1e-30), 1)[0]
+    assert abs(fit - slope) < 0.15
+    with pytest.raises(ValueError):
+        coloured_noise("purple", 10, rng)
+
+
+def test_noise_segment_uses_given_clips_or_generates(rng):
+    clip = np.linspace(-0.5, 0.5, 4000, dtype=np.float32)
+    aug = Augmenter(noise=[clip], seed=0)
+    seg = aug.noise_segment(16000, rng)  # shorter clip is tiled
+    assert seg.size == 16000 and set(np.round(seg, 5)) <= set(np.round(clip, 5))
+    gen = Augmenter(noise=[], seed=0).noise_segment(16000, rng)
+    assert gen.size == 16000 and abs(gen.std() - 1.0) < 0.05
