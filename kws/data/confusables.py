@@ -1,0 +1,512 @@
+"""Close negatives: words and sounds a detector must NOT fire on because they sound like the keyword.
+
+Four sources, each tagged in `Confusable.how`:
+- `table9`: the DROCC paper's Table 9 lists (marvin, forward, seven, follow).
+- `subword`: parts of the keyword: its leading / trailing syllables, the keyword without its first
+  consonant(s) and/or its final consonant(s) ("mar", "vin", "arvin", "marvi"). Syllables come from the
+  CMU pronouncing dictionary (maximal-onset split); a part is spoken as a real word when the
+  dictionary has a word pronounced exactly so, else as an espeak-ng phoneme string `[[...]]`.
+- `dictionary`: real words within a small phoneme edit distance of the keyword, or sharing its
+  first syllable or its rhyme (CMU dictionary, offline). The keyword, its homophones and words that
+  contain the whole keyword are excluded (saying "marvins" *does* say "marvin").
+- `phoneme_edit`: the keyword's own espeak-ng phonemes (`espeak-ng -q -x`) with one phoneme
+  substituted by a near neighbour or deleted (first consonant, stressed vowel, last consonant...),
+  spoken directly by espeak-ng. Only espeak-ng can say these; other engines skip them.
+Words missing from the CMU dictionary ("zorblax") get their phonemes from espeak-ng instead.
+`user`: lists given by the user (`extra=`; with `replace=True` they are the whole list).
+
+Ranking is deterministic: user words, then Table 9, then the generated kinds interleaved
+(subword, dictionary, phoneme_edit, each in its own ranked order) until `max_words`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+TABLE9: dict[str, list[str]] = {
+    "marvin": ["mar", "marlin", "arvin", "marvik", "arvi"],
+    "forward": ["for", "fervor", "ward", "reward", "onward"],
+    "seven": ["one", "eleven", "heaven", "when", "devon"],
+    "follow": ["fall", "fellow", "low", "hollow", "wallow"],
+}
+KINDS = ("table9", "subword", "dictionary", "phoneme_edit", "user")
+DEFAULT_MAX_WORDS = 30
+
+
+@dataclass(frozen=True)
+class Confusable:
+    text: str  # what is synthesized; "[[...]]" = espeak-ng phonemes
+    how: str  # one of KINDS
+    note: str = ""  # e.g. "leading syllable", "edit distance 1", "first consonant m->b"
+
+    @property
+    def is_phonemes(self) -> bool:
+        return self.text.startswith("[[")
+
+
+# ---------------------------------------------------------------- CMU dictionary (ARPAbet)
+VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+CONSONANTS = ["B", "CH", "D", "DH", "F", "G", "HH", "JH", "K", "L", "M", "N", "NG", "P", "R", "S", "SH",
+              "T", "TH", "V", "W", "Y", "Z", "ZH"]
+PHONES = sorted(VOWELS) + CONSONANTS
+# legal English onsets for the maximal-onset syllable split
+ONSETS = {(c,) for c in CONSONANTS if c != "NG"} | {tuple(o.split()) for o in (
+    "P R", "P L", "B R", "B L", "T R", "D R", "K R", "K L", "G R", "G L", "F R", "F L", "TH R", "SH R",
+    "S P", "S T", "S K", "S M", "S N", "S L", "S W", "S F", "S P R", "S T R", "S K R", "S P L", "S K W",
+    "T W", "D W", "K W", "G W", "TH W", "P Y", "B Y", "F Y", "M Y", "K Y", "V Y", "HH Y", "S K Y")}
+
+
+def _strip(phones: Sequence[str]) -> tuple[str, ...]:
+    return tuple(re.sub(r"\d", "", p) for p in phones)
+
+
+@functools.lru_cache(maxsize=1)
+def _cmu() -> tuple[dict[str, list[tuple[str, ...]]], dict[tuple[str, ...], list[str]]]:
+    """(word -> pronunciations with stress, stress-free pronunciation -> words). Only plain
+    alphabetic words: no possessives, abbreviations with dots or numbered variants."""
+    import pronouncing
+
+    pronouncing.init_cmu()
+    by_word: dict[str, list[tuple[str, ...]]] = {}
+    by_pron: dict[tuple[str, ...], list[str]] = {}
+    for word, phones in pronouncing.pronunciations:
+        if not word.isalpha():
+            continue
+        p = tuple(phones.split())
+        by_word.setdefault(word, []).append(p)
+        by_pron.setdefault(_strip(p), []).append(word)
+    return by_word, by_pron
+
+
+def cmu_phones(text: str) -> tuple[str, ...] | None:
+    """First CMU pronunciation of a word or phrase (with stress digits); None if a word is missing."""
+    by_word = _cmu()[0]
+    out: list[str] = []
+    for w in _words(text):
+        if w not in by_word:
+            return None
+        out += by_word[w][0]
+    return tuple(out) or None
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def syllables(phones: Sequence[str]) -> list[tuple[str, ...]]:
+    """Maximal-onset split of an ARPAbet pronunciation into syllables."""
+    phones = list(phones)
+    nuclei = [i for i, p in enumerate(phones) if _strip([p])[0] in VOWELS]
+    if not nuclei:
+        return [tuple(phones)] if phones else []
+    bounds = [0]
+    for a, b in zip(nuclei, nuclei[1:]):
+        cluster = _strip(phones[a + 1: b])
+        split = b  # everything between the vowels goes to the next syllable if it is a legal onset
+        for k in range(len(cluster), -1, -1):
+            if k == 0 or cluster[len(cluster) - k:] in ONSETS:
+                split = b - k
+                break
+        bounds.append(split)
+    bounds.append(len(phones))
+    return [tuple(phones[s:e]) for s, e in zip(bounds, bounds[1:])]
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def _neighbours(p: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """Every sequence one phoneme substitution, insertion or deletion away."""
+    out = set()
+    for i in range(len(p) + 1):
+        for q in PHONES:
+            out.add(p[:i] + (q,) + p[i:])
+            if i < len(p) and q != p[i]:
+                out.add(p[:i] + (q,) + p[i + 1:])
+        if i < len(p):
+            out.add(p[:i] + p[i + 1:])
+    out.discard(p)
+    return out
+
+
+def _contains(big: tuple[str, ...], small: tuple[str, ...]) -> bool:
+    n = len(small)
+    return any(big[i:i + n] == small for i in range(len(big) - n + 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _familiarity(word: str) -> int:
+    """Deterministic tie-break favouring ordinary words over rare names: 2 = in the project's
+    common-word list, 1 = the dictionary also has an inflected form (walls, walled, walling)."""
+    if word in _common_set():
+        return 2
+    by_word = _cmu()[0]
+    return int(any(word + s in by_word for s in ("s", "es", "ed", "ing", "er", "ly")))
+
+
+@functools.lru_cache(maxsize=1)
+def _common_set() -> frozenset[str]:
+    from kws.data.words import common_words, speech_commands_words
+
+    return frozenset(common_words()) | frozenset(speech_commands_words())
+
+
+def spelled(phones: Sequence[str]) -> str | None:
+    """A dictionary word pronounced exactly `phones` (stress ignored), most familiar first."""
+    words = _cmu()[1].get(_strip(phones), [])
+    if not words:
+        return None
+    return sorted(words, key=lambda w: (-_familiarity(w), len(w), w))[0]
+
+
+# ---------------------------------------------------------------- espeak-ng phonemes
+ESPEAK_VOWELS = {"a", "a#", "aa", "A:", "A@", "A#", "aI", "aI@", "aI3", "aU", "aU@", "@", "@2", "@5", "@L",
+                 "3", "3:", "e", "E", "e@", "eI", "i", "i:", "I", "I#", "I2", "i@", "i@3", "I@", "0", "O",
+                 "O:", "O@", "o@", "OI", "oU", "u", "u:", "U", "U@", "V", "o"}
+ARPA_TO_ESPEAK = {"AA": "A:", "AE": "a", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E", "EY": "eI",
+                  "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U", "UW": "u:",
+                  "B": "b", "CH": "tS", "D": "d", "DH": "D", "F": "f", "G": "g", "HH": "h", "JH": "dZ",
+                  "K": "k", "L": "l", "M": "m", "N": "n", "NG": "N", "P": "p", "R": "r", "S": "s",
+                  "SH": "S", "T": "t", "TH": "T", "V": "v", "W": "w", "Y": "j", "Z": "z", "ZH": "Z"}
+RHOTIC = {"AA": "A@", "AO": "O@", "EH": "e@", "IH": "i@", "IY": "i@", "UH": "U@"}
+ESPEAK_TO_ARPA = {"A:": "AA", "A@": "AA R", "A#": "AE", "a": "AE", "aa": "AE", "a#": "AH", "aI": "AY",
+                  "aI@": "AY ER", "aI3": "AY ER", "aU": "AW", "aU@": "AW ER", "@": "AH", "@2": "AH",
+                  "@5": "AH", "@L": "AH L", "3": "ER", "3:": "ER", "e": "EH", "E": "EH", "e@": "EH R",
+                  "eI": "EY", "i": "IY", "i:": "IY", "I": "IH", "I#": "IH", "I2": "IH", "i@": "IH R",
+                  "i@3": "IH R", "I@": "IH R", "0": "AA", "O": "AO", "O:": "AO", "O@": "AO R", "o@": "AO R",
+                  "OI": "OY", "oU": "OW", "o": "OW", "u": "UW", "u:": "UW", "U": "UH", "U@": "UH R", "V": "AH",
+                  "tS": "CH", "dZ": "JH", "D": "DH", "T": "TH", "S": "SH", "Z": "ZH", "N": "NG", "j": "Y",
+                  "h": "HH", "r-": "R", "t#": "T", "d#": "D", "n-": "N", "l-": "L", "m-": "M", "x": "K"}
+# near neighbours for a one-phoneme edit: similar place or manner for consonants, adjacent vowels
+NEAR = {"m": ["b", "n"], "n": ["m", "d"], "N": ["n", "m"], "b": ["p", "m", "d"], "p": ["b", "t"],
+        "d": ["t", "b", "g"], "t": ["d", "p", "k"], "t#": ["d", "k"], "g": ["k", "d"], "k": ["g", "t"],
+        "f": ["v", "T", "s"], "v": ["f", "b", "D"], "s": ["z", "S", "f"], "z": ["s", "Z"], "S": ["s", "tS"],
+        "Z": ["dZ", "S"], "tS": ["S", "dZ", "t"], "dZ": ["tS", "Z", "d"], "l": ["r", "w"], "r": ["l", "w"],
+        "r-": ["l"], "w": ["r", "v"], "j": ["w", "dZ"], "h": ["f", "k"], "T": ["f", "s"], "D": ["v", "d"],
+        "A@": ["O@", "3:"], "A:": ["a", "O:"], "a": ["E", "A:"], "aa": ["E", "A:"], "E": ["a", "I"],
+        "e": ["a", "I"], "I": ["E", "i:"], "i": ["I", "eI"], "i:": ["I", "eI"], "eI": ["E", "aI"],
+        "aI": ["eI", "OI"], "0": ["O:", "V"], "O:": ["0", "oU"], "O@": ["A@", "3:"], "o@": ["A@", "3:"],
+        "oU": ["O:", "u:"], "u:": ["U", "oU"], "U": ["u:", "V"], "V": ["a", "0"], "3:": ["e@", "A@"],
+        "3": ["@", "I"], "@": ["I", "V"], "@L": ["I", "oU"], "aU": ["aI", "oU"], "e@": ["i@", "3:"],
+        "i@": ["e@", "I"], "OI": ["aI", "oU"], "U@": ["O@"], "a#": ["I", "E"], "I2": ["E", "i:"]}
+
+
+def _espeak_run(args: list[str], text: str) -> str:
+    try:
+        p = subprocess.run(["espeak-ng", "-v", "en-us", "-q", "-x", "--sep=_", *args], input=text,
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return p.stdout if p.returncode == 0 else ""
+
+
+def _split_tokens(line: str) -> list[list[str]]:
+    """espeak-ng `-x --sep=_` output -> words -> phoneme tokens (stress marks kept on the token)."""
+    words = []
+    for w in line.split():
+        toks = [t for t in w.split("_") if t and t not in (";", "#", "||", "|")]
+        if toks:
+            words.append(toks)
+    return words
+
+
+@functools.lru_cache(maxsize=1024)
+def espeak_tokens(text: str) -> tuple[tuple[str, ...], ...]:
+    """espeak-ng's (en-us) phonemes of `text`, per word; () when espeak-ng is missing."""
+    if not shutil.which("espeak-ng"):
+        return ()
+    out = _espeak_run([], text.replace("\n", " "))
+    return tuple(tuple(w) for w in _split_tokens(" ".join(out.split())))
+
+
+def _base(tok: str) -> str:
+    return tok.lstrip("',")
+
+
+def _is_vowel(tok: str) -> bool:
+    return _base(tok) in ESPEAK_VOWELS
+
+
+def espeak_to_arpa(words: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Approximate ARPAbet (stress 1 on espeak's stressed vowels, 0 elsewhere) for dictionary look-ups."""
+    out: list[str] = []
+    for w in words:
+        for tok in w:
+            b = _base(tok)
+            mapped = ESPEAK_TO_ARPA.get(b, b.upper()).split()
+            stressed = tok.startswith("'")
+            for m in mapped:
+                if m in VOWELS:
+                    m += "1" if stressed else "0"
+                    stressed = False
+                if re.sub(r"\d", "", m) in PHONES:
+                    out.append(m)
+    return tuple(out)
+
+
+def arpa_to_espeak(phones: Sequence[str]) -> str:
+    """ARPAbet -> an espeak-ng phoneme string (stress marks before stressed vowels, r-coloured
+    vowels merged the way espeak-ng writes them)."""
+    out, i = [], 0
+    phones = list(phones)
+    while i < len(phones):
+        p = phones[i]
+        base, stress = re.sub(r"\d", "", p), re.sub(r"\D", "", p)
+        mark = "'" if stress == "1" else "," if stress == "2" else ""
+        nxt = phones[i + 1] if i + 1 < len(phones) else None
+        after = phones[i + 2] if i + 2 < len(phones) else None
+        if base in RHOTIC and nxt == "R" and (after is None or re.sub(r"\d", "", after) not in VOWELS):
+            out.append(mark + RHOTIC[base])
+            i += 2
+            continue
+        if base == "ER":
+            out.append(mark + ("3:" if stress in ("1", "2") else "3"))
+        elif base == "AH":
+            out.append(mark + ("V" if stress in ("1", "2") else "@"))
+        else:
+            out.append(mark + ARPA_TO_ESPEAK.get(base, base.lower()))
+        i += 1
+    return "".join(out)
+
+
+def _phonemes_valid(candidates: list[str]) -> set[str]:
+    """The `[[...]]` strings espeak-ng reads back as the phonemes we meant (a substitution can glue
+    two tokens into another one, e.g. a + I -> aI)."""
+    if not candidates or not shutil.which("espeak-ng"):
+        return set()
+    out = _espeak_run([], "\n".join(candidates) + "\n")
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if len(lines) != len(candidates):  # one line per input line expected; otherwise check singly
+        return {c for c in candidates if _phonemes_valid_one(c)}
+    return {c for c, ln in zip(candidates, lines) if _same_tokens(c, ln)}
+
+
+def _phonemes_valid_one(c: str) -> bool:
+    return _same_tokens(c, _espeak_run([], c))
+
+
+def _same_tokens(candidate: str, line: str) -> bool:
+    got = [_base(t) for w in _split_tokens(line) for t in w]
+    want = _intended.get(candidate)
+    return want is not None and got == want
+
+
+_intended: dict[str, list[str]] = {}
+
+
+def _phoneme_text(words: Sequence[Sequence[str]]) -> str:
+    text = "[[" + " ".join("".join(w) for w in words) + "]]"
+    _intended[text] = [_base(t) for w in words for t in w]
+    return text
+
+
+# ---------------------------------------------------------------- generators
+def _subwords(keyword: str, phones: tuple[str, ...] | None) -> list[Confusable]:
+    if phones is None:
+        return []
+    syl = syllables(phones)
+    key = _strip(phones)
+    parts: list[tuple[tuple[str, ...], str]] = []
+    for k in range(1, len(syl)):
+        parts.append((sum(syl[:k], ()), "leading syllable" + ("s" if k > 1 else "")))
+        parts.append((sum(syl[len(syl) - k:], ()), "trailing syllable" + ("s" if k > 1 else "")))
+    vowels = [i for i, p in enumerate(phones) if _strip([p])[0] in VOWELS]
+    if vowels:
+        head, tail = vowels[0], len(phones) - 1 - vowels[-1]
+        if head:
+            parts.append((phones[head:], "without first consonant" + ("s" if head > 1 else "")))
+        if tail:
+            parts.append((phones[:len(phones) - tail], "without final consonant" + ("s" if tail > 1 else "")))
+        if head and tail:
+            parts.append((phones[head:len(phones) - tail], "without first and final consonants"))
+    out, seen = [], {key}
+    for part, note in parts:
+        if len(part) < 2 or _strip(part) in seen or not any(_strip([p])[0] in VOWELS for p in part):
+            continue
+        seen.add(_strip(part))
+        word = spelled(part)
+        # one- and two-letter spellings ("a", "le") are read unpredictably by the engines
+        if word and word not in _words(keyword) and (len(word) >= 3 or _familiarity(word) == 2):
+            out.append(Confusable(word, "subword", note))
+        elif shutil.which("espeak-ng"):
+            text = "[[" + arpa_to_espeak(part) + "]]"
+            out.append(Confusable(text, "subword", note + " (phonemes)"))
+    # leading parts first: the onset is what a streaming detector hears first
+    order = {"leading": 0, "without": 1, "trailing": 2}
+    return sorted(out, key=lambda c: order[c.note.split()[0]])
+
+
+def _dictionary(keyword: str, phones: tuple[str, ...] | None) -> list[Confusable]:
+    if phones is None:
+        return []
+    by_word, by_pron = _cmu()
+    key = _strip(phones)
+    own = set(_words(keyword))
+    homophones = set(by_pron.get(key, []))
+    # how far is still "close": one edit for short words, more for long ones
+    max_d = 1 if len(key) <= 4 else 2 if len(key) <= 7 else 3
+    cand: dict[str, int] = {}
+    ring1 = _neighbours(key)
+    for q in ring1:
+        for w in by_pron.get(q, []):
+            cand[w] = min(cand.get(w, 9), 1)
+    if max_d >= 2:
+        for q1 in ring1:
+            for q in _neighbours(q1):
+                if q in by_pron and q != key:
+                    for w in by_pron[q]:
+                        cand.setdefault(w, 2)
+    syl = [_strip(s) for s in syllables(phones)]
+    if len(syl) >= 2:  # same first syllable or same rhyme, same syllable count: one more edit allowed
+        first = syl[0]
+        last_v = max(i for i, p in enumerate(syl[-1]) if p in VOWELS)
+        rhyme = syl[-1][last_v:]
+        n_syl = len(syl)
+        for q, words in by_pron.items():
+            if (q[:len(first)] == first or q[-len(rhyme):] == rhyme) and abs(len(q) - len(key)) <= 2 \
+                    and sum(p in VOWELS for p in q) == n_syl:
+                d = edit_distance(q, key)
+                if d <= max_d + 1:
+                    for w in words:
+                        cand.setdefault(w, d)
+    out = []
+    for w, d in cand.items():
+        if w in own or w in homophones or len(w) < 2:
+            continue
+        prons = [_strip(p) for p in by_word[w]]
+        if any(p == key or _contains(p, key) for p in prons):
+            continue
+        fam = _familiarity(w)
+        # an ordinary word two edits away ranks with a rare name one edit away
+        out.append((d + (fam == 0), d, -fam, int(prons[0][:1] != key[:1]), abs(len(prons[0]) - len(key)), w))
+    out.sort()
+    return [Confusable(r[-1], "dictionary", f"edit distance {r[1]}") for r in out]
+
+
+def _phoneme_edits(words: tuple[tuple[str, ...], ...]) -> list[Confusable]:
+    flat = [(wi, ti, t) for wi, w in enumerate(words) for ti, t in enumerate(w)]
+    if not flat:
+        return []
+    vowels = [x for x in flat if _is_vowel(x[2])]
+    cons = [x for x in flat if not _is_vowel(x[2])]
+    stressed = [x for x in vowels if x[2].startswith("'")] or vowels[:1]
+    unstressed = [x for x in vowels if x not in stressed]
+    slots: list[tuple[tuple[int, int, str], str]] = []
+    if cons and cons[0][1] == 0 and cons[0][0] == 0:
+        slots.append((cons[0], "first consonant"))
+    if stressed:
+        slots.append((stressed[0], "stressed vowel"))
+    if cons and (not slots or cons[-1] != slots[0][0]):
+        slots.append((cons[-1], "last consonant"))
+    if unstressed:
+        slots.append((unstressed[-1], "unstressed vowel"))
+    edits: list[tuple[list[list[str]], str]] = []
+    for round_ in range(3):  # first neighbour of every slot, then deletions, then second neighbours
+        for (wi, ti, tok), where in slots:
+            mark = tok[: len(tok) - len(_base(tok))]
+            if round_ == 1:
+                if where in ("first consonant", "last consonant"):
+                    w = [list(x) for x in words]
+                    del w[wi][ti]
+                    if any(_is_vowel(t) for t in w[wi]):
+                        edits.append((w, f"{where} {_base(tok)} deleted"))
+                continue
+            near = NEAR.get(_base(tok), [])
+            k = 0 if round_ == 0 else 1
+            if k < len(near):
+                w = [list(x) for x in words]
+                w[wi][ti] = mark + near[k]
+                edits.append((w, f"{where} {_base(tok)}->{near[k]}"))
+    out, seen = [], {tuple(_base(t) for w in words for t in w)}
+    texts = []
+    for w, note in edits:
+        sig = tuple(_base(t) for x in w for t in x)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        texts.append((_phoneme_text(w), note))
+    valid = _phonemes_valid([t for t, _ in texts])
+    for t, note in texts:
+        if t in valid:
+            out.append(Confusable(t, "phoneme_edit", note))
+    return out
+
+
+def _interleave(lists: Sequence[list[Confusable]]) -> list[Confusable]:
+    out, i = [], 0
+    while any(i < len(lst) for lst in lists):
+        out += [lst[i] for lst in lists if i < len(lst)]
+        i += 1
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _generated(keyword: str) -> tuple[Confusable, ...]:
+    phones = cmu_phones(keyword)
+    tokens = espeak_tokens(keyword)
+    if phones is None and tokens:  # not in the dictionary: espeak-ng's phonemes stand in
+        phones = espeak_to_arpa(tokens) or None
+    return tuple(_interleave([_subwords(keyword, phones), _dictionary(keyword, phones),
+                              _phoneme_edits(tokens)]))
+
+
+def normalize_keyword(keyword: str) -> str:
+    kw = " ".join(_words(keyword))
+    if not kw:
+        raise ValueError(f"keyword {keyword!r} has no letters")
+    return kw
+
+
+def close_negatives(keyword: str, extra: Iterable[str] = (), replace: bool = False,
+                    max_words: int = DEFAULT_MAX_WORDS) -> list[Confusable]:
+    """Close negatives for `keyword` (see module doc). `extra` adds the user's own words (always
+    kept); `replace=True` uses only them. The generated part is capped so the total is at most
+    `max_words` (Table 9 and user words are never cut)."""
+    kw = normalize_keyword(keyword)
+    kw_pron = cmu_phones(kw)
+    out: list[Confusable] = []
+    seen = {kw}
+
+    def add(c: Confusable) -> None:
+        t = c.text.strip().lower() if not c.is_phonemes else c.text.strip()
+        if not t or t in seen:
+            return
+        if not c.is_phonemes and kw_pron is not None and cmu_phones(t) is not None \
+                and _strip(cmu_phones(t)) == _strip(kw_pron) and c.how != "user":
+            return  # homophone of the keyword: it IS the keyword to a listener
+        seen.add(t)
+        out.append(Confusable(t, c.how, c.note))
+
+    for e in extra:
+        add(Confusable(e, "user"))
+    if replace:
+        return out
+    for w in TABLE9.get(kw, []):
+        add(Confusable(w, "table9", "DROCC paper Table 9"))
+    for c in _generated(kw):
+        if len(out) >= max_words:
+            break
+        add(c)
+    return out
+
+
+def summary(items: Sequence[Confusable]) -> str:
+    """One line per kind: how many and which (for the dataset summary)."""
+    lines = []
+    for kind in KINDS:
+        texts = [c.text for c in items if c.how == kind]
+        if texts:
+            lines.append(f"{kind} ({len(texts)}): {', '.join(texts)}")
+    return "\n".join(lines)
