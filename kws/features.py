@@ -242,10 +242,15 @@ class _FrameEngine:
 
 
 def _frame_view(x: np.ndarray, start_frame: int, k: int, config: FeatureConfig) -> np.ndarray:
-    """[k, frame_length] strided view of x (no copy) for frames start_frame .. start_frame+k-1."""
-    s = x.strides[0]
-    return np.lib.stride_tricks.as_strided(x[start_frame * config.hop_length:], shape=(k, config.frame_length),
-                                           strides=(config.hop_length * s, s), writeable=False)
+    """[k, frame_length] strided view (no copy) of the contiguous float32 array x, for frames
+    start_frame .. start_frame + k - 1. (np.ndarray over the buffer: a few times cheaper than
+    as_strided, which matters for the one-frame streaming pushes.)"""
+    assert x.flags.c_contiguous and x.dtype == np.float32
+    need = (start_frame + k - 1) * config.hop_length + config.frame_length
+    if need > x.shape[0]:
+        raise IndexError(f"frame view needs {need} samples, have {x.shape[0]}")
+    return np.ndarray((k, config.frame_length), dtype=np.float32, buffer=x,
+                      offset=start_frame * config.hop_length * 4, strides=(config.hop_length * 4, 4))
 
 
 _local = threading.local()
@@ -279,47 +284,69 @@ class StreamingFeaturizer:
     """Feed audio in chunks of any size (0, 1 sample, seconds); `push` returns the frames that the
     new samples complete, so concatenating the outputs equals `featurize` of the concatenated audio.
 
-    Keeps a small buffer of the last < frame_length samples plus room for typical chunks, so a
-    10 ms push (160 samples) copies 160 samples in, computes one frame and moves 240 samples back."""
+    Holds a preallocated sample buffer: valid samples are `_buf[_start:_end]` (always fewer than
+    frame_length after a push) and new chunks are appended at `_end`; the tail is moved back to the
+    front only when a chunk does not fit. A 10 ms push (160 samples) thus copies 160 samples and
+    computes one frame with the precomputed window/filterbank; chunks longer than the buffer are
+    featurized from one joined copy."""
 
-    def __init__(self, config: FeatureConfig = FeatureConfig(), capacity: int = 4096) -> None:
+    def __init__(self, config: FeatureConfig = FeatureConfig(), capacity: int = 8192) -> None:
         self.config = config
         self._engine = _FrameEngine(config)  # own instance: its scratch buffer is not shared
-        self._buf = np.zeros(max(int(capacity), config.frame_length + config.hop_length), dtype=np.float32)
-        self._n = 0  # valid samples at the start of _buf
+        self._buf = np.zeros(max(int(capacity), 2 * config.frame_length + config.hop_length), dtype=np.float32)
+        self._start = 0
+        self._end = 0
         self.frames_emitted = 0
         self._empty = np.zeros((0, config.n_features), dtype=np.float32)
         self._empty.flags.writeable = False
 
     def reset(self) -> None:
-        self._n = 0
+        self._start = self._end = 0
         self.frames_emitted = 0
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Append samples (1-D float); return the newly completed frames [k, F] (k may be 0)."""
-        c = _check_audio(chunk, "chunk")
-        n_new = c.shape[0]
+        if type(chunk) is np.ndarray and chunk.dtype == np.float32 and chunk.ndim == 1:
+            c = chunk  # the common case (audio callbacks): skip the conversions
+            if not np.isfinite(c).all():
+                raise ValueError("chunk contains NaN or infinite samples")
+        else:
+            c = _check_audio(chunk, "chunk")
         cfg = self.config
-        total = self._n + n_new
-        if total <= self._buf.shape[0]:
-            self._buf[self._n:total] = c
-            x = self._buf
-        else:  # a chunk larger than the buffer: featurize from a joined copy
-            x = np.concatenate((self._buf[:self._n], c))
-        k = cfg.n_frames(total)
+        n_new = c.shape[0]
+        if n_new == 0:
+            return self._empty
+        buf = self._buf
+        start, end = self._start, self._end
+        if end + n_new > buf.shape[0]:
+            if end - start + n_new > buf.shape[0]:
+                # bigger than the buffer: join once and featurize from the copy
+                x = np.concatenate((buf[start:end], c))
+                k = cfg.n_frames(x.shape[0])  # >= 1: the buffer holds more than a frame
+                out = np.empty((k, cfg.n_features), dtype=np.float32)
+                for s in range(0, k, _BLOCK_FRAMES):
+                    kk = min(_BLOCK_FRAMES, k - s)
+                    self._engine(_frame_view(x, s, kk, cfg), out[s:s + kk])
+                rest = x[k * cfg.hop_length:]
+                buf[:rest.shape[0]] = rest
+                self._start, self._end = 0, rest.shape[0]
+                self.frames_emitted += k
+                return out
+            buf[:end - start] = buf[start:end]  # compact: move the kept tail to the front
+            start, end = 0, end - start
+        buf[end:end + n_new] = c
+        end += n_new
+        k = cfg.n_frames(end - start)
         if k == 0:
-            if x is not self._buf:
-                self._buf[:total] = x[:total]
-            self._n = total
+            self._start, self._end = start, end
             return self._empty
         out = np.empty((k, cfg.n_features), dtype=np.float32)
-        for start in range(0, k, _BLOCK_FRAMES):
-            kk = min(_BLOCK_FRAMES, k - start)
-            self._engine(_frame_view(x, start, kk, cfg), out[start:start + kk])
-        consumed = k * cfg.hop_length
-        rest = total - consumed  # < frame_length, always fits the buffer
-        self._buf[:rest] = x[consumed:total]  # memmove semantics: overlapping copy is safe in numpy
-        self._n = rest
+        first = start // cfg.hop_length  # start only ever moves by whole hops, so this is exact
+        for s in range(0, k, _BLOCK_FRAMES):
+            kk = min(_BLOCK_FRAMES, k - s)
+            self._engine(_frame_view(buf, first + s, kk, cfg), out[s:s + kk])
+        self._start = start + k * cfg.hop_length
+        self._end = end
         self.frames_emitted += k
         return out
 
@@ -328,13 +355,15 @@ class StreamingFeaturizer:
 
 @functools.lru_cache(maxsize=16)
 def _torch_constants(config: FeatureConfig, device, dtype):
-    """Window, filterbank and DCT as tensors on `device` (cached: no re-upload per training batch)."""
+    """Window (zero-padded to n_fft), filterbank and DCT as tensors on `device` (cached: no re-upload per training batch)."""
     import torch
 
     def t(a: np.ndarray | None):
         return None if a is None else torch.tensor(np.array(a), device=device, dtype=dtype)
 
-    return t(_window_cached(config.frame_length)), t(_filterbank_cached(config)), t(_projection(config))
+    padded_window = np.zeros(config.n_fft, dtype=np.float32)
+    padded_window[:config.frame_length] = _window_cached(config.frame_length)
+    return t(padded_window), t(_filterbank_cached(config)), t(_projection(config))
 
 
 def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
@@ -361,8 +390,12 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
         out = x.new_zeros((b, 0, config.n_features))
         return out[0] if squeeze else out
     window, fb, dct = _torch_constants(config, dev, dt)
-    frames = x.unfold(-1, config.frame_length, config.hop_length)  # [B, T, frame_length], a view
-    spec = torch.fft.rfft(frames * window, n=config.n_fft, dim=-1)
+    # Frames of n_fft samples [hop t, hop t + n_fft) times the window zero-padded to n_fft: the same
+    # product as framing frame_length samples and zero-padding, without a separate padding copy
+    # (the input gets n_fft - frame_length zeros at the end so the frame count is unchanged).
+    frames = torch.nn.functional.pad(x, (0, config.n_fft - config.frame_length)).unfold(
+        -1, config.n_fft, config.hop_length)  # [B, T, n_fft], a view
+    spec = torch.fft.rfft(frames * window, dim=-1)
     power = spec.real.square() + spec.imag.square()
     feats = torch.log(power @ fb + config.log_floor)
     if config.kind == "mfcc":
