@@ -1,0 +1,109 @@
+"""Close negatives and word lists."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from kws.data import confusables as cf
+from kws.data import words
+
+needs_espeak = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed")
+
+
+def test_table9_is_built_in_and_comes_first():
+    assert cf.TABLE9["marvin"] == ["mar", "marlin", "arvin", "marvik", "arvi"]
+    assert cf.TABLE9["forward"] == ["for", "fervor", "ward", "reward", "onward"]
+    assert cf.TABLE9["seven"] == ["one", "eleven", "heaven", "when", "devon"]
+    assert cf.TABLE9["follow"] == ["fall", "fellow", "low", "hollow", "wallow"]
+    for kw, table in cf.TABLE9.items():
+        got = cf.close_negatives(kw)
+        assert [c.text for c in got[:5]] == table and all(c.how == "table9" for c in got[:5])
+
+
+@needs_espeak
+def test_marvin_has_every_generated_kind_and_never_the_keyword():
+    got = cf.close_negatives("Marvin", max_words=30)
+    assert 20 <= len(got) <= 30
+    kinds = {c.how for c in got}
+    assert {"table9", "subword", "dictionary", "phoneme_edit"} <= kinds
+    texts = [c.text for c in got]
+    assert len(set(texts)) == len(texts)
+    assert "marvin" not in texts
+    key = cf._strip(cf.cmu_phones("marvin"))
+    for c in got:
+        if c.how == "dictionary":
+            # a real word, near in sound, not a homophone and not containing "marvin"
+            prons = [cf._strip(p) for p in cf._cmu()[0][c.text]]
+            assert all(p != key and not cf._contains(p, key) for p in prons)
+            assert min(cf.edit_distance(p, key) for p in prons) <= 3
+        if c.how == "phoneme_edit":
+            assert c.is_phonemes and c.text != "[[m'A@vIn]]"
+    # the first consonant and the stressed vowel are edited; words sharing "mar-" are found
+    assert "[[b'A@vIn]]" in texts
+    assert any(c.how == "dictionary" and c.text.startswith("mar") for c in got)
+    assert "vin" in texts  # trailing syllable spoken as a real word
+    # deterministic
+    assert got == cf.close_negatives("marvin", max_words=30)
+
+
+def test_syllables_and_edit_distance():
+    assert cf.syllables(["M", "AA1", "R", "V", "IH0", "N"]) == [("M", "AA1", "R"), ("V", "IH0", "N")]
+    assert cf.syllables(["EH0", "K", "S", "T", "R", "AH0"]) == [("EH0", "K"), ("S", "T", "R", "AH0")]
+    assert cf.edit_distance(["M", "AA", "R"], ["B", "AA", "R", "N"]) == 2
+    assert cf.arpa_to_espeak(["M", "AA1", "R", "V", "IH0", "N"]) == "m'A@vIn"
+
+
+def test_cap_and_user_lists():
+    got = cf.close_negatives("marvin", max_words=12)
+    assert len(got) == 12
+    got = cf.close_negatives("marvin", extra=["Harvey", "marvin", "starving"], max_words=12)
+    user = [c.text for c in got if c.how == "user"]
+    assert user == ["harvey", "starving"]  # the keyword itself is never a negative
+    assert len(got) == 12 and got[0].text == "harvey"
+    only = cf.close_negatives("marvin", extra=["harvey", "carving"], replace=True)
+    assert [(c.text, c.how) for c in only] == [("harvey", "user"), ("carving", "user")]
+    with pytest.raises(ValueError):
+        cf.close_negatives("  123 ")
+
+
+@needs_espeak
+def test_word_missing_from_the_dictionary_falls_back_to_espeak():
+    assert cf.cmu_phones("zorblax") is None
+    got = cf.close_negatives("zorblax")
+    kinds = {c.how for c in got}
+    assert {"subword", "phoneme_edit"} <= kinds
+    edits = [c.text for c in got if c.how == "phoneme_edit"]
+    assert all(t.startswith("[[") and "bl" in t for t in edits)
+    assert any(c.how == "dictionary" for c in got)  # e.g. words rhyming on "-ax"
+    assert "zorblax" not in [c.text for c in got]
+
+
+@needs_espeak
+def test_phoneme_edits_are_read_back_by_espeak_as_intended():
+    got = [c for c in cf.close_negatives("seven") if c.how == "phoneme_edit"]
+    assert len(got) >= 4
+    for c in got:
+        back = [cf._base(t) for w in cf._split_tokens(cf._espeak_run([], c.text)) for t in w]
+        assert back == cf._intended[c.text]
+
+
+def test_word_lists():
+    sc = words.speech_commands_words()
+    assert len(sc) == 35 and len(set(sc)) == 35
+    assert {"marvin", "sheila", "visual", "backward", "learn", "follow", "forward"} <= set(sc)
+    common = words.common_words()
+    assert 300 <= len(common) <= 600 and len(set(common)) == len(common)
+    assert all(w.isalpha() and w == w.lower() for w in common)
+
+
+@needs_espeak
+def test_generic_negatives_exclude_keyword_homophones_and_close_negatives():
+    neg = words.generic_negative_words("four")
+    assert "four" not in neg and "for" not in neg  # homophone
+    close = {c.text for c in cf.close_negatives("four")}
+    assert not close & set(neg)
+    assert "marvin" in neg and "house" in neg
+    neg = words.generic_negative_words("marvin", exclude=["house"])
+    assert "marvin" not in neg and "house" not in neg and "dog" in neg
