@@ -85,14 +85,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from kws.stream import detect_files
 
     return detect_files(Path(args.bundle), [Path(f) for f in args.files], threshold=args.threshold,
-                        fpr=args.fpr, as_json=args.json)
+                        fpr=args.fpr, as_json=args.json, sensitivity=args.sensitivity,
+                        onnx_model=Path(args.onnx) if args.onnx else None)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from kws.live import listen
 
     return listen(Path(args.bundle), device=args.device, on_detect=args.on_detect,
-                  threshold=args.threshold, fpr=args.fpr, duration=args.duration)
+                  threshold=args.threshold, fpr=args.fpr, duration=args.duration,
+                  sensitivity=args.sensitivity, onnx_model=Path(args.onnx) if args.onnx else None)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -123,6 +125,13 @@ def _threshold_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=float, help="score threshold in [0, 1] (overrides --fpr)")
     g.add_argument("--fpr", type=float, default=0.03, choices=[0.03, 0.05],
                    help="use the bundle's threshold calibrated for this false-positive rate (default 0.03)")
+
+
+def _detector_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sensitivity", type=float, default=None,
+                   help="0..1 instead of --fpr: 0.5 = the 3%%-FPR threshold, 1 = the 5%%-FPR one, lower = stricter")
+    p.add_argument("--onnx", default=None, metavar="MODEL",
+                   help="score with this exported ONNX model (onnxruntime) instead of the bundle's numpy model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+")
     s.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
     _threshold_args(s)
+    _detector_args(s)
     s.set_defaults(func=cmd_detect)
 
     s = sub.add_parser("listen", help="detect the keyword live on a microphone")
@@ -193,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-detect", default=None, metavar="COMMAND", help="shell command to run on each detection")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     _threshold_args(s)
+    _detector_args(s)
     s.set_defaults(func=cmd_listen)
 
     s = sub.add_parser("devices", help="list audio input devices")
