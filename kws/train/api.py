@@ -1,0 +1,223 @@
+"""`kws train` as a library call: dataset -> normalization -> model -> fit -> thresholds -> bundle.
+
+Thresholds for 3% and 5% FPR are calibrated on the VALIDATION split only; the test split is
+scored once, after the model is chosen, and reported (never used for any choice).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kws.errors import DataError, KwsError
+from kws.evaluate import FPRS, dataset_keyword, fpr_key, split_metrics
+
+# Epochs that train the paper-preset marvin dataset in a few minutes on 2 cores (see BENCHMARKS.md).
+DEFAULT_EPOCHS = {"fastgrnn": 30, "lstm": 25, "gru": 25}
+DEFAULT_HIDDEN = {"fastgrnn": 32, "lstm": 64, "gru": 64}
+STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
+
+
+@dataclass
+class TrainOptions:
+    """What `kws train` asks for. `train_hparams` overrides TrainHparams fields (radius, mu, ...);
+    `model_hparams` overrides model structure (e.g. {"nonlinearity": "pwl"})."""
+
+    keyword: str
+    data: Path | None = None
+    method: str = "drocc-lf"
+    model: str = "fastgrnn"
+    out: Path | None = None
+    epochs: int | None = None
+    hidden: int | None = None
+    seed: int = 0
+    workers: int | None = None
+    run_dir: Path | None = None
+    preset: str = "paper"
+    sparsity: float = 1.0
+    train_hparams: dict[str, Any] = field(default_factory=dict)
+    model_hparams: dict[str, Any] = field(default_factory=dict)
+    desc: str | None = None
+
+
+@dataclass
+class TrainResult:
+    keyword: str
+    method: str
+    model_kind: str
+    bundle: Path
+    run_dir: Path
+    data_dir: Path
+    thresholds: dict[str, float]
+    val: dict[str, Any]
+    test: dict[str, Any]
+    cost: dict[str, int]
+    train_seconds: float
+    epochs_run: int
+    best_epoch: int
+    resumed_from: int = 0
+    curve: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Flat numbers (for benchmarks and JSON)."""
+        d: dict[str, Any] = {"keyword": self.keyword, "method": self.method, "model": self.model_kind,
+                             "val_auc": self.val["auc"], "test_auc": self.test["auc"],
+                             "train_seconds": self.train_seconds, "epochs_run": self.epochs_run,
+                             "best_epoch": self.best_epoch, "params": self.cost.get("params"),
+                             "int8_bytes": self.cost.get("int8_bytes")}
+        for p in FPRS:
+            k = fpr_key(p)
+            d[f"val_recall_{k}"] = self.val["own"][k]["recall"]
+            d[f"test_recall_{k}"] = self.test["own"][k]["recall"]
+            d[f"test_close_fpr_{k}"] = self.test["own"][k]["per_kind"].get("close_negative")
+            d[f"test_recall_calibrated_{k}"] = self.test["calibrated"][k]["recall"]
+            d[f"test_fpr_calibrated_{k}"] = self.test["calibrated"][k]["fpr"]
+        return d
+
+    def table(self) -> str:
+        rows = [("", "val", "test")]
+        for p in FPRS:
+            k = fpr_key(p)
+            rows.append((f"recall @ {100 * p:g}% FPR", f"{100 * self.val['own'][k]['recall']:.1f}%",
+                         f"{100 * self.test['own'][k]['recall']:.1f}%"))
+        rows.append(("AUC", f"{self.val['auc']:.4f}", f"{self.test['auc']:.4f}"))
+        for p in FPRS:
+            k = fpr_key(p)
+            v, t = (self.val["own"][k]["per_kind"].get("close_negative"),
+                    self.test["own"][k]["per_kind"].get("close_negative"))
+            rows.append((f"close-negative FPR @ {100 * p:g}%", "-" if v is None else f"{100 * v:.1f}%",
+                         "-" if t is None else f"{100 * t:.1f}%"))
+        for p in FPRS:
+            k = fpr_key(p)
+            c = self.test["calibrated"][k]
+            rows.append((f"test at val threshold {100 * p:g}%", f"t={self.thresholds[k]:.4g}",
+                         f"recall {100 * c['recall']:.1f}%, FPR {100 * c['fpr']:.1f}%"))
+        w = max(len(r[0]) for r in rows) + 2
+        lines = [f"'{self.keyword}': {self.method} {self.model_kind} -> {self.bundle}"]
+        lines += [f"  {a:<{w}}{b:>12}  {c}" for a, b, c in rows]
+        lines.append(f"  params {self.cost.get('params')}, int8 {self.cost.get('int8_bytes')} bytes, "
+                     f"{self.cost.get('macs_per_second', 0) / 1e3:.0f}k MACs/s; trained "
+                     f"{self.epochs_run} epochs in {self.train_seconds:.0f} s (best epoch "
+                     f"{self.best_epoch}, chosen on validation)")
+        lines.append(f"  run folder: {self.run_dir}" + (f"  (curve: {self.curve.name})" if self.curve else ""))
+        return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "keyword"
+
+
+def normalization_stats(x: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coefficient mean and std over all clips and frames of x [N, T, F] (float64, chunked so a
+    memory-mapped split is read once)."""
+    n = 0
+    s = np.zeros(x.shape[-1])
+    s2 = np.zeros(x.shape[-1])
+    for start in range(0, len(x), chunk):
+        b = np.asarray(x[start:start + chunk], dtype=np.float64).reshape(-1, x.shape[-1])
+        n += b.shape[0]
+        s += b.sum(0)
+        s2 += (b * b).sum(0)
+    if n == 0:
+        raise DataError("the training split is empty")
+    mean = s / n
+    std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+    return mean, np.maximum(std, STD_FLOOR)
+
+
+def _arrays(split: Any, mean: np.ndarray, std: np.ndarray) -> "Any":
+    from kws.train.trainer import Arrays
+
+    x = ((np.asarray(split.x, dtype=np.float32) - mean.astype(np.float32)) / std.astype(np.float32))
+    return Arrays(x=x, y=np.asarray(split.y), kinds=np.asarray(split.kinds))
+
+
+def calibrate_thresholds(val_scores: np.ndarray, val_y: np.ndarray, fprs: tuple[float, ...] = FPRS) -> dict[str, float]:
+    """Score thresholds for each FPR, chosen on validation scores only (kws.metrics.recall_at_fpr)."""
+    from kws.metrics import recall_at_fpr
+
+    val_scores, val_y = np.asarray(val_scores), np.asarray(val_y)
+    return {fpr_key(p): recall_at_fpr(val_scores[val_y == 1], val_scores[val_y == 0], p)[1] for p in fprs}
+
+
+def train_keyword(opts: TrainOptions) -> TrainResult:
+    """Build the dataset if needed, train, calibrate on validation, save the bundle, report."""
+    import torch
+
+    from kws.data.dataset import load_split
+    from kws.models import build_model
+    from kws.train.trainer import TrainHparams, fit, predict_scores
+
+    if opts.model not in DEFAULT_EPOCHS:
+        raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
+    run_dir = Path(opts.run_dir) if opts.run_dir else Path("runs") / f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
+    out = Path(opts.out) if opts.out else Path(f"{_slug(opts.keyword)}.kws")
+    data_dir = Path(opts.data) if opts.data else run_dir / "data"
+    if opts.data is None:
+        from kws.data.builder import BuildOptions, build_dataset
+
+        build_dataset(BuildOptions(keyword=opts.keyword, out=data_dir, preset=opts.preset, seed=opts.seed,
+                                   workers=opts.workers))
+    elif not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such dataset folder; build one with `kws data build --keyword "
+                        f"{opts.keyword} --out {data_dir}` or leave out --data to build it automatically")
+    kw = dataset_keyword(data_dir)
+    if kw is not None and kw.strip().lower() != opts.keyword.strip().lower():
+        raise DataError(f"{data_dir} was built for '{kw}', not '{opts.keyword}'; pass the matching "
+                        f"--keyword or another --data folder")
+
+    train_split = load_split(data_dir, "train")
+    val_split = load_split(data_dir, "val")
+    test_split = load_split(data_dir, "test")
+    fc = train_split.feature_config
+    mean, std = normalization_stats(train_split.x)
+    train, val, test = (_arrays(s, mean, std) for s in (train_split, val_split, test_split))
+
+    hp = TrainHparams(**{**opts.train_hparams,
+                         "epochs": opts.epochs or opts.train_hparams.get("epochs") or DEFAULT_EPOCHS[opts.model],
+                         "sparsity": opts.train_hparams.get("sparsity", opts.sparsity)})
+    model_hp = {"hidden": opts.hidden or DEFAULT_HIDDEN[opts.model], **opts.model_hparams}
+    torch.manual_seed(opts.seed)
+    np.random.seed(opts.seed % (2 ** 32))
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = build_model(opts.model, fc.n_features, **model_hp)
+    result = fit(model, train, val, opts.method, hp, run_dir, seed=opts.seed,
+                 desc=opts.desc or f"{opts.keyword} {opts.method} {opts.model}")
+    model = result.model.eval()
+
+    val_scores = predict_scores(model, val.x)
+    thresholds = calibrate_thresholds(val_scores, val.y)
+    test_scores = predict_scores(model, test.x)
+    val_m = split_metrics(val_scores, val.y, val.kinds, thresholds)
+    test_m = split_metrics(test_scores, test.y, test.kinds, thresholds)
+    cost = model.cost()
+    metrics = {"val": val_m, "test": test_m, "cost": cost,
+               "training": {"method": opts.method, "best_epoch": result.best_epoch,
+                            "epochs_run": len(result.history), "train_seconds": result.train_seconds,
+                            "history": result.history}}
+    provenance = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(),
+                  "dataset": str(data_dir.resolve()), "run_dir": str(run_dir.resolve()),
+                  "sizes": {s: int(len(a.y)) for s, a in (("train", train), ("val", val), ("test", test))},
+                  "torch": torch.__version__, "thresholds_from": "validation split"}
+    info = data_dir / "dataset.json"
+    if info.exists():
+        try:
+            provenance["dataset_info"] = {k: v for k, v in json.loads(info.read_text()).items()
+                                          if k in ("keyword", "seed", "preset", "sizes", "summary")}
+        except ValueError:
+            pass
+    from kws.bundle import save_model_bundle
+
+    save_model_bundle(out, model, fc, mean, std, opts.keyword, thresholds, metrics=metrics, provenance=provenance)
+    return TrainResult(keyword=opts.keyword, method=opts.method, model_kind=opts.model, bundle=out,
+                       run_dir=run_dir, data_dir=data_dir, thresholds=thresholds, val=val_m, test=test_m,
+                       cost=cost, train_seconds=result.train_seconds, epochs_run=len(result.history),
+                       best_epoch=result.best_epoch, resumed_from=result.resumed_from, curve=result.curve)

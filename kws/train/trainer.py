@@ -1,0 +1,377 @@
+"""The training loop shared by all methods: epochs of mini-batches, validation-only model selection
+and early stopping, an atomic checkpoint every epoch (rerun resumes), a training-curve plot.
+
+Checkpoint = `run_dir/checkpoint.safetensors`: current weights ("model.*"), optimizer tensors
+("optim.*"), the best weights so far ("best.*"), sparsity masks ("mask.*") and the JSON state in
+the file's metadata. One file, replaced atomically, so an interrupt can never leave weights and
+state from different epochs. `state.json` beside it is a readable copy. Nothing is unpickled.
+Every random draw of epoch e comes from generators seeded by (seed, e), so a resumed run takes
+exactly the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kws.errors import KwsError
+from kws.train.losses import METHODS, input_gradient_sigma, lf_weights, method_loss
+from kws.util import atomic_path, atomic_write_text, progress
+
+CHECKPOINT = "checkpoint.safetensors"
+STATE = "state.json"
+CURVE = "training_curve.png"
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainHparams:
+    """Training hyper-parameters (defaults tuned for 98 x 32 normalized log-mel inputs, d = 3136).
+
+    epochs: passes over the training split. batch_size: examples per step.
+    lr: Adam learning rate (paper Table 14: Adam, 1e-3). weight_decay: Adam L2 term.
+    clip_norm: gradient-norm clipping (RNNs on long sequences; 0 = off).
+    warmup_epochs: CE-only epochs before the adversarial term starts (Algorithm 2's n_0).
+    radius: r of the annulus {r <= ||h|| <= gamma r}. N(0, I) in d = 3136 has norm ~56, so the
+        paper's Marvin radius r = 32 (Table 14) with gamma = 2 puts the random start inside it.
+    gamma: outer radius factor (EdgeML uses 2). mu: weight of the adversarial loss (Table 14: 1).
+    ascent_steps: normalized gradient-ascent steps per batch (EdgeML uses 50; 5 keeps CPU training
+        fast and already moves h well: see tests). ascent_step_size: Euclidean length of each step.
+    lf_metric / sigma_floor: the DROCC-LF norm, see kws.train.losses.lf_weights.
+    patience: stop after this many epochs without a better validation score (0 = never stop early).
+    select_after_warmup: for the DROCC methods, pick the best epoch among those with the
+        adversarial term (otherwise a CE-only warm-up epoch could be "DROCC's" model).
+    sparsity: FastGRNN kept fraction of W and U; < 1 runs the three-stage schedule (dense, IHT,
+        retrain on a fixed support), each a third of the epochs.
+    """
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0
+    warmup_epochs: int = 5
+    radius: float = 32.0
+    gamma: float = 2.0
+    mu: float = 1.0
+    ascent_steps: int = 5
+    ascent_step_size: float = 4.0
+    lf_metric: str = "paper"
+    sigma_floor: float = 0.05
+    patience: int = 10
+    select_after_warmup: bool = True
+    sparsity: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainHparams":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training hyper-parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass
+class Arrays:
+    """One split as the trainer sees it: x [N, T, F] float32 (already normalized), y [N] 0/1,
+    kinds [N] (positive | negative | close_negative | noise) or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    kinds: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        self.y = np.asarray(self.y).astype(np.int64).ravel()
+        if self.x.ndim != 3 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x must be [N, T, F] with N = len(y); got {self.x.shape} and {self.y.shape}")
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    best: dict[str, float]
+    run_dir: Path
+    train_seconds: float
+    resumed_from: int = 0
+    stopped_early: bool = False
+    curve: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- scoring
+@torch.no_grad()
+def predict_scores(model: torch.nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    """sigmoid(logit) for every example, in batches."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = torch.as_tensor(np.asarray(x[start:start + batch_size], dtype=np.float32))
+        out.append(torch.sigmoid(model(xb)).double().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def validation_metrics(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Recall at 3% / 5% FPR and AUC (kws.metrics definitions) of scores against labels."""
+    from kws.metrics import auc, recall_at_fpr
+
+    pos, neg = scores[y == 1], scores[y == 0]
+    if pos.size == 0 or neg.size == 0:
+        raise KwsError("the validation split needs both keyword and non-keyword clips")
+    r3, _ = recall_at_fpr(pos, neg, 0.03)
+    r5, _ = recall_at_fpr(pos, neg, 0.05)
+    return {"val_recall_3": r3, "val_recall_5": r5, "val_auc": auc(pos, neg)}
+
+
+# ---------------------------------------------------------------- checkpoints
+def _optimizer_split(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors for safetensors, JSON-able rest)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{pid}.{k}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(pid), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_load(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, v in tensors.items():
+        _, pid, k = name.split(".", 2)
+        state.setdefault(int(pid), {})[k] = v
+    for pid, d in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(d)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                     best_weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v.contiguous().clone() for k, v in best_weights.items()})
+    opt_tensors, opt_meta = _optimizer_split(opt)
+    tensors.update(opt_tensors)
+    if hasattr(model, "sparsity_state"):
+        tensors.update({f"mask.{k}": v.to(torch.uint8) for k, v in model.sparsity_state().items()})
+    state = {**state, "optimizer": opt_meta}
+    with atomic_path(run_dir / CHECKPOINT) as tmp:
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(state)})
+    readable = {k: v for k, v in state.items() if k != "optimizer"}
+    atomic_write_text(run_dir / STATE, json.dumps(readable, indent=1) + "\n")
+
+
+def _load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    from safetensors import safe_open
+
+    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "mask": {}}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            for name in f.keys():
+                prefix, rest = name.split(".", 1)
+                if prefix == "optim":
+                    groups["optim"][name] = f.get_tensor(name)
+                else:
+                    groups[prefix][rest] = f.get_tensor(name)
+        state = json.loads(meta["state"])
+    except Exception as e:  # corrupt / truncated / foreign file
+        raise KwsError(f"training checkpoint {path} is unreadable ({e}); delete the run folder "
+                       f"{path.parent} (or pass another --run-dir) to start over") from e
+    return groups, state
+
+
+def _plot_curve(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [h["loss"] for h in history], label="total loss")
+    a.plot(ep, [h["ce"] for h in history], label="CE")
+    if any(h["adv"] for h in history):
+        a.plot(ep, [h["adv"] for h in history], label="adversarial")
+    a.set_xlabel("epoch")
+    a.set_ylabel("training loss")
+    a.legend(fontsize=8)
+    a.grid(alpha=0.3)
+    b.plot(ep, [h["val_recall_3"] for h in history], label="val recall @3% FPR")
+    b.plot(ep, [h["val_recall_5"] for h in history], label="val recall @5% FPR")
+    b.plot(ep, [h["val_auc"] for h in history], label="val AUC")
+    b.set_xlabel("epoch")
+    b.set_ylim(0, 1.01)
+    b.legend(fontsize=8)
+    b.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- the loop
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2 ** 63 - 1)
+
+
+def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
+        hparams: TrainHparams | dict[str, Any] | None, run_dir: str | os.PathLike, seed: int = 0,
+        desc: str | None = None) -> FitResult:
+    """Train `model` in place with `method` and return it holding the best-on-validation weights.
+
+    Rerunning with the same run_dir resumes after the last finished epoch (a larger `epochs`
+    continues a finished run). Other changed hyper-parameters are refused.
+    """
+    if method not in METHODS:
+        raise KwsError(f"unknown training method {method!r}; choose one of {', '.join(METHODS)}")
+    hp = hparams if isinstance(hparams, TrainHparams) else TrainHparams.from_dict(dict(hparams or {}))
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    x_tr, y_tr = train.x, train.y
+    if method == "drocc":  # one-class: the given negatives are not used at all
+        keep = y_tr == 1
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if (y_tr == 1).sum() == 0:
+        raise KwsError("the training split has no keyword clips")
+    if method in ("bce", "drocc-oe", "drocc-lf") and (y_tr == 0).sum() == 0:
+        raise KwsError(f"method {method} needs non-keyword clips in the training split")
+    x_tr_t = torch.from_numpy(x_tr)
+    y_tr_t = torch.from_numpy(y_tr)
+    x_pos_t = x_tr_t[y_tr_t == 1]
+    adversarial_method = method != "bce"
+
+    opt = torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    schedule = None
+    if hp.sparsity < 1.0:
+        if not hasattr(model, "sparsifiable"):
+            raise KwsError("sparsity < 1 needs a model with sparsity support (FastGRNN)")
+        from kws.models.sparsity import IHTSchedule
+
+        schedule = IHTSchedule({k: hp.sparsity for k in model.sparsifiable()})
+
+    identity = {"version": STATE_VERSION, "method": method, "seed": int(seed),
+                "hparams": {k: v for k, v in hp.to_dict().items() if k != "epochs"},
+                "model": {"kind": getattr(model, "kind", type(model).__name__),
+                          "hparams": getattr(model, "hparams", {})},
+                "n_train": int(len(y_tr)), "n_val": int(len(val.y))}
+    history: list[dict[str, float]] = []
+    best_key: tuple[float, float] | None = None
+    best_epoch, start_epoch, stopped_early, since_best = 0, 0, False, 0
+    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    elapsed_before = 0.0
+
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.exists():
+        groups, state = _load_checkpoint(ckpt)
+        old = {k: state.get(k) for k in identity}
+        if json.loads(json.dumps(old)) != json.loads(json.dumps(identity)):
+            diff = [k for k in identity if json.dumps(old[k]) != json.dumps(identity[k])]
+            raise KwsError(f"{run_dir} holds a run with different settings ({', '.join(diff)}); "
+                           f"pass another run folder or delete this one to start over")
+        model.load_state_dict(groups["model"])
+        best_weights = groups["best"]
+        _optimizer_load(opt, groups["optim"], state["optimizer"])
+        if groups["mask"] and hasattr(model, "load_sparsity_state"):
+            model.load_sparsity_state({k: v.bool() for k, v in groups["mask"].items()})
+        history = state["history"]
+        start_epoch = int(state["epoch"])
+        best_epoch = int(state["best_epoch"])
+        best_key = tuple(state["best_key"]) if state["best_key"] is not None else None
+        since_best = int(state["since_best"])
+        stopped_early = bool(state["stopped_early"])
+        elapsed_before = float(state.get("train_seconds", 0.0))
+        if schedule is not None and start_epoch / hp.epochs >= schedule.dense_fraction + schedule.sparsify_fraction:
+            schedule._support_fixed = bool(groups["mask"])
+    resumed_from = start_epoch
+
+    t0 = time.time()
+    epochs = range(start_epoch, hp.epochs) if not stopped_early else range(0)
+    bar = progress(epochs, desc=desc or f"train {method}", total=len(epochs))
+    for epoch in bar:
+        model.train()
+        adversarial = adversarial_method and epoch >= hp.warmup_epochs
+        weights = None
+        if adversarial and method == "drocc-lf":
+            # sigma from the current model, once per epoch (Algorithm 2 / Section 4)
+            weights = lf_weights(input_gradient_sigma(model, x_pos_t), hp.lf_metric, hp.sigma_floor)
+        rng = np.random.default_rng(_epoch_seed(seed, epoch))
+        gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch) + 1)
+        perm = torch.from_numpy(rng.permutation(len(y_tr_t)))
+        n_batches = max(1, math.ceil(len(perm) / hp.batch_size))
+        sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0}
+        for bi in range(n_batches):
+            idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
+            loss, parts = method_loss(method, model, x_tr_t[idx], y_tr_t[idx], adversarial=adversarial,
+                                      radius=hp.radius, gamma=hp.gamma, mu=hp.mu, steps=hp.ascent_steps,
+                                      step_size=hp.ascent_step_size, weights=weights, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if hp.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip_norm)
+            opt.step()
+            if schedule is not None:
+                schedule.after_step(model, (epoch + (bi + 1) / n_batches) / hp.epochs)
+            sums["loss"] += float(loss.detach())
+            sums["ce"] += parts["ce"]
+            sums["adv"] += parts["adv"]
+        if not all(math.isfinite(v) for v in sums.values()):
+            raise KwsError(f"training diverged at epoch {epoch + 1} (loss is not finite); "
+                           f"try a smaller learning rate")
+        row = {"epoch": epoch + 1, **{k: v / n_batches for k, v in sums.items()}}
+        row.update(validation_metrics(predict_scores(model, val.x), val.y))
+        history.append(row)
+        selectable = not (adversarial_method and hp.select_after_warmup and hp.epochs > hp.warmup_epochs
+                          and epoch < hp.warmup_epochs)
+        # sparse runs: only models on the final support qualify
+        if schedule is not None and schedule.stage((epoch + 1) / hp.epochs) != "retrain" and epoch + 1 < hp.epochs:
+            selectable = False
+        key = (row["val_recall_3"], row["val_auc"])
+        if selectable and (best_key is None or key > best_key):
+            best_key, best_epoch, since_best = key, epoch + 1, 0
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif selectable:
+            since_best += 1
+        if hp.patience and since_best >= hp.patience:
+            stopped_early = True
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val_r3=f"{row['val_recall_3']:.3f}",
+                            best=best_epoch)
+        state = {**identity, "epoch": epoch + 1, "epochs_requested": hp.epochs, "history": history,
+                 "best_epoch": best_epoch, "best_key": list(best_key) if best_key else None,
+                 "since_best": since_best, "stopped_early": stopped_early,
+                 "train_seconds": elapsed_before + time.time() - t0}
+        _save_checkpoint(run_dir, model, opt, best_weights, state)
+        if stopped_early:
+            break
+
+    model.load_state_dict(best_weights)
+    curve = _plot_curve(history, run_dir / CURVE, desc or method) if history else None
+    best = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {})
+    return FitResult(model=model, history=history, best_epoch=best_epoch, best=dict(best), run_dir=run_dir,
+                     train_seconds=elapsed_before + time.time() - t0, resumed_from=resumed_from,
+                     stopped_early=stopped_early, curve=curve)

@@ -1,0 +1,253 @@
+"""Trainers: the DROCC-family losses on random tensors, Proposition 1's projection against a
+per-example reference, learning a separable toy problem with every method, resume equivalence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.optimize import brentq
+
+from kws.errors import KwsError
+from kws.train import losses as L
+from kws.train.trainer import CHECKPOINT, STATE, Arrays, TrainHparams, fit, predict_scores
+
+
+class TinyNet(torch.nn.Module):
+    """x [B, T, F] -> logit [B]: a small MLP on the flattened window (fast, smooth)."""
+
+    def __init__(self, t: int, f: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.l1 = torch.nn.Linear(t * f, hidden)
+        self.l2 = torch.nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.l1(x.flatten(1)))).squeeze(1)
+
+
+def reference_projection(h: np.ndarray, w: np.ndarray, r: float, gamma: float) -> np.ndarray:
+    """Proposition 1 for one example with scipy's brentq on the secular equation."""
+    n = np.sqrt((w * h ** 2).sum())
+    if r <= n <= gamma * r:
+        return h.copy()
+    target = r if n < r else gamma * r
+    f = lambda lam: np.sqrt((w * h ** 2 / (1 + lam * w) ** 2).sum()) - target  # noqa: E731
+    lo, hi = ((-1 / w.max()) * (1 - 1e-14), 0.0) if n < r else (0.0, 1e8)
+    lam = brentq(f, lo, hi, xtol=1e-300, rtol=1e-15, maxiter=1000)
+    return h / (1 + lam * w)
+
+
+# ---------------------------------------------------------------- projections
+def test_mahalanobis_projection_matches_per_example_reference_and_lands_in_annulus():
+    g = torch.Generator().manual_seed(0)
+    d, r, gamma = 6 * 5, 3.0, 2.0
+    w = L.lf_weights(torch.rand(6, 5, generator=g) ** 4)  # very uneven weights, clamped
+    scale = torch.tensor([0.05, 0.3, 0.6, 1.0, 1.5, 3.0, 8.0, 30.0]).repeat(4)[:, None, None]
+    h = torch.randn(len(scale), 6, 5, generator=g) * scale
+    p = L.project_annulus_mahalanobis(h, w, r, gamma)
+    ref = np.stack([reference_projection(hi.reshape(-1), w.double().numpy().reshape(-1), r, gamma)
+                    for hi in h.double().numpy()])
+    np.testing.assert_allclose(p.reshape(len(h), d).double().numpy(), ref, rtol=1e-5, atol=1e-6)
+    norms = L.mahalanobis_norm(p.double(), w.double())
+    assert bool(((norms >= r * (1 - 1e-6)) & (norms <= gamma * r * (1 + 1e-6))).all())
+    before = L.mahalanobis_norm(h, w)
+    inside = (before >= r) & (before <= gamma * r)
+    assert inside.any() and (~inside).any()
+    assert torch.equal(p[inside], h[inside])  # already feasible: untouched
+    # pushed out onto r, pulled in onto gamma r exactly
+    np.testing.assert_allclose(norms[before < r].numpy(), r, rtol=1e-6)  # float32 in, float32 out
+    np.testing.assert_allclose(norms[before > gamma * r].numpy(), gamma * r, rtol=1e-6)
+    n64 = L.mahalanobis_norm(L.project_annulus_mahalanobis(h.double(), w.double(), r, gamma), w.double())
+    np.testing.assert_allclose(n64[before < r].numpy(), r, rtol=1e-12)  # exact in float64
+    np.testing.assert_allclose(n64[before > gamma * r].numpy(), gamma * r, rtol=1e-12)
+
+
+def test_mahalanobis_projection_is_the_closest_feasible_point():
+    g = torch.Generator().manual_seed(1)
+    w = L.lf_weights(torch.rand(20, generator=g) + 0.05).double()
+    h = (torch.randn(6, 20, generator=g) * torch.tensor([0.1, 0.2, 0.5, 5, 10, 20])[:, None]).double()
+    p = L.project_annulus_mahalanobis(h, w, 2.0, 2.0)
+    for i in range(len(h)):
+        best = float((p[i] - h[i]).norm())
+        # random feasible points near the solution (rescaled onto the same M-sphere) are never closer
+        cand = p[i] + 0.05 * torch.randn(500, 20, generator=g).double()
+        target = float(L.mahalanobis_norm(p[i:i + 1], w))
+        cand = cand * (target / L.mahalanobis_norm(cand, w))[:, None]
+        assert float((cand - h[i]).norm(dim=1).min()) >= best - 1e-9
+
+
+def test_zero_and_degenerate_offsets_still_reach_the_annulus():
+    w = torch.tensor([1.0, 1.0, 4.0, 4.0])
+    h = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1e-3, 0.0, 0.0, 0.0]])  # no component on the max weight
+    p = L.project_annulus_mahalanobis(h, w / w.mean(), 1.0, 2.0)
+    n = L.mahalanobis_norm(p, w / w.mean())
+    assert torch.isfinite(p).all() and bool(((n >= 1 - 1e-6) & (n <= 2 + 1e-6)).all())
+    assert abs(float(n[1]) - 1.0) < 1e-5  # pushed out along its only direction
+    e = L.project_annulus_euclidean(torch.stack([torch.zeros(3), torch.ones(3) * 10]), 1.0, 2.0)
+    assert torch.allclose(e.norm(dim=1), torch.tensor([3 ** 0.5, 2.0]))  # zero -> a fixed direction
+
+
+def test_euclidean_projection_is_radial_clamp():
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(50, 7, 3, generator=g) * torch.linspace(0.01, 5, 50)[:, None, None]
+    p = L.project_annulus_euclidean(h, 2.0, 1.5)
+    n = p.flatten(1).norm(dim=1)
+    assert bool(((n > 2.0 - 1e-5) & (n < 3.0 + 1e-5)).all())
+    cos = F.cosine_similarity(p.flatten(1), h.flatten(1), dim=1)
+    assert torch.allclose(cos, torch.ones(50), atol=1e-5)
+
+
+# ---------------------------------------------------------------- feature weights
+def test_input_gradient_sigma_of_a_linear_model_is_its_weight_magnitude():
+    lin = torch.nn.Linear(12, 1)
+    model = lambda x: lin(x.flatten(1)).squeeze(1)  # noqa: E731
+    x = torch.randn(9, 4, 3)
+    sigma = L.input_gradient_sigma(model, x, batch_size=4)
+    assert torch.allclose(sigma, lin.weight.detach().abs().reshape(4, 3), atol=1e-6)
+
+
+def test_lf_weights_clamp_vanishing_sigma_and_have_mean_one():
+    sigma = torch.tensor([0.0, 1e-9, 1.0, 2.0, 3.0])
+    for metric in ("paper", "gradient"):
+        w = L.lf_weights(sigma, metric=metric, floor=0.05)
+        assert torch.isfinite(w).all() and bool((w > 0).all())
+        assert abs(float(w.mean()) - 1) < 1e-6
+    w = L.lf_weights(sigma, "paper", floor=0.05)
+    assert w[0] == w[1] == w.max()  # both clamped to the floor: the largest, finite weight
+    assert w[4] < w[3] < w[2]  # paper metric: influential coordinates weigh less
+    assert L.lf_weights(sigma, "gradient")[4] > L.lf_weights(sigma, "gradient")[2]
+    with pytest.raises(ValueError):
+        L.lf_weights(sigma, "bogus")
+
+
+# ---------------------------------------------------------------- adversarial search and losses
+@pytest.mark.parametrize("lf", [False, True])
+def test_adversarial_search_finds_points_with_higher_negative_loss(lf):
+    torch.manual_seed(0)
+    model = TinyNet(6, 4, 32)
+    x = torch.randn(64, 6, 4)
+    w = L.lf_weights(torch.rand(6, 4) + 0.1) if lf else None
+
+    def neg_loss(h):
+        with torch.no_grad():
+            return F.binary_cross_entropy_with_logits(model(x + h), torch.zeros(len(x)), reduction="none")
+
+    start = L.adversarial_search(model, x, 3.0, 2.0, 0, 1.0, weights=w, generator=torch.Generator().manual_seed(5))
+    found = L.adversarial_search(model, x, 3.0, 2.0, 10, 1.0, weights=w, generator=torch.Generator().manual_seed(5))
+    assert float(neg_loss(found).mean()) > float(neg_loss(start).mean()) + 0.05
+    assert float((neg_loss(found) > neg_loss(start)).float().mean()) > 0.8
+    n = L.mahalanobis_norm(found, w) if lf else found.flatten(1).norm(dim=1)
+    assert bool(((n >= 3.0 - 1e-4) & (n <= 6.0 + 1e-4)).all())
+
+
+def test_method_losses():
+    torch.manual_seed(0)
+    model = TinyNet(5, 3)
+    x = torch.randn(16, 5, 3)
+    y = torch.tensor([1, 0] * 8)
+    kw = dict(radius=2.0, gamma=2.0, mu=1.0, steps=2, step_size=0.5)
+    bce, parts = L.method_loss("bce", model, x, y, adversarial=True, **kw)
+    assert torch.allclose(bce, F.binary_cross_entropy_with_logits(model(x), y.float()))
+    assert parts["adv"] == 0.0
+    # warm-up: CE only for every method
+    warm, _ = L.method_loss("drocc-oe", model, x, y, adversarial=False, **kw)
+    assert torch.allclose(warm, bce)
+    # DROCC is one-class: the negatives do not enter its loss at all
+    x2 = x.clone()
+    x2[y == 0] = 100.0
+    a, _ = L.method_loss("drocc", model, x, y, adversarial=True, generator=torch.Generator().manual_seed(1), **kw)
+    b, _ = L.method_loss("drocc", model, x2, y, adversarial=True, generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.allclose(a, b)
+    oe, parts = L.method_loss("drocc-oe", model, x, y, adversarial=True, generator=torch.Generator().manual_seed(1), **kw)
+    assert parts["adv"] > 0 and torch.allclose(oe, bce + parts["adv"], atol=1e-6)
+    with pytest.raises(ValueError):
+        L.method_loss("drocc-lf", model, x, y, adversarial=True, **kw)  # needs the weights
+    w = L.lf_weights(L.input_gradient_sigma(model, x[y == 1]))
+    lf, parts = L.method_loss("drocc-lf", model, x, y, adversarial=True, weights=w, **kw)
+    lf.backward()
+    assert parts["adv"] > 0 and all(p.grad is not None for p in model.parameters())
+
+
+# ---------------------------------------------------------------- training
+def toy_split(n_pos: int, n_neg: int, seed: int, t: int = 4, f: int = 3) -> Arrays:
+    """Positives: a tight cluster; negatives: broad, centred elsewhere (separable)."""
+    rng = np.random.default_rng(seed)
+    centre = np.linspace(-1, 1, t * f).reshape(t, f)
+    pos = centre + 0.15 * rng.standard_normal((n_pos, t, f))
+    neg = -centre + 1.0 * rng.standard_normal((n_neg, t, f))
+    x = np.concatenate([pos, neg]).astype(np.float32)
+    y = np.concatenate([np.ones(n_pos), np.zeros(n_neg)])
+    kinds = np.array(["positive"] * n_pos + ["negative"] * n_neg)
+    return Arrays(x, y, kinds)
+
+
+TOY_HP = dict(epochs=6, batch_size=32, lr=1e-2, warmup_epochs=2, radius=1.5, gamma=2.0, ascent_steps=3,
+              ascent_step_size=0.3, patience=0)
+
+
+@pytest.mark.parametrize("method", ["bce", "drocc", "drocc-oe", "drocc-lf"])
+def test_tiny_model_learns_separable_toy_problem(method, tmp_path):
+    train, val = toy_split(120, 120, 0), toy_split(60, 60, 1)
+    torch.manual_seed(0)
+    model = TinyNet(4, 3)
+    res = fit(model, train, val, method, TrainHparams(**TOY_HP), tmp_path / method, seed=0)
+    s = predict_scores(res.model, val.x)
+    from kws.metrics import auc
+
+    assert auc(s[val.y == 1], s[val.y == 0]) > 0.97
+    assert res.best["val_recall_3"] > 0.9
+    assert len(res.history) == 6 and (tmp_path / method / "training_curve.png").stat().st_size > 1000
+    if method != "bce":
+        assert res.best_epoch > TOY_HP["warmup_epochs"]  # chosen among DROCC epochs
+        assert all(h["adv"] > 0 for h in res.history[2:]) and all(h["adv"] == 0 for h in res.history[:2])
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    train, val = toy_split(64, 64, 3), toy_split(40, 40, 4)
+    hp = dict(TOY_HP, warmup_epochs=1, select_after_warmup=False)
+
+    def run(run_dir, epochs):
+        torch.manual_seed(7)
+        model = TinyNet(4, 3)
+        return fit(model, train, val, "drocc-lf", TrainHparams(**dict(hp, epochs=epochs)), run_dir, seed=3)
+
+    full = run(tmp_path / "full", 4)
+    part = run(tmp_path / "part", 2)
+    assert json.loads((tmp_path / "part" / STATE).read_text())["epoch"] == 2
+    resumed = run(tmp_path / "part", 4)
+    assert resumed.resumed_from == 2 and [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+    assert part.best_epoch <= 2
+    # a finished run reruns instantly with the same result
+    again = run(tmp_path / "part", 4)
+    assert again.resumed_from == 4
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, again.model.state_dict()[k])
+
+
+def test_resume_refuses_changed_settings_and_corrupt_checkpoints(tmp_path):
+    train, val = toy_split(32, 32, 5), toy_split(20, 20, 6)
+    torch.manual_seed(0)
+    fit(TinyNet(4, 3), train, val, "bce", TrainHparams(**dict(TOY_HP, epochs=1)), tmp_path, seed=0)
+    with pytest.raises(KwsError, match="different settings"):
+        fit(TinyNet(4, 3), train, val, "bce", TrainHparams(**dict(TOY_HP, epochs=2, lr=0.5)), tmp_path, seed=0)
+    (tmp_path / CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(KwsError, match="unreadable"):
+        fit(TinyNet(4, 3), train, val, "bce", TrainHparams(**dict(TOY_HP, epochs=2)), tmp_path, seed=0)
+
+
+def test_fastgrnn_sparse_training_keeps_the_asked_fraction(tmp_path):
+    from kws.models import build_model
+
+    train, val = toy_split(48, 48, 7, t=5, f=4), toy_split(30, 30, 8, t=5, f=4)
+    torch.manual_seed(0)
+    model = build_model("fastgrnn", 4, hidden=8)
+    res = fit(model, train, val, "bce", TrainHparams(**dict(TOY_HP, epochs=3, sparsity=0.25)), tmp_path, seed=0)
+    for name in ("W", "U"):
+        p = dict(res.model.named_parameters())[name]
+        assert int(torch.count_nonzero(p)) == round(0.25 * p.numel())
