@@ -65,6 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         run_dir=Path(args.run_dir) if args.run_dir else None,
+        preset=args.preset,
+        sparsity=args.sparsity,
     )
     result = train_keyword(opts)
     print(result.table())
@@ -108,7 +110,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from kws.export import export_bundle
 
-    summary = export_bundle(Path(args.bundle), fmt=args.format, out=Path(args.out), int8=args.int8)
+    summary = export_bundle(Path(args.bundle), fmt=args.format, out=Path(args.out), int8=args.int8,
+                            data_dir=Path(args.data) if args.data else None)
     print(summary)
     return 0
 
@@ -178,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=None, help="training epochs (default depends on the model)")
     s.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32 FastGRNN, 64 LSTM/GRU)")
     s.add_argument("--run-dir", help="checkpoints and plots (default runs/KEYWORD-METHOD-MODEL-seedN); rerun resumes")
+    s.add_argument("--preset", default="paper", help="dataset sizes when building one (no --data): paper or small")
+    s.add_argument("--sparsity", type=float, default=1.0,
+                   help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
     _common_args(s)
     s.set_defaults(func=cmd_train)
 
@@ -214,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", required=True, choices=["onnx", "c"])
     s.add_argument("--int8", action="store_true", help="quantize to int8 (always on for --format c)")
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--data", help="dataset folder whose training features calibrate the int8 scales "
+                                  "(default: the dataset recorded in the bundle)")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("demo", help="text to device in one go for 'marvin': dataset, training, export, detection")
