@@ -30,6 +30,81 @@ def pwl_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, -1.0, 1.0)
 
 
+class _FastGRNNScan(torch.autograd.Function):
+    """The FastGRNN recurrence over all frames with a hand-written backward (BPTT).
+
+    Autograd through a Python loop of ~12 small ops per frame spends most of its time on graph
+    bookkeeping. Here the forward runs without a graph and, when gradients are needed, stores the
+    local derivatives of each frame; the backward then needs 3 ops per frame and the parameter
+    gradients are single vectorised reductions (measured ~2-3x faster than autograd on CPU).
+
+    Inputs: wx [B, T, H] (= W x), U [H, H] (effective: U1 U2 when low rank), b_z, b_h [H],
+    zeta, nu (post-sigmoid, shape [1]), pwl (bool). Output: every state h_t, [B, T, H]."""
+
+    @staticmethod
+    def forward(ctx, wx, U, b_z, b_h, zeta, nu, pwl):  # noqa: D401
+        wx_t = wx.transpose(0, 1)  # [T, B, H]
+        n_t, b, hdim = wx_t.shape
+        ut = U.t()
+        grad = any(ctx.needs_input_grad[:6])
+        sig, tanh = (pwl_sigmoid, pwl_tanh) if pwl else (torch.sigmoid, torch.tanh)
+        hs = wx.new_empty(n_t, b, hdim)
+        if grad:
+            zs, cs, a_z, a_c, omz_c = (wx.new_empty(n_t, b, hdim) for _ in range(5))
+        h = wx.new_zeros(b, hdim)
+        for t in range(n_t):
+            pre = torch.addmm(wx_t[t], h, ut)
+            pz = pre + b_z
+            pc = pre + b_h
+            z = sig(pz)
+            c = tanh(pc)
+            omz = 1.0 - z
+            g = zeta * omz + nu
+            h_new = g * c + z * h
+            if grad:
+                if pwl:  # torch.clamp passes the gradient where min <= input <= max (inclusive)
+                    y = (pz + 1.0) * 0.5
+                    dsig = 0.5 * ((y >= 0.0) & (y <= 1.0)).to(h.dtype)
+                    dtanh = ((pc >= -1.0) & (pc <= 1.0)).to(h.dtype)
+                else:
+                    dsig = z * omz
+                    dtanh = 1.0 - c * c
+                torch.mul(h - zeta * c, dsig, out=a_z[t])  # d h_t / d pre, through z
+                torch.mul(g, dtanh, out=a_c[t])            # d h_t / d pre, through the candidate
+                torch.mul(omz, c, out=omz_c[t])            # d h_t / d zeta
+                zs[t] = z
+                cs[t] = c
+            hs[t] = h_new
+            h = h_new
+        if grad:
+            ctx.save_for_backward(U, hs, zs, cs, a_z, a_c, omz_c)
+        return hs.transpose(0, 1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_hs):
+        U, hs, zs, cs, a_z, a_c, omz_c = ctx.saved_tensors
+        n_t, b, hdim = hs.shape
+        dhs = grad_hs.transpose(0, 1)
+        k = a_z + a_c
+        dh_all = torch.empty_like(hs)
+        dpre = torch.empty_like(hs)
+        carry = hs.new_zeros(b, hdim)
+        for t in range(n_t - 1, -1, -1):
+            dh = torch.add(dhs[t], carry, out=dh_all[t])
+            dp = torch.mul(dh, k[t], out=dpre[t])
+            carry = torch.addmm(dh * zs[t], dp, U)
+        need = ctx.needs_input_grad
+        d_wx = dpre.transpose(0, 1) if need[0] else None
+        # h_{-1} = 0, so frame 0 adds nothing to dU
+        d_u = dpre[1:].reshape(-1, hdim).t() @ hs[:-1].reshape(-1, hdim) if need[1] else None
+        d_bz = (dh_all * a_z).sum((0, 1)) if need[2] else None
+        d_bh = (dh_all * a_c).sum((0, 1)) if need[3] else None
+        d_zeta = (dh_all * omz_c).sum().reshape(1) if need[4] else None
+        d_nu = (dh_all * cs).sum().reshape(1) if need[5] else None
+        return d_wx, d_u, d_bz, d_bh, d_zeta, d_nu, None
+
+
 class FastGRNN(KwsModel):
     kind = "fastgrnn"
 
@@ -68,13 +143,15 @@ class FastGRNN(KwsModel):
             return x @ self.W.t()
         return (x @ self.W2.t()) @ self.W1.t()
 
-    def _uh(self, h: torch.Tensor) -> torch.Tensor:
+    def effective_u(self) -> torch.Tensor:
+        """U, or U1 U2 when low rank (step and forward both use it, so they agree exactly; the numpy
+        reference and the exports apply the factors, which costs fewer MACs)."""
         if self.hparams["u_rank"] is None:
-            return h @ self.U.t()
-        return (h @ self.U2.t()) @ self.U1.t()
+            return self.U
+        return self.U1 @ self.U2
 
     def _cell(self, wx: torch.Tensor, h: torch.Tensor, zeta: torch.Tensor, nu: torch.Tensor) -> torch.Tensor:
-        pre = wx + self._uh(h)
+        pre = torch.addmm(wx, h, self.effective_u().t())  # the same op as the scan: exact agreement
         z = self._sigmoid(pre + self.b_z)
         c = self._tanh(pre + self.b_h)
         return (zeta * (1.0 - z) + nu) * c + z * h
@@ -91,20 +168,30 @@ class FastGRNN(KwsModel):
         h = self._cell(self._wx(frame), state[0], torch.sigmoid(self.zeta), torch.sigmoid(self.nu))
         return self._head(h), (h,)
 
-    def _run(self, x: torch.Tensor, keep_all: bool) -> torch.Tensor:
+    def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.n_features:
             raise ValueError(f"expected input [B, T, {self.n_features}], got {list(x.shape)}")
+
+    def _run(self, x: torch.Tensor, keep_all: bool) -> torch.Tensor:
+        self._check(x)
+        if x.shape[1] == 0:
+            return self._head(self.init_state(x.shape[0])[0]) if not keep_all else x.new_zeros(x.shape[0], 0)
         wx = self._wx(x)  # [B, T, H]: one matmul for all frames
+        hs = _FastGRNNScan.apply(wx, self.effective_u(), self.b_z, self.b_h, torch.sigmoid(self.zeta),
+                                 torch.sigmoid(self.nu), self.hparams["nonlinearity"] == "pwl")
+        return self._head(hs if keep_all else hs[:, -1])
+
+    def _run_autograd(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain autograd version of forward_all (the scan's backward is tested against it)."""
+        self._check(x)
+        wx = self._wx(x)
         zeta, nu = torch.sigmoid(self.zeta), torch.sigmoid(self.nu)
         (h,) = self.init_state(x.shape[0])
         states = []
         for t in range(x.shape[1]):
             h = self._cell(wx[:, t], h, zeta, nu)
-            if keep_all:
-                states.append(h)
-        if keep_all:
-            return self._head(torch.stack(states, dim=1))
-        return self._head(h)
+            states.append(h)
+        return self._head(torch.stack(states, dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, keep_all=False)
