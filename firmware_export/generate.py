@@ -38,11 +38,7 @@ LIBRARY_FILES = ("kws.h", "kws_internal.h", "kws.c", "kws_features.c", "kws_mode
 HARNESS_FILES = ("harness.c", "golden.h", "host_main.c", "qemu_start.c")
 FEATURE_TOLERANCE = 1e-3   # max |C log-mel - Python log-mel| accepted by the harness
 
-# Detector defaults (DESIGN.md section 8, kws.stream.Detector's defaults).
-HOP_SECONDS = 0.1
-SMOOTHING = 3
-REFRACTORY_SECONDS = 1.5
-MAX_SMOOTHING = 8
+MAX_SMOOTHING = 8          # the C state keeps at most this many window logits
 
 
 @dataclass
@@ -89,23 +85,16 @@ def golden_audio(seconds: float = 4.0, seed: int = 7) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- quantization
-def quantized_model(bundle: Any, calib_x_raw: np.ndarray | None = None, calib_audio: np.ndarray | None = None):
-    """kws.quantize's int8 model of the bundle. Calibration windows: `calib_x_raw` [N, T, F] (raw
-    features of training audio) when given, else windows of `calib_audio` (int16), which is how a
-    bundle alone is exported (the summary says so)."""
+def calibration_from_audio(pcm: np.ndarray, feature_config: Any, step: int = 5) -> np.ndarray:
+    """Raw feature windows [N, T, F] of int16 audio (every `step` frames): calibration data for
+    bundles without a readable training set (tests, random bundles)."""
     from kws.features import featurize
-    from kws.quantize import quantize_fastgrnn
 
-    fc = bundle.feature_config
-    if calib_x_raw is None:
-        if calib_audio is None:
-            calib_audio = golden_audio()
-        feats = featurize(calib_audio.astype(np.float32) / 32768.0, fc)
-        wf = fc.window_frames
-        starts = range(0, max(1, feats.shape[0] - wf + 1), 5)
-        calib_x_raw = np.stack([feats[s:s + wf] for s in starts])
-    return quantize_fastgrnn(bundle.weights, bundle.hparams, bundle.mean, bundle.std, calib_x_raw,
-                             thresholds=bundle.thresholds)
+    feats = featurize(np.asarray(pcm, np.int16).astype(np.float32) / np.float32(32768.0), feature_config)
+    wf = feature_config.window_frames
+    if feats.shape[0] < wf:
+        raise ExportError(f"calibration audio shorter than one {feature_config.window_seconds:g} s window")
+    return np.stack([feats[s:s + wf] for s in range(0, feats.shape[0] - wf + 1, step)])
 
 
 # ---------------------------------------------------------------------------- reference detector
@@ -118,26 +107,34 @@ def window_ends(n_frames: int, window_frames: int, hop_frames: int) -> np.ndarra
 
 def reference_detect(logits: np.ndarray, smoothing: int, threshold_q: int, refractory_hops: int
                      ) -> tuple[list[int], np.ndarray]:
-    """The C detector in Python, integers only: per hop the sum of the last `smoothing` window
-    logits (fewer at the start) against count * threshold; fire on the rising edge outside the
-    refractory period. Returns (1-based hop numbers of detections, the sums)."""
+    """The C detector in Python, integers only: kws.stream's rule (rising edge of the moving average
+    across the threshold, at least `refractory_hops` hops since the previous detection) with the
+    average over integer logits: mean >= threshold as sum >= count * threshold_q.
+    Returns (1-based hop numbers of the detections, the sums per hop)."""
     fires: list[int] = []
     sums = np.zeros(len(logits), dtype=np.int64)
-    refractory = 0
     above_prev = False
     for i in range(len(logits)):
         lo = max(0, i - smoothing + 1)
         s = int(np.sum(logits[lo:i + 1], dtype=np.int64))
-        n = i + 1 - lo
         sums[i] = s
-        above = s >= n * threshold_q
-        if refractory > 0:
-            refractory -= 1
-        elif above and not above_prev:
+        above = s >= (i + 1 - lo) * threshold_q
+        if above and not above_prev and (not fires or (i + 1) - fires[-1] >= refractory_hops):
             fires.append(i + 1)
-            refractory = refractory_hops
         above_prev = above
     return fires, sums
+
+
+def detector_spec(bundle: Any, qm: Any, tau: float) -> DetectorSpec:
+    """kws.stream.Detector's defaults in hops: 0.1 s hop, smoothing 3, 1.5 s refractory."""
+    from kws.stream import DEFAULT_HOP_SECONDS, DEFAULT_REFRACTORY_SECONDS, DEFAULT_SMOOTHING
+
+    fc = bundle.feature_config
+    hop_frames = max(1, int(round(DEFAULT_HOP_SECONDS * fc.sample_rate / fc.hop_length)))
+    hop_s = hop_frames * fc.hop_length / fc.sample_rate
+    return DetectorSpec(hop_frames=hop_frames, smoothing=min(DEFAULT_SMOOTHING, MAX_SMOOTHING),
+                        refractory_hops=int(math.ceil(DEFAULT_REFRACTORY_SECONDS / hop_s - 1e-9)),
+                        threshold_q=qm.threshold_q(tau))
 
 
 # ---------------------------------------------------------------------------- C text
@@ -176,6 +173,10 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
     fc = bundle.feature_config
     sc = qm.scalars()
     arrays = qm.to_arrays()
+    try:
+        threshold_fpr5 = qm.threshold_q(bundle.threshold(0.05))
+    except BundleError:
+        threshold_fpr5 = det.threshold_q
     lines = [
         "/* kws_config.h - generated by firmware_export/generate.py; do not edit. */",
         "#ifndef KWS_CONFIG_H", "#define KWS_CONFIG_H", "",
@@ -211,6 +212,7 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         f"#define KWS_DEFAULT_REFRACTORY_HOPS {det.refractory_hops}",
         f"/* integer logit threshold for the bundle's score threshold at 3% FPR */",
         f"#define KWS_DEFAULT_THRESHOLD {c_int(det.threshold_q, np.dtype(np.int64))}",
+        f"#define KWS_THRESHOLD_FPR5 {c_int(threshold_fpr5, np.dtype(np.int64))}",
         "", "#endif", "",
     ]
     return "\n".join(lines)
@@ -302,30 +304,33 @@ def make_golden(bundle: Any, qm: Any, det: DetectorSpec, pcm: np.ndarray) -> dic
 
 
 # ---------------------------------------------------------------------------- main entry
-def generate(bundle_path: str | Path, out_dir: str | Path, *, calib_x_raw: np.ndarray | None = None,
-             verify: bool = True, golden_pcm: np.ndarray | None = None) -> str:
-    """Write the C library for a FastGRNN bundle into out_dir; build and verify it when the
-    toolchains are present. Returns the summary text (also written to OUT/SUMMARY.txt)."""
-    from kws.bundle import load_bundle
+def generate(bundle_path: str | Path | Any, out_dir: str | Path, *, data_dir: str | Path | None = None,
+             calib_x_raw: np.ndarray | None = None, verify: bool = True,
+             golden_pcm: np.ndarray | None = None) -> str:
+    """Write the C library for a FastGRNN bundle (path or loaded kws.bundle.Bundle) into out_dir;
+    build and verify it when the toolchains are present. Returns the summary text (also written to
+    OUT/SUMMARY.txt).
 
-    bundle = load_bundle(bundle_path)
+    Calibration of the int8 scales (kws.quantize): `calib_x_raw` raw windows [N, T, F], else the
+    training split of `data_dir`, else the dataset recorded in the bundle; ExportError otherwise."""
+    from kws.bundle import Bundle, load_bundle
+    from kws.quantize import quantize_bundle
+
+    bundle = bundle_path if isinstance(bundle_path, Bundle) else load_bundle(bundle_path)
     if bundle.model_kind != "fastgrnn":
-        raise ExportError(f"{bundle_path}: the C library supports FastGRNN bundles only; this one is "
+        raise ExportError(f"{bundle.path}: the C library supports FastGRNN bundles only; this one is "
                           f"{bundle.model_kind} (export it with --format onnx instead)")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder; choose another --out")
     fc = bundle.feature_config
     pcm = golden_audio() if golden_pcm is None else np.asarray(golden_pcm, dtype=np.int16)
-    qm = quantized_model(bundle, calib_x_raw=calib_x_raw)
-    hop_frames = max(1, int(round(HOP_SECONDS * fc.sample_rate / fc.hop_length)))
+    qm = quantize_bundle(bundle, calib_x=calib_x_raw, data_dir=str(data_dir) if data_dir else None)
     try:
         tau = bundle.threshold(0.03)
     except BundleError:
         tau = next(iter(bundle.thresholds.values()))
-    det = DetectorSpec(hop_frames=hop_frames, smoothing=SMOOTHING,
-                       refractory_hops=int(math.ceil(REFRACTORY_SECONDS / (hop_frames * fc.hop_length / fc.sample_rate))),
-                       threshold_q=qm.threshold_q(tau))
+    det = detector_spec(bundle, qm, tau)
     tables = feature_tables(fc)
     golden = make_golden(bundle, qm, det, pcm)
 
@@ -347,9 +352,10 @@ def generate(bundle_path: str | Path, out_dir: str | Path, *, calib_x_raw: np.nd
              f"{fc.n_features} {fc.kind} features, nonlinearity {qm.nonlinearity}) in {out}",
              f"  model weights (int8 + int32 scales/biases{' + LUTs' if qm.nonlinearity != 'pwl' else ''}): "
              f"{weight_bytes} bytes",
-             f"  detector: {fc.window_frames}-frame window every {hop_frames} frames, smoothing {det.smoothing}, "
+             f"  detector: {fc.window_frames}-frame window every {det.hop_frames} frames, smoothing {det.smoothing}, "
              f"refractory {det.refractory_hops} hops, threshold_q {det.threshold_q} (score {tau:g})",
-             f"  calibration: {'training windows given' if calib_x_raw is not None else 'the built-in test signal (pass training windows for a trained model)'}"]
+             f"  int8 scales: s_x {qm.s_x:.4g}, s_h {qm.s_h:.4g}, calibrated on "
+             f"{'the given windows' if calib_x_raw is not None else 'the training split'}"]
     if "W1" in bundle.weights or "U1" in bundle.weights:
         lines.append("  low-rank W/U exported as their dense int8 product (docs/QUANTIZATION.md)")
     if verify:

@@ -4,8 +4,9 @@
  * featurized, normalized and quantized to int8 into a ring of the last KWS_WINDOW_FRAMES frames.
  * Every KWS_HOP_FRAMES frames (once the ring is full) the int8 model scores the whole window from a
  * zero state; the detector sums the last `smoothing` window logits and fires on the rising edge of
- * "sum >= smoothing * threshold" (the mean compared without a division), then holds for
- * `refractory_hops` hops. The schedule counts samples, so the block size never changes the output.
+ * "sum >= count * threshold" (the mean compared without a division) when at least
+ * `refractory_hops` hops passed since the previous detection. The schedule counts samples, so the
+ * block size never changes the output.
  */
 #include "kws.h"
 #include "kws_internal.h"
@@ -30,7 +31,6 @@ kws_status_t kws_reset(kws_state_t *st) {
     for (i = 0; i < KWS_MAX_SMOOTHING; i++) st->logits[i] = 0;
     st->logit_head = 0;
     st->logit_count = 0;
-    st->refractory_left = 0;
     st->above = 0;
     st->last_logit = 0;
     st->last_sum = 0;
@@ -49,7 +49,10 @@ kws_status_t kws_init(kws_state_t *st, const kws_params_t *params) {
     return kws_reset(st);
 }
 
-/* One window score -> detector update; returns 1 on a detection. */
+/* One window score -> detector update; returns 1 on a detection. The rule is kws.stream's
+ * (rising edge of the smoothed score across the threshold, at least refractory_hops hops after the
+ * previous detection) with the moving average taken over integer logits, so the decision is exact
+ * integer arithmetic: mean >= threshold  <=>  sum >= count * threshold. */
 static int detector_update(kws_state_t *st, int64_t logit) {
     unsigned i, n, s = st->params.smoothing;
     int64_t sum = 0;
@@ -63,11 +66,9 @@ static int detector_update(kws_state_t *st, int64_t logit) {
     st->last_logit = logit;
     st->last_sum = sum;
     above = sum >= (int64_t)n * st->params.threshold;
-    if (st->refractory_left > 0) {
-        st->refractory_left--;
-    } else if (above && !st->above) {
+    if (above && !st->above &&
+        (st->fire_hop == 0 || st->hops_seen - st->fire_hop >= st->params.refractory_hops)) {
         fire = 1;
-        st->refractory_left = st->params.refractory_hops;
         st->fire_hop = st->hops_seen;
     }
     st->above = (uint8_t)above;

@@ -17,9 +17,14 @@
  *     }
  *
  * The detector scores the last KWS_WINDOW_FRAMES feature frames (1 s) every KWS_HOP_FRAMES frames,
- * averages the last `smoothing` window logits, and fires on the rising edge of
- * "smoothed logit >= threshold", then stays silent for `refractory_hops` hops.
+ * averages the last `smoothing` window logits (fewer at the start), and fires on the rising edge
+ * of "mean logit >= threshold" when at least `refractory_hops` hops passed since the previous
+ * detection: kws.stream.Detector's rule, with the moving average over integer logits instead of
+ * sigmoid scores so the decision stays exact integer arithmetic (identical for smoothing = 1).
  * Output does not depend on how the audio is split into blocks.
+ *
+ * A score threshold tau (probability) becomes threshold = ceil(log(tau / (1 - tau)) / KWS_LOGIT_SCALE);
+ * the bundle's 3% and 5% FPR thresholds are KWS_DEFAULT_THRESHOLD and KWS_THRESHOLD_FPR5.
  */
 #ifndef KWS_H
 #define KWS_H
@@ -45,7 +50,7 @@ typedef enum {
 typedef struct {
     int64_t threshold;        /* fire when the mean of the last `smoothing` window logits >= threshold */
     uint16_t smoothing;       /* window logits averaged, 1..KWS_MAX_SMOOTHING */
-    uint16_t refractory_hops; /* hops of silence after a detection */
+    uint16_t refractory_hops; /* a detection needs at least this many hops since the previous one */
 } kws_params_t;
 
 /* Caller-allocated state. Treat as opaque; its size is KWS_STATE_SIZE. */
@@ -66,12 +71,11 @@ typedef struct {
     int64_t logits[KWS_MAX_SMOOTHING];  /* last window logits (ring) */
     uint16_t logit_head;
     uint16_t logit_count;
-    uint16_t refractory_left;
     uint8_t above;                      /* previous smoothed logit was >= threshold */
     int64_t last_logit;                 /* latest window logit and sum of the smoothed ones */
     int64_t last_sum;
     uint32_t hops_seen;                 /* window scores computed so far */
-    uint32_t fire_hop;                  /* hops_seen at the latest detection */
+    uint32_t fire_hop;                  /* hops_seen at the latest detection (0: none yet) */
 } kws_state_t;
 
 #define KWS_STATE_SIZE sizeof(kws_state_t)

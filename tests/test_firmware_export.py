@@ -1,0 +1,191 @@
+"""The C library export: generated C reproduces the Python references (featurizer within 1e-3,
+int8 model bit-exact, detections equal), builds warning-free, fits a Cortex-M4 budget and runs as
+Thumb code under qemu. Compiler-dependent tests skip with the missing tool named."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware_export import build
+from firmware_export.generate import (calibration_from_audio, generate, golden_audio, reference_detect,
+                                      window_ends)
+from kws.bundle import load_bundle, random_bundle, save_bundle
+from kws.errors import ExportError
+from kws.features import FeatureConfig
+
+needs_gcc = pytest.mark.skipif(not build.have("gcc"), reason="host gcc not installed")
+needs_arm = pytest.mark.skipif(not (build.have("arm-none-eabi-gcc") and build.have("arm-none-eabi-size")),
+                               reason="arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
+needs_qemu = pytest.mark.skipif(not build.have("qemu-arm"), reason="qemu-arm not installed (apt-get install qemu-user)")
+
+TRAINED = Path(os.environ.get("KWS_TRAINED_BUNDLE", Path(__file__).parent / "fixtures" / "trained.kws"))
+
+
+def _calib(fc: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    return calibration_from_audio(golden_audio(), fc)
+
+
+def _harness_numbers(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", text)}
+
+
+@pytest.fixture(scope="module")
+def lib32(tmp_path_factory) -> Path:
+    """The default-size detector (hidden 32, standard nonlinearity) generated without building."""
+    d = tmp_path_factory.mktemp("c32")
+    bundle = random_bundle(d / "r.kws", hidden=32, seed=3)
+    generate(bundle, d / "out", calib_x_raw=_calib(), verify=False)
+    return d / "out"
+
+
+@needs_gcc
+def test_host_harness_reproduces_python(lib32):
+    ok, text = build.run_harness([str(build.host_build(lib32))], lib32)
+    assert ok, text
+    n = _harness_numbers(text)
+    assert n["frames"] == 398 and n["max_abs_diff_x1e6"] <= 1000
+    assert n["int8_mismatches"] <= n["frames"] * 32 // 1000   # the float edge: ties only, rare
+    assert n["state_mismatches"] == 0 and n["logit_mismatches"] == 0 and n["window_logit_mismatches"] == 0
+    assert n["windows"] == 31
+    assert n["detections_python"] >= 1 and n["c_1sample"] == n["c_mixed_blocks"] == n["detections_python"]
+
+
+@needs_gcc
+def test_harness_fails_on_a_wrong_weight(lib32, tmp_path):
+    """The harness can fail: one int8 weight changed by 1 LSB breaks the bit-exact model check."""
+    bad = tmp_path / "bad"
+    shutil.copytree(lib32, bad, ignore=shutil.ignore_patterns("build"))
+    src = (bad / "kws_weights.c").read_text()
+    m = re.search(r"kws_U_q\[[^\]]*\] = \{\s*(-?\d+)", src)
+    v = int(m.group(1))
+    src = src[:m.start(1)] + str(v - 1 if v > -127 else v + 1) + src[m.end(1):]
+    (bad / "kws_weights.c").write_text(src)
+    ok, text = build.run_harness([str(build.host_build(bad))], bad)
+    assert not ok
+    assert re.search(r"model: .* FAIL", text) and "RESULT FAIL" in text
+    assert re.search(r"features: .* PASS", text)
+
+
+def _shared_lib(out: Path) -> ctypes.CDLL:
+    so = out / "build" / "libkws_test.so"
+    so.parent.mkdir(exist_ok=True)
+    subprocess.run(["gcc", "-O2", "-std=c99", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(so),
+                    *build.LIB_SRC], cwd=out, check=True, capture_output=True)
+    lib = ctypes.CDLL(str(so))
+    lib.kws_logf.restype, lib.kws_logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    return lib
+
+
+@needs_gcc
+def test_libm_free_log_is_accurate(lib32):
+    lib = _shared_lib(lib32)
+    xs = np.float32(np.concatenate([np.geomspace(1e-6, 1e6, 4001), [1.0, 2.0, 0.5, 1.41421356, 1e-6 + 1e-12]]))
+    got = np.array([lib.kws_logf(float(x)) for x in xs])
+    err = np.abs(got - np.log(xs.astype(np.float64)))
+    assert err.max() < 2e-6, (xs[err.argmax()], err.max())
+    assert lib.kws_logf(1.0) == 0.0
+
+
+@needs_gcc
+def test_pwl_low_rank_mfcc_variant(tmp_path):
+    """MFCC features, low-rank W/U, piecewise-linear gates, hidden 12: all through the same checks."""
+    fc = FeatureConfig(kind="mfcc", n_mfcc=20, n_mels=40)
+    rng = np.random.default_rng(5)
+    from kws.models import weight_shapes
+
+    hp = {"hidden": 12, "w_rank": 6, "u_rank": 4, "nonlinearity": "pwl"}
+    weights = {}
+    for name, shape in weight_shapes("fastgrnn", fc.n_features, hp).items():
+        scale = 1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.3
+        weights[name] = (rng.normal(0, scale, size=shape)).astype(np.float32)
+    calib = _calib(fc)
+    flat = calib.reshape(-1, fc.n_features)
+    path = save_bundle(tmp_path / "m.kws", "fastgrnn", hp, weights, fc, flat.mean(0), flat.std(0) + 1e-3,
+                       "Hey, Nova!", {0.03: 0.6, 0.05: 0.4})
+    summary = generate(path, tmp_path / "out", calib_x_raw=calib, verify=build.have("gcc"))
+    assert "dense int8 product" in summary and "nonlinearity pwl" in summary
+    assert "host harness (gcc" in summary and "PASS" in summary
+    cfg = (tmp_path / "out" / "kws_config.h").read_text()
+    assert "#define KWS_MFCC 1" in cfg and "#define KWS_NONLIN_LUT 0" in cfg
+    assert '#define KWS_KEYWORD_ID hey_nova' in cfg
+
+
+@needs_arm
+@needs_qemu
+def test_thumb_build_runs_golden_vectors_under_qemu(lib32):
+    ok, text = build.run_harness(["qemu-arm", "-cpu", "max", str(build.qemu_build(lib32))], lib32)
+    assert ok, text
+    n = _harness_numbers(text)
+    assert n["window_logit_mismatches"] == 0 and n["c_mixed_blocks"] == n["detections_python"] >= 1
+
+
+@needs_arm
+def test_cortex_m4_fits_32k_flash_8k_ram(lib32):
+    s = build.arm_size(lib32)
+    assert 0 < s.text and s.rodata > 1024 * 4  # tables + 2 KB of int8 weights are really in flash
+    assert s.flash < 32 * 1024, s
+    assert s.ram < 8 * 1024, s
+    assert s.state > 3136  # at least the int8 window ring (98 x 32)
+    assert build.example_build(lib32).exists()
+
+
+@needs_gcc
+def test_example_main_loop_compiles_and_runs_on_host(lib32, tmp_path):
+    """The example links against the library on the host (stubs: silent mic) and exits cleanly."""
+    stub = tmp_path / "stub.c"
+    stub.write_text("static int n = 0;\nint keep_running(void) { return n++ < 300; }\n")
+    exe = tmp_path / "example"
+    subprocess.run(["gcc", *build.HOST_FLAGS, "-o", str(exe), "examples/main.c", str(stub), *build.LIB_SRC],
+                   cwd=lib32, check=True, capture_output=True, text=True)
+    assert subprocess.run([str(exe)], timeout=30).returncode == 0
+
+
+def test_lstm_bundle_is_refused_with_a_clear_error(tmp_path):
+    p = random_bundle(tmp_path / "l.kws", kind="lstm", hidden=4)
+    with pytest.raises(ExportError, match="FastGRNN bundles only.*onnx"):
+        generate(p, tmp_path / "out", calib_x_raw=_calib(), verify=False)
+
+
+def test_uncalibrated_export_names_the_fix(tmp_path):
+    p = random_bundle(tmp_path / "r.kws", hidden=4)
+    with pytest.raises(ExportError, match="--data"):
+        generate(p, tmp_path / "out", verify=False)
+
+
+def test_reference_detector_follows_the_stream_rule():
+    """With smoothing 1 the integer detector is kws.stream's rule on the int8 scores exactly."""
+    from kws.stream import rising_edges
+
+    rng = np.random.default_rng(0)
+    logits = np.cumsum(rng.integers(-400, 400, size=400)).astype(np.int64)
+    scale = 2e-3
+    tau = 0.5
+    thr = int(math.ceil(math.log(tau / (1 - tau)) / scale))
+    fires, _ = reference_detect(logits, 1, thr, 15)
+    scores = 1.0 / (1.0 + np.exp(-logits * scale))
+    times = 1.0 + 0.1 * np.arange(len(logits))  # window ends every hop (exact multiples of 0.1 s here)
+    expected = rising_edges(times, scores, tau, refractory_seconds=1.5 - 1e-9)
+    assert len(fires) >= 3
+    assert [f - 1 for f in fires] == expected
+
+
+def test_window_schedule_matches_stream():
+    assert list(window_ends(97, 98, 10)) == []
+    assert list(window_ends(128, 98, 10)) == [98, 108, 118, 128]
+
+
+@needs_gcc
+@pytest.mark.skipif(not TRAINED.exists(), reason=f"no trained bundle fixture at {TRAINED}")
+def test_trained_bundle_export(tmp_path):
+    b = load_bundle(TRAINED)
+    summary = generate(b, tmp_path / "out", calib_x_raw=_calib(b.feature_config))
+    assert "host harness (gcc" in summary and "PASS" in summary
