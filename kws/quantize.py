@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -391,3 +391,129 @@ def quantize_fastgrnn(weights: dict[str, np.ndarray], hparams: dict[str, Any], m
         logit_scale=logit_scale, s_x=s_x, s_h=s_h, s_w=s_w, s_u=s_u, s_head=s_head,
         thresholds={str(k): float(v) for k, v in (thresholds or {}).items()},
     )
+
+
+# ---------------------------------------------------------------- LSTM / GRU (simulated int8)
+class SimulatedInt8Rnn:
+    """int8 LSTM/GRU as onnxruntime's dynamic quantization runs it, simulated in float: weights
+    int8 per row (dequantized), and the inputs of every mat-vec (frame, state) rounded to uint8
+    with an asymmetric per-tensor range computed per call. Not bit-exact with onnxruntime."""
+
+    def __init__(self, kind: str, hparams: dict[str, Any], weights: dict[str, np.ndarray],
+                 mean: np.ndarray, std: np.ndarray) -> None:
+        from kws.models.reference import ReferenceModel
+
+        qw = {}
+        for name, v in weights.items():
+            v = np.asarray(v, np.float64)
+            if v.ndim == 2 and name.startswith(kind + ".weight"):
+                q, s = quantize_rows(v)
+                qw[name] = q.astype(np.float64) * s[:, None]
+            else:
+                qw[name] = v
+        self.kind = kind
+        self.ref = ReferenceModel(kind, hparams, qw)
+        self.mean = np.asarray(mean, np.float64)
+        self.std = np.asarray(std, np.float64)
+
+    @staticmethod
+    def _uint8(v: np.ndarray) -> np.ndarray:
+        lo = min(float(v.min()), 0.0)
+        hi = max(float(v.max()), 0.0)
+        scale = (hi - lo) / 255.0 if hi > lo else 1.0
+        zp = np.round(-lo / scale)
+        return (np.clip(np.round(v / scale) + zp, 0, 255) - zp) * scale
+
+    def scores(self, x_raw: np.ndarray, batch: int = 1024) -> np.ndarray:
+        out = []
+        for i in range(0, len(x_raw), batch):
+            x = (np.asarray(x_raw[i:i + batch], np.float64) - self.mean) / self.std
+            state = self.ref.init_state(x.shape[0])
+            logit = np.zeros(x.shape[0])
+            for t in range(x.shape[1]):
+                state = tuple(self._uint8(s) for s in state[:1]) + tuple(state[1:])
+                logit, state = self.ref.step(self._uint8(x[:, t]), state)
+            out.append(np.asarray(logit, np.float64))
+        logits = np.concatenate(out) if out else np.zeros(0)
+        return _sigmoid(logits)
+
+
+# ---------------------------------------------------------------- bundles
+def calibration_windows(bundle: Any, data_dir: str | None = None, limit: int = CALIB_WINDOWS
+                        ) -> np.ndarray | None:
+    """Raw training windows [N, T, F] for calibration: from `data_dir` (a dataset folder), else
+    from the dataset recorded in the bundle's provenance; None when neither is readable."""
+    from pathlib import Path
+
+    candidates = [data_dir] if data_dir else []
+    prov = getattr(bundle, "provenance", {}) or {}
+    for key in ("dataset", "data_dir"):
+        if isinstance(prov.get(key), str):
+            candidates.append(prov[key])
+    for cand in candidates:
+        path = Path(cand)
+        if not (path / "features" / "train.npy").exists():
+            if data_dir and cand == data_dir:
+                from kws.errors import DataError
+
+                raise DataError(f"{path}: no training features (features/train.npy) to calibrate the int8 "
+                                "scales; pass the dataset folder the bundle was trained on")
+            continue
+        from kws.data.dataset import load_split
+
+        split = load_split(path, "train")
+        if split.feature_config != bundle.feature_config:
+            from kws.errors import DataError
+
+            raise DataError(f"{path} was featurized differently from the bundle {bundle.path}; "
+                            "calibrate with the dataset the bundle was trained on")
+        if len(split.x) == 0:
+            continue
+        return _windows_for_calibration(split.x, limit)
+    return None
+
+
+def quantize_bundle(bundle: Any, calib_x: np.ndarray | None = None, data_dir: str | None = None,
+                    nonlinearity: str | None = None) -> QuantizedFastGRNN | SimulatedInt8Rnn:
+    """The int8 model of a loaded bundle. FastGRNN: the integer reference (calibrated on
+    `calib_x`, or the training split of `data_dir` / the bundle's recorded dataset); LSTM/GRU:
+    the simulated dynamic int8 model (needs no calibration)."""
+    if bundle.model_kind != "fastgrnn":
+        return SimulatedInt8Rnn(bundle.model_kind, bundle.hparams, bundle.weights, bundle.mean, bundle.std)
+    if calib_x is None:
+        calib_x = calibration_windows(bundle, data_dir)
+    if calib_x is None:
+        raise ExportError(f"{bundle.path}: int8 quantization needs training features to calibrate its scales "
+                          "and the bundle's recorded dataset is not readable here; pass the dataset folder "
+                          "(kws export ... --data DATASET_DIR)")
+    return quantize_fastgrnn(bundle.weights, bundle.hparams, bundle.mean, bundle.std, calib_x,
+                             thresholds=bundle.thresholds, nonlinearity=nonlinearity)
+
+
+def quantized_scores(bundle: Any, x_features_raw: np.ndarray, calib_x: np.ndarray | None = None,
+                     data_dir: str | None = None) -> np.ndarray:
+    """Scores [N] of raw log-mel windows [N, T, F] under the int8 model of `bundle` (what
+    `kws eval --int8` reports). Calibration as in quantize_bundle; when no training features can
+    be found, the scales are calibrated on the scored windows themselves (label-free) with a warning."""
+    x = np.asarray(x_features_raw, dtype=np.float32)
+    if bundle.model_kind == "fastgrnn" and calib_x is None:
+        calib_x = calibration_windows(bundle, data_dir)
+        if calib_x is None:
+            warnings.warn(f"{bundle.path}: training features not found; int8 scales calibrated on the "
+                          "evaluated windows themselves (no labels used)", stacklevel=2)
+            calib_x = x
+    model = quantize_bundle(bundle, calib_x=calib_x, data_dir=data_dir)
+    return model.scores(x)
+
+
+def switch_to_pwl_loss(bundle: Any, x_raw: np.ndarray, calib_x: np.ndarray) -> dict[str, float]:
+    """Mean |score change| when a model trained with standard sigmoid/tanh is run with the
+    piecewise-linear forms (float and int8), to decide whether the pwl export is acceptable."""
+    xn = (np.asarray(x_raw, np.float64) - bundle.mean) / bundle.std
+    f_std, _ = float_fastgrnn(bundle.weights, "standard", xn)
+    f_pwl, _ = float_fastgrnn(bundle.weights, "pwl", xn)
+    q = quantize_fastgrnn(bundle.weights, bundle.hparams, bundle.mean, bundle.std, calib_x, nonlinearity="pwl")
+    s_std = _sigmoid(f_std)
+    return {"float_pwl": float(np.mean(np.abs(_sigmoid(f_pwl) - s_std))),
+            "int8_pwl": float(np.mean(np.abs(q.scores(x_raw) - s_std)))}
+
