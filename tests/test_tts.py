@@ -119,7 +119,7 @@ def test_voice_configs_distinct_deterministic_and_speaker_balanced():
     assert a == tts.voice_configs(400, seed=7)
     assert a != tts.voice_configs(400, seed=8)
     assert tts.count_configs() >= 300
-    # round robin over speakers: every speaker gets 3 or 4 of the 400 when there are ~108
+    # round robin over speakers: every speaker gets the same share, give or take one
     counts = {}
     for v in a:
         counts[v.speaker] = counts.get(v.speaker, 0) + 1
@@ -144,6 +144,11 @@ def test_speakers_partition_the_voices():
     assert {v.speaker for v in test} <= set(test_spk)
     assert {v.speaker for v in train} <= set(train_spk)
     assert not {v.speaker for v in test} & {v.speaker for v in train}
+    # variants sharing a vocal tract (identical formants) are one speaker
+    if tts._espeak_inventory()[2].get("iven3") == "iven":
+        assert tts.Voice("espeak-ng", "en-us+iven3").speaker == tts.Voice("espeak-ng", "en-gb+iven").speaker
+        assert tts.Voice("espeak-ng", "en-us+robosoft2").speaker == tts.Voice("espeak-ng", "en-us+m8").speaker
+        assert len(spk) < len(tts._espeak_inventory()[1]) + 7
     # rate and pitch keep the speaker
     v = tts.Voice("espeak-ng", "en-gb-scotland+m3")
     assert v.with_(rate=1.25, pitch=0.75).speaker == v.speaker == "espeak-ng:+m3"
@@ -174,3 +179,14 @@ def test_voices_report_lists_engines():
     assert "espeak-ng" in text and "configurations" in text
     assert str(tts.count_configs(["espeak-ng"])) in text
     assert "flite" not in tts.voices_report(engines=["espeak-ng"]).split("\n", 2)[2].split("total")[0]
+
+
+def test_unknown_voice_is_refused_not_silently_replaced(tmp_path):
+    need("espeak-ng")
+    with pytest.raises(DataError, match="not available"):
+        tts.synthesize("marvin", tts.Voice("espeak-ng", "en-us+nosuchvariant"), tmp_path)
+    with pytest.raises(DataError, match="not available"):
+        tts.synthesize("marvin", tts.Voice("espeak-ng", "xx-zz+f2"), tmp_path)
+    with pytest.raises(DataError, match="kws voices"):
+        tts.synthesize("marvin", tts.Voice("flite", "nobody"), tmp_path)
+    assert not list(tmp_path.rglob("*.wav"))

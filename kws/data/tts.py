@@ -15,7 +15,8 @@ train/val/test speaker-disjoint.
 - espeak-ng: the variant (`espeak-ng:+f2`). The variant sets the voice's formants, pitch range and
   breathiness (the "person"); the accent (en-us, en-gb-scotland, ...) only changes pronunciation
   rules. The speaker is shared across accents, so a test speaker is never heard in training in
-  any accent.
+  any accent. Variants with identical formants (iven..iven4, the robosoft and klatt series) are
+  one family, named after its first member (`espeak-ng:+iven`): 101 variants -> 72 speakers.
 - flite / festival: the voice name (`flite:slt`, `festival:kal_diphone`).
 Rate, pitch and accent changes keep the speaker.
 
@@ -115,7 +116,9 @@ class Voice:
 def speaker_of(engine: str, name: str) -> str:
     if engine == "espeak-ng":
         variant = name.split("+", 1)[1] if "+" in name else ""
-        return f"espeak-ng:+{variant}" if variant else "espeak-ng:default"
+        if not variant:
+            return "espeak-ng:default"
+        return f"espeak-ng:+{_espeak_inventory()[2].get(variant, variant)}"
     return f"{engine}:{name}"
 
 
@@ -129,10 +132,10 @@ def _run_text(cmd: Sequence[str], timeout: float = 20.0) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _espeak_inventory() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(accents, variants) that this espeak-ng has; empty when it is not installed."""
+def _espeak_inventory() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """(accents, variants, variant -> family) of this espeak-ng; empty when it is not installed."""
     if not shutil.which("espeak-ng"):
-        return (), ()
+        return (), (), {}
     langs = set()
     for line in _run_text(["espeak-ng", "--voices=en"]).splitlines()[1:]:
         parts = line.split()
@@ -145,12 +148,33 @@ def _espeak_inventory() -> tuple[tuple[str, ...], tuple[str, ...]]:
         m = re.search(r"!v/(.+?)\s*(\(.*\))?\s*$", line)
         if m:
             variants.append(m.group(1))
-    if not variants:  # older builds: read the variant folder itself
-        data = re.search(r"Data at:\s*(\S+)", _run_text(["espeak-ng", "--version"]))
-        folder = Path(data.group(1)) / "voices" / "!v" if data else None
-        if folder and folder.is_dir():
-            variants = [p.name for p in folder.iterdir() if p.is_file()]
-    return accents, tuple(sorted(set(variants)))
+    data = re.search(r"Data at:\s*(\S+)", _run_text(["espeak-ng", "--version"]))
+    folder = Path(data.group(1)) / "voices" / "!v" if data else None
+    if not variants and folder and folder.is_dir():  # older builds: read the variant folder itself
+        variants = [p.name for p in folder.iterdir() if p.is_file()]
+    variants = sorted(set(variants))
+    return accents, tuple(variants), _espeak_families(folder, variants)
+
+
+def _espeak_families(folder: Path | None, variants: Sequence[str]) -> dict[str, str]:
+    """Group variants that share a vocal tract: identical `formant` lines in their variant files
+    (iven/iven2/iven3/iven4, the robosoft series, the klatt series on the default formants...).
+    They differ only in pitch, echo or synthesis method, i.e. they are one "person"; a family is
+    named after its first member (case-insensitive order)."""
+    groups: dict[tuple, list[str]] = {}
+    for v in variants:
+        try:
+            lines = (folder / v).read_text(encoding="utf-8", errors="replace").splitlines()
+            sig = tuple(tuple(ln.split("//")[0].split()) for ln in lines
+                        if ln.split("//")[0].split()[:1] == ["formant"])
+        except (OSError, TypeError):
+            sig = ("unreadable", v)  # cannot tell: the variant is its own family
+        groups.setdefault(sig, []).append(v)
+    family = {}
+    for members in groups.values():
+        name = sorted(members, key=lambda m: (m.lower(), m))[0]
+        family.update({m: name for m in members})
+    return family
 
 
 @functools.lru_cache(maxsize=None)
@@ -199,7 +223,7 @@ def base_voices(engines: Iterable[str] | None = None) -> list[Voice]:
     out: list[Voice] = []
     for engine in _check_engines(engines):
         if engine == "espeak-ng":
-            accents, variants = _espeak_inventory()
+            accents, variants, _ = _espeak_inventory()
             out += [Voice("espeak-ng", f"{a}+{v}") for v in variants for a in accents]
         elif engine == "flite":
             out += [Voice("flite", v) for v in _flite_voices()]
@@ -381,6 +405,24 @@ def postprocess(x: np.ndarray, sr: int) -> tuple[np.ndarray | None, str]:
     return q.astype(np.float32) / 32768.0, ""
 
 
+def _check_voice(voice: Voice) -> None:
+    """Refuse a voice this machine lacks: espeak-ng silently falls back to its default voice for an
+    unknown variant, which would put the wrong voice in the cache under this voice's name."""
+    if voice.engine == "espeak-ng":
+        accents, variants, _ = _espeak_inventory()
+        accent, _, variant = voice.name.partition("+")
+        ok = accent in accents and (not variant or variant in variants)
+    elif voice.engine == "flite":
+        ok = voice.name in _flite_voices()
+    else:
+        ok = voice.name in _festival_voices()
+    if not ok:
+        have = "installed" if voice.engine in available_engines() else "not installed"
+        raise DataError(f"speech voice {voice.engine}:{voice.name} is not available on this machine "
+                        f"({voice.engine} is {have}); `kws voices` lists the voices; to add engines: "
+                        f"{INSTALL_HINT}")
+
+
 def _run_engine(text: str, voice: Voice) -> tuple[np.ndarray | None, str]:
     import soundfile as sf
 
@@ -430,6 +472,7 @@ def _synthesize(text: str, voice: Voice, cache_dir: Path | None) -> tuple[np.nda
             _count("cache_hits")
             _count("dropped")
             return None, drop_path.read_text().strip() or "dropped", True
+    _check_voice(voice)
     audio, reason = _run_engine(text, voice)
     if audio is None:
         _count("dropped")
@@ -477,10 +520,15 @@ def synthesize_many(jobs: Sequence[tuple[str, Voice]], cache_dir: str | os.PathL
     done: dict[tuple[str, Voice], tuple[np.ndarray | None, str, bool]] = {}
     workers = max(1, workers or os.cpu_count() or 1)
     if unique:
-        with cf.ThreadPoolExecutor(max_workers=min(workers, len(unique))) as pool:
+        pool = cf.ThreadPoolExecutor(max_workers=min(workers, len(unique)))
+        try:
             futures = {pool.submit(_synthesize, t, v, cache): (t, v) for t, v in unique}
             for fut in progress(cf.as_completed(futures), desc=desc, total=len(futures)):
                 done[futures[fut]] = fut.result()
+        finally:
+            # on Ctrl-C or an error, drop the queued jobs instead of running them all first;
+            # finished clips are already in the cache, so a rerun resumes
+            pool.shutdown(wait=True, cancel_futures=True)
     res = SynthesisResult(audio=[])
     for job in unique:
         audio, reason, cached = done[job]
@@ -521,7 +569,10 @@ def voices_report(engines: Iterable[str] | None = None) -> str:
         shown = ", ".join(names[:24]) + (f", ... (+{len(names) - 24})" if len(names) > 24 else "")
         details.append(f"  {e} speakers: {shown}")
         if e == "espeak-ng":
+            _, variants, fam = _espeak_inventory()
             details.append(f"  {e} accents: {', '.join(accents)}")
+            details.append(f"  {e}: {len(variants)} variants in {len(set(fam.values()))} families "
+                           "(variants with identical formants are one speaker)")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
