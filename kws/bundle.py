@@ -101,8 +101,16 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def _threshold_key(fpr: float | str) -> str:
-    return f"{float(fpr):g}"
+def _threshold_dict(path: Path, thresholds: dict[Any, float]) -> dict[str, Any]:
+    """{fpr: t} with keys written as f"{fpr:g}" ("0.03"), the form Bundle.threshold looks up."""
+    out: dict[str, Any] = {}
+    for k, v in thresholds.items():
+        try:
+            out[f"{float(k):g}"] = float(v)
+        except (TypeError, ValueError):
+            raise BundleError(f"{path}: cannot save: threshold {k!r}: {v!r} is not a false-positive "
+                              f"rate mapped to a number") from None
+    return out
 
 
 def save_bundle(path: str | Path, model_kind: str, hparams: dict[str, Any], weights: dict[str, np.ndarray],
@@ -130,7 +138,7 @@ def save_bundle(path: str | Path, model_kind: str, hparams: dict[str, Any], weig
         "normalization": {"mean": np.asarray(mean, dtype=np.float64).ravel().tolist(),
                           "std": np.asarray(std, dtype=np.float64).ravel().tolist()},
         "model": {"kind": model_kind, "hparams": hp, "n_features": int(feature_config.n_features)},
-        "thresholds": {_threshold_key(k): float(v) for k, v in thresholds.items()},
+        "thresholds": _threshold_dict(path, thresholds),
         "metrics": metrics or {},
         "provenance": provenance or {},
     }

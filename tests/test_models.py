@@ -263,6 +263,20 @@ def test_iht_schedule():
     assert support is not None
     assert not IHTSchedule({"W": 1.0}).active
 
+    # resume in the retrain stage: a fresh model + schedule restored from weights and masks keeps the
+    # support even though the first optimizer step moves pruned entries
+    m2 = build_model("fastgrnn", 8, hidden=6)
+    m2.load_state_dict(m.state_dict())
+    m2.load_sparsity_state(m.sparsity_state())
+    sched2 = IHTSchedule({"W": 0.25, "U": 0.5})
+    opt2 = torch.optim.Adam(m2.parameters(), lr=0.5)
+    for _ in range(3):
+        opt2.zero_grad()
+        m2(x).pow(2).mean().backward()
+        opt2.step()
+        assert sched2.after_step(m2, 0.9) == "retrain"
+        assert torch.equal(m2.W != 0, support)
+
 
 def test_reference_imports_without_torch(tmp_path):
     """The numpy reference must work on a box without torch (torch import made to fail)."""

@@ -3,7 +3,8 @@
 1. dense     – train all weights;
 2. sparsify  – iterative hard thresholding: after every `every`-th optimizer step keep only the
                top-|w| fraction of each sparsified matrix (the support may change);
-3. retrain   – fix the support found last, re-zero pruned entries after every step.
+3. retrain   – fix the support found last (the masks of the last IHT step, or those restored
+               from a checkpoint), re-zero pruned entries after every step.
 
 Usage in a training loop (progress = fraction of all training done, in [0, 1]):
 
@@ -45,7 +46,6 @@ class IHTSchedule:
         self.sparsify_fraction = sparsify_fraction
         self.every = max(1, int(every))
         self._steps = 0
-        self._support_fixed = False
 
     @property
     def active(self) -> bool:
@@ -64,13 +64,13 @@ class IHTSchedule:
             if self._steps % self.every == 0:
                 model.hard_threshold(self.sparsity)
         elif stage == "retrain":
-            if not self._support_fixed:
-                # Entering (or resuming into) the retrain stage: threshold once to fix the support.
-                # On already-sparse weights this reproduces the same support.
-                model.hard_threshold(self.sparsity)
-                self._support_fixed = True
-            else:
+            if model.sparsity_state():
+                # The support is the last one IHT chose (or the masks restored from a checkpoint on
+                # resume): keep it fixed. Re-thresholding here would pick a new support from the
+                # entries the optimizer just moved.
                 model.apply_masks()
+            else:
+                model.hard_threshold(self.sparsity)
         return stage
 
     def finalize(self, model: "KwsModel") -> None:
