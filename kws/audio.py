@@ -63,13 +63,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
                          f"({max_seconds:g} s); split it into shorter files, e.g. "
                          f"`sox {p} part.wav trim 0 3600 : newfile : restart`.")
     try:
-        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        x, sr = _read_mono(sf, p, info.channels, info.frames)
     except Exception as e:  # a valid header followed by a truncated or corrupt body
         raise AudioError(f"{p}: the audio data is corrupt or truncated ({_short(e)}); "
                          f"{_CONVERT_HINT.replace('INPUT', str(p))}, or re-export it.") from None
-    if data.shape[0] == 0:
+    if x.shape[0] == 0:
         raise AudioError(f"{p}: holds no audio samples; re-record or re-export it.")
-    x = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(x).all():
         raise AudioError(f"{p}: contains NaN or infinite samples (a broken float file); re-export it.")
     if sr != sample_rate:
@@ -77,6 +76,24 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
     # Float files may exceed full scale and resampling can overshoot slightly: clip to the
     # contract's range rather than hand the featurizer out-of-range samples.
     return np.clip(x, -1.0, 1.0, out=np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _read_mono(sf, p: Path, channels: int, frames: int) -> tuple[np.ndarray, int]:
+    """Read as mono float32. Multichannel files are mixed block by block, so the peak memory is
+    the mono result, not all channels at once (a 4 h stereo 48 kHz file would be 5.5 GB)."""
+    if channels == 1:
+        data, sr = sf.read(str(p), dtype="float32", always_2d=True)
+        return data[:, 0], sr
+    with sf.SoundFile(str(p)) as f:
+        out = np.empty(frames, dtype=np.float32)
+        pos = 0
+        for block in f.blocks(blocksize=1 << 18, dtype="float32", always_2d=True):
+            n = block.shape[0]
+            if pos + n > out.shape[0]:  # the header under-counted: grow rather than fail
+                out = np.concatenate((out[:pos], np.empty(max(n, pos), dtype=np.float32)))
+            np.mean(block, axis=1, dtype=np.float32, out=out[pos:pos + n])
+            pos += n
+        return out[:pos], f.samplerate
 
 
 def _short(e: Exception) -> str:

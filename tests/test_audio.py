@@ -58,6 +58,17 @@ def test_stereo_is_mixed_to_mono(tmp_path):
     np.testing.assert_allclose(y, (left + right) / 2, atol=1e-6)
 
 
+def test_multichannel_mixed_across_read_blocks(tmp_path, rng):
+    # 3 channels, 20 s: longer than one internal read block (2**18 frames), so block mixing is used
+    x = rng.uniform(-0.5, 0.5, size=(16000 * 20, 3))
+    p = tmp_path / "three.flac"
+    sf.write(p, x, 16000, format="FLAC", subtype="PCM_16")
+    ref = sf.read(str(p), dtype="float64")[0].mean(axis=1)
+    y = load_audio(p)
+    assert y.shape == (16000 * 20,)
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+
+
 @pytest.mark.parametrize("sr_in,subtype", [(8000, "PCM_16"), (44100, "FLOAT"), (22050, "PCM_16")])
 def test_resampled_to_16k_keeps_pitch_and_length(tmp_path, sr_in, subtype):
     x = tone(1000, sr_in, 1.0)
