@@ -48,6 +48,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         size = p.stat().st_size
     except OSError as e:
         raise AudioError(f"{p}: cannot be read ({e.strerror}); check its permissions.") from None
+    if not os.access(p, os.R_OK):
+        raise AudioError(f"{p}: permission denied; make the file readable (e.g. `chmod a+r {p}`).")
     if size == 0:
         raise AudioError(f"{p}: the file is empty (0 bytes); re-record or re-export it.")
     try:

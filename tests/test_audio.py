@@ -131,6 +131,14 @@ def test_folder_is_not_a_file(tmp_path):
     assert_audio_error(tmp_path, "is a folder")
 
 
+def test_unreadable_permissions(tmp_path, monkeypatch):
+    p = tmp_path / "locked.wav"
+    sf.write(p, tone(440, 16000, 0.1), 16000)
+    # (tests may run as root, which ignores chmod: simulate the denied access check)
+    monkeypatch.setattr(audio.os, "access", lambda path, mode: False)
+    assert "chmod" in assert_audio_error(p, "permission denied")
+
+
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.wav"
     p.write_bytes(b"")
