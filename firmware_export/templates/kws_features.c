@@ -58,9 +58,9 @@ static void fft_complex(float *re, float *im) {
     for (len = 2; len <= HALF; len <<= 1) {
         half = len >> 1;
         step = KWS_NFFT / len; /* twiddle e^{-2 pi i k / len} = table index k * NFFT / len */
-        for (i = 0; i < HALF; i += len) {
-            for (k = 0; k < half; k++) {
-                float wr = tw_cos(k * step), wi = -tw_sin(k * step);
+        for (k = 0; k < half; k++) { /* twiddle outside the group loop: one table read per k */
+            float wr = tw_cos(k * step), wi = -tw_sin(k * step);
+            for (i = 0; i < HALF; i += len) {
                 unsigned a = i + k, b = a + half;
                 float tr = re[b] * wr - im[b] * wi;
                 float ti = re[b] * wi + im[b] * wr;
