@@ -73,6 +73,7 @@ class WindowScorer:
 
     name = "base"
     batch_invariant = False
+    normalized_input = True  # False: the backend takes raw log-mel (normalization folded in)
 
     def project(self, frames: np.ndarray) -> np.ndarray:
         return frames
@@ -169,33 +170,43 @@ class NumpyScorer(WindowScorer):
 
 
 class OnnxScorer(WindowScorer):
-    """An exported ONNX window model in onnxruntime: input [B, T, F] normalized features; output the
-    score (or the logit, turned into a score when the output is named like one)."""
+    """An exported window model (`kws export --format onnx`: model_window.onnx or its _int8 twin) in
+    onnxruntime. Its input "logmel" [B, 98, F] is the RAW log-mel (normalization is folded into the
+    graph); its output "score" [B] is already a probability (an output named like a logit is passed
+    through a sigmoid)."""
 
     name = "onnx"
     batch_invariant = False  # kernels may change with the batch size: score one window per call
+    normalized_input = False
 
     def __init__(self, path: str | os.PathLike) -> None:
         try:
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
             raise BundleError(f"{path}: onnxruntime is not installed ({e}); `pip install onnxruntime`") from None
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise BundleError(f"{self.path}: no such ONNX model; export one with `kws export BUNDLE --format onnx`")
+        p = Path(path)
+        if p.is_dir():
+            p = p / "model_window.onnx"
+        self.path = p
+        if not p.is_file():
+            raise BundleError(f"{p}: no such ONNX model; export one with `kws export BUNDLE --format onnx --out DIR`")
         opts = ort.SessionOptions()
-        # one thread: the detector is meant to use a sliver of one core, and threads cost more than they save here
+        # one thread: the detector is meant to use a sliver of one core; threads cost more than they save here
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise BundleError(f"{self.path}: onnxruntime cannot load this model ({str(e)[:200]}); re-export it") from None
-        self.input_name = self.session.get_inputs()[0].name
+            raise BundleError(f"{p}: onnxruntime cannot load this model ({str(e)[:200]}); re-export it") from None
+        inp = self.session.get_inputs()
+        if len(inp) != 1 or len(inp[0].shape) != 3:
+            raise BundleError(f"{p}: not a window model (expected one input [B, T, F], got "
+                              f"{[(i.name, i.shape) for i in inp]}); pass model_window.onnx, not model_step.onnx")
+        self.input_name = inp[0].name
         out = self.session.get_outputs()[0]
         self.output_name = out.name
         self.is_logit = "logit" in out.name.lower()
+        self.name = "onnx-int8" if "int8" in p.name else "onnx"
 
     def score_windows(self, x: np.ndarray) -> np.ndarray:
         y = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -221,22 +232,40 @@ class TorchScorer(WindowScorer):
         return _expit(logit.double().numpy().reshape(-1))
 
 
-def onnx_beside(bundle_path: Path) -> Path | None:
-    """An exported ONNX window model next to the bundle: BUNDLE_STEM.onnx, or onnx/model.onnx in
-    the bundle's folder (where `kws export --format onnx --out DIR` writes)."""
-    p = Path(bundle_path)
-    for cand in (p.with_suffix(".onnx"), p.parent / f"{p.stem}.int8.onnx"):
-        if cand.is_file():
-            return cand
+def onnx_beside(bundle: Any) -> Path | None:
+    """The float window model of an ONNX export of THIS bundle next to it: a folder `onnx`,
+    `STEM_onnx` or `STEM-onnx` beside the bundle whose export.json names the bundle and has its
+    normalization and thresholds, so a stale export of another model is never picked up."""
+    p = Path(bundle.path)
+    for d in (p.parent / "onnx", p.parent / f"{p.stem}_onnx", p.parent / f"{p.stem}-onnx"):
+        info_path, model = d / "export.json", d / "model_window.onnx"
+        if not (info_path.is_file() and model.is_file()):
+            continue
+        try:
+            info = json.loads(info_path.read_text())
+            # the export must name this bundle file AND match its normalization and thresholds
+            # (a bundle retrained in place after the export has new ones)
+            same = info.get("bundle") == str(p.resolve()) and (
+                np.allclose(info["normalization"]["mean"], bundle.mean, atol=1e-6)
+                and np.allclose(info["normalization"]["std"], bundle.std, atol=1e-6)
+                and {k: float(v) for k, v in info["thresholds"].items()}
+                == {k: float(v) for k, v in bundle.thresholds.items()})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if same and info.get("keyword") == bundle.keyword:
+            return model
     return None
 
 
 def make_scorer(bundle: Any, backend: str = "auto", onnx_model: str | os.PathLike | None = None) -> WindowScorer:
-    """Pick the backend: explicit ONNX model, else numpy; torch only when asked or as a last resort."""
+    """Pick the backend. auto: the given ONNX model, else an export of this bundle beside it
+    (see `onnx_beside`), else numpy; torch only when asked or as a last resort."""
     if backend not in ("auto", "numpy", "onnx", "torch"):
         raise ValueError(f"backend must be auto, numpy, onnx or torch, got {backend!r}")
+    if backend == "auto" and onnx_model is None:
+        onnx_model = onnx_beside(bundle)
     if backend == "onnx" or (backend == "auto" and onnx_model is not None):
-        path = onnx_model if onnx_model is not None else onnx_beside(Path(bundle.path))
+        path = onnx_model if onnx_model is not None else onnx_beside(bundle)
         if path is None:
             raise BundleError(f"{bundle.path}: no ONNX model given or found beside the bundle; "
                               "export one with `kws export BUNDLE --format onnx --out DIR`")
@@ -472,7 +501,9 @@ class Detector:
         if not blocks:
             return HopScores(np.zeros(0), np.zeros(0), np.zeros(0), [])
         feats = np.concatenate(blocks)
-        proj = self.scorer.project((feats - self._mean) * self._inv_std)
+        if self.scorer.normalized_input:
+            feats = (feats - self._mean) * self._inv_std
+        proj = self.scorer.project(feats)
         frames = proj if self._frames.size == 0 else np.concatenate([self._frames, proj])
         first_new = self._n_frames  # global index of frames[len(self._frames)]
         start_global = first_new - (frames.shape[0] - proj.shape[0])

@@ -274,3 +274,27 @@ def test_torch_backend_agrees_with_numpy(bundles, rng):
         a = Detector(bundles[kind], threshold=0.5, backend="numpy").step(x).raw
         b = Detector(bundles[kind], threshold=0.5, backend="torch").step(x).raw
         np.testing.assert_allclose(a, b, atol=2e-5)
+
+
+def test_onnx_export_beside_the_bundle_is_used_and_agrees(tmp_path, rng):
+    pytest.importorskip("torch")
+    from kws.export import export_bundle
+
+    x = bursty(rng, 3.0)
+    bundle = random_bundle(tmp_path / "m.kws", seed=9, hidden=8)
+    other = random_bundle(tmp_path / "other" / "m.kws", seed=10, hidden=8)
+    export_bundle(bundle, fmt="onnx", out=tmp_path / "onnx")
+    ref = Detector(bundle, threshold=0.5, backend="numpy").step(x).raw
+    auto = Detector(bundle, threshold=0.5)  # picks up tmp_path/onnx/model_window.onnx
+    assert auto.scorer.name == "onnx"
+    np.testing.assert_allclose(auto.step(x).raw, ref, atol=1e-5)
+    # an export of another model is not taken for this one's
+    (tmp_path / "other" / "onnx").symlink_to(tmp_path / "onnx")
+    assert Detector(other, threshold=0.5).scorer.name == "numpy"
+    # the CLI's --onnx takes a model file; a step model is refused with a clear message
+    explicit = Detector(other, threshold=0.5, onnx_model=tmp_path / "onnx" / "model_window.onnx")
+    assert explicit.scorer.name == "onnx"
+    from kws.errors import BundleError
+
+    with pytest.raises(BundleError, match="window model"):
+        Detector(bundle, threshold=0.5, onnx_model=tmp_path / "onnx" / "model_step.onnx")
