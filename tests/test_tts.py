@@ -65,6 +65,29 @@ def test_rate_changes_duration(engine, tmp_path):
     assert slow.size > fast.size * 1.2
 
 
+def median_f0(x: np.ndarray, sr: int = 16000) -> float:
+    """Autocorrelation pitch of the loud 40 ms frames (60-400 Hz)."""
+    vals = []
+    for i in range(0, x.size - 640, 320):
+        s = x[i:i + 640] - x[i:i + 640].mean()
+        if np.sqrt(np.mean(s ** 2)) < 0.05 * np.abs(x).max():
+            continue
+        ac = np.correlate(s, s, "full")[639:]
+        k = sr // 400 + int(np.argmax(ac[sr // 400: sr // 60]))
+        if ac[k] > 0.4 * ac[0]:
+            vals.append(sr / k)
+    return float(np.median(vals))
+
+
+@pytest.mark.parametrize("engine", list(ENGINE_VOICES))
+def test_pitch_changes_f0(engine, tmp_path):
+    need(engine)
+    v = ENGINE_VOICES[engine]
+    low, mid, high = (median_f0(tts.synthesize("hello there", v.with_(pitch=p), tmp_path))
+                      for p in (0.85, 1.0, 1.18))
+    assert low < mid < high
+
+
 def test_espeak_phoneme_input_and_other_engines_skip_it(tmp_path):
     need("espeak-ng")
     v = ENGINE_VOICES["espeak-ng"]
@@ -157,8 +180,13 @@ def test_speakers_partition_the_voices():
 
 def test_too_many_configs_and_unknown_engine_are_clear_errors():
     need("espeak-ng")
+    n = tts.count_configs(speakers=["espeak-ng:+f2", "flite:rms"])
+    assert n == len(tts.ESPEAK_ACCENTS) * len(tts.RATES) * len(tts.PITCHES) + len(tts.RATES) * (
+        "flite" in tts.available_engines())
+    every = tts.voice_configs(n, 0, speakers=["espeak-ng:+f2", "flite:rms"])
+    assert len(set(every)) == n
     with pytest.raises(DataError, match="distinct voice configurations"):
-        tts.voice_configs(10_000, 0, speakers=["espeak-ng:+f2"])
+        tts.voice_configs(n + 1, 0, speakers=["espeak-ng:+f2", "flite:rms"])
     with pytest.raises(DataError, match="unknown speech engine"):
         tts.base_voices(["sapi"])
     with pytest.raises(ValueError):

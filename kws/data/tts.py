@@ -52,7 +52,7 @@ from kws.errors import DataError
 
 SAMPLE_RATE = 16000
 ENGINES = ("espeak-ng", "flite", "festival")
-CACHE_VERSION = 1  # bump when post-processing changes so stale clips are not reused
+CACHE_VERSION = 2  # bump when post-processing changes so stale clips are not reused
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
                   "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
@@ -249,9 +249,13 @@ def _grid(v: Voice) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return RATES, (PITCHES if _supports_pitch(v) else (1.0,))
 
 
-def count_configs(engines: Iterable[str] | None = None) -> int:
-    """How many distinct configurations `voice_configs` can draw from."""
-    return sum(len(r) * len(p) for r, p in map(_grid, base_voices(engines)))
+def count_configs(engines: Iterable[str] | None = None, speakers: Iterable[str] | None = None) -> int:
+    """How many distinct configurations `voice_configs` can draw from (for those speakers)."""
+    bases = base_voices(engines)
+    if speakers is not None:
+        wanted = set(speakers)
+        bases = [b for b in bases if b.speaker in wanted]
+    return sum(len(r) * len(p) for r, p in map(_grid, bases))
 
 
 def voice_configs(n: int, seed: int, engines: Iterable[str] | None = None,
@@ -337,7 +341,9 @@ def _command(text_file: Path, voice: Voice, wav: Path) -> tuple[list[str], str |
     """The engine command line for a voice, plus text to feed on stdin (festival)."""
     if voice.engine == "espeak-ng":
         wpm = int(np.clip(round(ESPEAK_DEFAULT_WPM * voice.rate), 80, 450))
-        pitch = int(np.clip(round(ESPEAK_DEFAULT_PITCH * voice.pitch), 0, 99))
+        # espeak-ng's -p scale is compressed (-p 37 lowers F0 by only ~10 %), so the factor is
+        # spread over it: 0.75 -> 25, 1.3 -> 80 measure close to 0.8x and 1.2x the default F0
+        pitch = int(np.clip(round(ESPEAK_DEFAULT_PITCH + 100 * (voice.pitch - 1.0)), 0, 99))
         return ["espeak-ng", "-v", voice.name, "-s", str(wpm), "-p", str(pitch), "-w", str(wav),
                 "-f", str(text_file)], None
     if voice.engine == "flite":
