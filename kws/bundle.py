@@ -70,6 +70,11 @@ class Bundle:
 
     def torch_model(self) -> "KwsModel":
         """The trained model as a torch module (eval mode)."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise BundleError(f"{self.path}: torch is not installed; use reference_model() (numpy) "
+                              f"or install torch") from None
         from kws.models import build_model
 
         model = build_model(self.model_kind, self.n_features, **self.hparams)
