@@ -107,3 +107,16 @@ def test_generic_negatives_exclude_keyword_homophones_and_close_negatives():
     assert "marvin" in neg and "house" in neg
     neg = words.generic_negative_words("marvin", exclude=["house"])
     assert "marvin" not in neg and "house" not in neg and "dog" in neg
+
+
+@needs_espeak
+def test_phrase_keywords_use_each_word_and_swap_one_word():
+    got = cf.close_negatives("hey computer")
+    texts = [c.text for c in got]
+    assert "hey computer" not in texts
+    assert {"hey", "computer"} <= set(texts)
+    assert "hay" not in texts  # sounds exactly like "hey", already present
+    swaps = [c.text for c in got if c.how == "dictionary"]
+    assert swaps and all(len(t.split()) == 2 for t in swaps)
+    assert any(t.startswith("hey ") for t in swaps) and any(t.endswith(" computer") for t in swaps)
+    assert any(c.how == "phoneme_edit" for c in got)

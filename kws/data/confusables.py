@@ -331,7 +331,8 @@ def _subwords(keyword: str, phones: tuple[str, ...] | None) -> list[Confusable]:
             parts.append((phones[:len(phones) - tail], "without final consonant" + ("s" if tail > 1 else "")))
         if head and tail:
             parts.append((phones[head:len(phones) - tail], "without first and final consonants"))
-    out, seen = [], {key}
+    # parts that sound like one word of a phrase are already there as that word
+    out, seen = [], {key} | {_strip(p) for w in _words(keyword) if (p := cmu_phones(w))}
     for part, note in parts:
         if len(part) < 2 or _strip(part) in seen or not any(_strip([p])[0] in VOWELS for p in part):
             continue
@@ -454,12 +455,31 @@ def _interleave(lists: Sequence[list[Confusable]]) -> list[Confusable]:
 
 @functools.lru_cache(maxsize=256)
 def _generated(keyword: str) -> tuple[Confusable, ...]:
-    phones = cmu_phones(keyword)
+    phones = _phones(keyword)
     tokens = espeak_tokens(keyword)
-    if phones is None and tokens:  # not in the dictionary: espeak-ng's phonemes stand in
-        phones = espeak_to_arpa(tokens) or None
-    return tuple(_interleave([_subwords(keyword, phones), _dictionary(keyword, phones),
+    parts = keyword.split()
+    if len(parts) == 1:
+        return tuple(_interleave([_subwords(keyword, phones), _dictionary(keyword, phones),
+                                  _phoneme_edits(tokens)]))
+    # a phrase ("hey computer"): each of its words said alone is the closest miss; dictionary
+    # neighbours replace one word at a time ("hey commuter", "hay computer")
+    alone = [Confusable(w, "subword", "word of the phrase") for w in sorted(set(parts), key=parts.index)]
+    swapped = []
+    for i, w in enumerate(parts):
+        near = _dictionary(w, _phones(w))[:8]
+        swapped.append([Confusable(" ".join(parts[:i] + [c.text] + parts[i + 1:]), "dictionary",
+                                   f"{w}->{c.text}, {c.note}") for c in near])
+    return tuple(_interleave([alone + _subwords(keyword, phones), _interleave(swapped),
                               _phoneme_edits(tokens)]))
+
+
+def _phones(text: str) -> tuple[str, ...] | None:
+    """CMU phonemes, or espeak-ng's converted to ARPAbet for words the dictionary lacks."""
+    phones = cmu_phones(text)
+    if phones is None:
+        tokens = espeak_tokens(text)
+        phones = espeak_to_arpa(tokens) or None if tokens else None
+    return phones
 
 
 def normalize_keyword(keyword: str) -> str:
