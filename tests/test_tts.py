@@ -218,3 +218,18 @@ def test_unknown_voice_is_refused_not_silently_replaced(tmp_path):
     with pytest.raises(DataError, match="kws voices"):
         tts.synthesize("marvin", tts.Voice("flite", "nobody"), tmp_path)
     assert not list(tmp_path.rglob("*.wav"))
+
+
+def test_damaged_cache_entry_is_resynthesized_and_unwritable_cache_is_a_clear_error(tmp_path):
+    need("espeak-ng")
+    v = ENGINE_VOICES["espeak-ng"]
+    a = tts.synthesize("yes", v, tmp_path / "c")
+    (entry,) = list((tmp_path / "c").rglob("*.wav"))
+    entry.write_bytes(b"RIFF\x00garbage")
+    tts.reset_stats()
+    b = tts.synthesize("yes", v, tmp_path / "c")
+    assert np.array_equal(a, b) and tts.stats()["engine_runs"] == 1
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="KWS_CACHE"):
+        tts.synthesize("yes", v, blocker / "cache")

@@ -25,7 +25,7 @@ Output
 `synthesize` returns 16 kHz float32 mono audio on the int16 grid (so a cached clip is bit-identical
 to a fresh one), trimmed to the speech with a 30 ms margin; None when the output is empty, nearly
 silent or too short (dropped) or when the engine cannot take the text (phoneme strings `[[...]]` are
-espeak-ng only: "unsupported"). Results are cached in `cache_dir` (default `$KWS_CACHE` or
+espeak-ng only: "unsupported"). Results are cached in `cache_dir` (default `$KWS_CACHE/tts` or
 `~/.cache/kws/tts`) under the sha1 of (engine, voice, rate, pitch, text); drops are cached too.
 """
 
@@ -485,14 +485,18 @@ def _synthesize(text: str, voice: Voice, cache_dir: Path | None) -> tuple[np.nda
     if cache_dir is not None and reason not in ("timeout",):
         from kws.util import atomic_path, atomic_write_text
 
-        if audio is None:
-            atomic_write_text(drop_path, reason)
-        else:
-            import soundfile as sf
+        try:
+            if audio is None:
+                atomic_write_text(drop_path, reason)
+            else:
+                import soundfile as sf
 
-            with atomic_path(wav_path) as tmp:
-                sf.write(str(tmp), np.round(audio * 32768.0).astype(np.int16), SAMPLE_RATE,
-                         subtype="PCM_16", format="WAV")
+                with atomic_path(wav_path) as tmp:
+                    sf.write(str(tmp), np.round(audio * 32768.0).astype(np.int16), SAMPLE_RATE,
+                             subtype="PCM_16", format="WAV")
+        except OSError as e:
+            raise DataError(f"cannot write the speech cache {cache_dir} ({e.strerror or e}); free disk "
+                            "space, fix its permissions, or point KWS_CACHE at a writable folder") from None
     return audio, reason, False
 
 
