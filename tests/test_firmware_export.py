@@ -189,3 +189,30 @@ def test_trained_bundle_export(tmp_path):
     b = load_bundle(TRAINED)
     summary = generate(b, tmp_path / "out", calib_x_raw=_calib(b.feature_config))
     assert "host harness (gcc" in summary and "PASS" in summary
+
+
+@needs_gcc
+def test_real_speech_golden_vectors(tmp_path):
+    """Golden audio from real Speech Commands clips (optional corpus): the C featurizer stays within
+    tolerance on speech and the int8 detector agrees end to end."""
+    from conftest import shared_data
+    from kws.audio import load_audio
+
+    root = shared_data("speech_commands_v0.02_test")
+    clips = [p for w in ("marvin", "on", "off", "dog") for p in sorted((root / w).glob("*.*"))[:3]]
+    clips.append(root / "_background_noise_" / "running_tap.flac")
+    x = np.concatenate([load_audio(p)[:16000 * 2] for p in clips])
+    pcm = np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+    fc = FeatureConfig()
+    calib = calibration_from_audio(pcm, fc, step=7)
+    flat = calib.reshape(-1, fc.n_features)
+    b = load_bundle(random_bundle(tmp_path / "r.kws", hidden=16, seed=9))
+    path = save_bundle(tmp_path / "s.kws", "fastgrnn", b.hparams, b.weights, fc, flat.mean(0), flat.std(0),
+                       "marvin", b.thresholds)
+    generate(path, tmp_path / "out", calib_x_raw=calib, golden_pcm=pcm, verify=False)
+    ok, text = build.run_harness([str(build.host_build(tmp_path / "out"))], tmp_path / "out")
+    assert ok, text
+    n = _harness_numbers(text)
+    assert n["frames"] > 1000 and n["max_abs_diff_x1e6"] <= 1000
+    assert n["int8_mismatches"] <= n["frames"] * 32 // 1000
+    assert n["window_logit_mismatches"] == 0 and n["c_mixed_blocks"] == n["detections_python"] >= 1
