@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-# Frames featurized per block in `featurize`: bounds the temporary memory for long inputs
-# (hours of audio) and keeps the working set of one block in cache.
-_BLOCK_FRAMES = 1024
+# Frames featurized per block: bounds the temporary memory for long inputs (hours of audio) and
+# keeps one block's buffers (~0.8 MB) in cache; 128 measured fastest (64..1024 tried), and a 1 s
+# clip (98 frames) is one block.
+_BLOCK_FRAMES = 128
 
 
 @dataclass(frozen=True)
