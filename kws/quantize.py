@@ -517,3 +517,119 @@ def switch_to_pwl_loss(bundle: Any, x_raw: np.ndarray, calib_x: np.ndarray) -> d
     return {"float_pwl": float(np.mean(np.abs(_sigmoid(f_pwl) - s_std))),
             "int8_pwl": float(np.mean(np.abs(q.scores(x_raw) - s_std)))}
 
+
+
+# ---------------------------------------------------------------- quantization-aware fine-tuning
+def _fake_quant_logits(model: Any, x_norm: Any, s_x: float, s_h: float) -> Any:
+    """Float simulation of the integer spec in torch with straight-through rounding: int8 input,
+    int8 per-row weights (scales follow the weights), Q3.12 pre-activations, Q15 gates, int16
+    state at the calibrated s_h. Returns logits [B] (differentiable w.r.t. the model's weights)."""
+    import torch
+
+    def ste(v):
+        return v + (torch.round(v) - v).detach()
+
+    def rows(w):
+        scale = (w.detach().abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
+        return torch.clamp(ste(w / scale), -127, 127) * scale
+
+    hp = model.hparams
+    w = model.W if hp["w_rank"] is None else model.W1 @ model.W2
+    u = model.U if hp["u_rank"] is None else model.U1 @ model.U2
+    wq, uq, head = rows(w), rows(u), rows(model.head.weight)
+    if hp["nonlinearity"] == "pwl":
+        sig = lambda v: torch.clamp((v + 1.0) * 0.5, 0.0, 1.0)  # noqa: E731
+        tanh = lambda v: torch.clamp(v, -1.0, 1.0)  # noqa: E731
+    else:
+        sig, tanh = torch.sigmoid, torch.tanh
+    pre_s = float(1 << PRE_FRAC)
+    xq = torch.clamp(ste(x_norm / s_x), -127, 127) * s_x
+    wx = xq @ wq.t()
+    zeta, nu = torch.sigmoid(model.zeta), torch.sigmoid(model.nu)
+    h = torch.zeros(x_norm.shape[0], w.shape[0], dtype=x_norm.dtype)
+    for t in range(x_norm.shape[1]):
+        pre = wx[:, t] + h @ uq.t()
+        pz = torch.clamp(ste((pre + model.b_z) * pre_s), -32768, 32767) / pre_s
+        pc = torch.clamp(ste((pre + model.b_h) * pre_s), -32768, 32767) / pre_s
+        z = torch.clamp(ste(sig(pz) * Q15), 0, 32767) / Q15
+        c = torch.clamp(ste(tanh(pc) * Q15), -32767, 32767) / Q15
+        h = (zeta * (1.0 - z) + nu) * c + z * h
+        h = torch.clamp(ste(h / s_h), -32768, 32767) * s_h
+    return (h @ head.t()).squeeze(-1) + model.head.bias
+
+
+def quantize_aware_finetune(bundle_path: Any, data_dir: Any, epochs: int = 3, out: Any = None,
+                            lr: float = 3e-4, batch_size: int = 64, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune a FastGRNN bundle for a few epochs through the fake-quantized forward (straight-
+    through estimators), BCE with class balance, on the dataset's train split; keep the epoch whose
+    INTEGER model (this module's reference) has the best validation recall at 3% FPR (epoch 0 = the
+    original weights, so it never gets worse on validation). Saves a new bundle (float weights,
+    thresholds recalibrated on validation with the float model as the bundle format defines) and
+    returns (path, report)."""
+    from pathlib import Path
+
+    import torch
+
+    from kws.bundle import load_bundle, save_model_bundle
+    from kws.data.dataset import load_split
+    from kws.metrics import recall_at_fpr
+    from kws.util import progress
+
+    bundle_path = Path(bundle_path)
+    b = load_bundle(bundle_path)
+    if b.model_kind != "fastgrnn":
+        raise ExportError(f"{bundle_path}: quantization-aware fine-tuning is for FastGRNN bundles "
+                          f"(this is {b.model_kind}; its int8 export uses dynamic quantization)")
+    train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+    calib = _windows_for_calibration(train.x)
+    model = b.torch_model().double()
+    x_tr = torch.as_tensor(b.normalize(np.asarray(train.x)), dtype=torch.float64)
+    y_tr = torch.as_tensor(np.asarray(train.y), dtype=torch.float64)
+    x_val = np.asarray(val.x, np.float32)
+    y_val = np.asarray(val.y)
+
+    def int8_val_recall(weights: dict[str, np.ndarray]) -> tuple[float, QuantizedFastGRNN]:
+        q = quantize_fastgrnn(weights, b.hparams, b.mean, b.std, calib)
+        s = q.scores(x_val)
+        return recall_at_fpr(s[y_val == 1], s[y_val == 0], 0.03)[0], q
+
+    def weights_now() -> dict[str, np.ndarray]:
+        return {k: v.detach().float().numpy().copy() for k, v in model.state_dict().items()}
+
+    best_w = weights_now()
+    best_recall, q0 = int8_val_recall(best_w)
+    history = [{"epoch": 0, "val_int8_recall@3%": best_recall}]
+    n_pos = float(y_tr.sum())
+    pos_weight = torch.tensor((len(y_tr) - n_pos) / max(n_pos, 1.0), dtype=torch.float64)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in progress(range(1, epochs + 1), desc="QAT epochs", total=epochs):
+        # scales of the fixed-point format follow the current weights' calibration
+        s_x, s_h = q0.s_x, q0.s_h
+        perm = torch.randperm(len(y_tr), generator=gen)
+        model.train()
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            logits = _fake_quant_logits(model, x_tr[idx], s_x, s_h)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y_tr[idx], pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        recall, q0 = int8_val_recall(weights_now())
+        history.append({"epoch": epoch, "val_int8_recall@3%": recall, "last_loss": float(loss.detach())})
+        if recall > best_recall:
+            best_recall, best_w = recall, weights_now()
+    model = b.torch_model()
+    model.load_weights_numpy(best_w)
+    from kws.models.reference import ReferenceModel
+
+    ref_scores = ReferenceModel(b.model_kind, b.hparams, best_w).score(b.normalize(x_val))
+    thresholds = {f"{p:g}": recall_at_fpr(ref_scores[y_val == 1], ref_scores[y_val == 0], p)[1]
+                  for p in (0.03, 0.05)}
+    out = Path(out) if out else bundle_path.with_name(bundle_path.stem + "-qat.kws")
+    provenance = {**b.provenance, "qat": {"from": str(bundle_path), "epochs": epochs, "lr": lr,
+                                          "history": history, "dataset": str(data_dir)}}
+    provenance.setdefault("dataset", str(Path(data_dir).resolve()))
+    save_model_bundle(out, model, b.feature_config, b.mean, b.std, b.keyword, thresholds,
+                      metrics=b.metrics, provenance=provenance)
+    return out, {"history": history, "best_val_int8_recall@3%": best_recall}

@@ -197,3 +197,103 @@ def test_input_edge_rounding():
     q_in.x_inv_scale = np.ones(3, np.float32)
     out = q_in.quantize_input(np.array([[0.5, -0.5, 300.0], [1.49, -2.5, -400.0]], np.float32))
     np.testing.assert_array_equal(out, [[1, -1, 127], [1, -3, -127]])
+
+
+# ----------------------------------------------------------------- bundles, datasets, QAT
+def fake_dataset(root, rng: np.random.Generator, n: dict[str, int] | None = None):
+    """A minimal dataset folder in the `kws data build` layout: positives carry a bump in a few
+    mel bands in the middle of the window, so the task is learnable."""
+    import json
+
+    from kws.data.manifest import ClipRecord, write_manifest
+    from kws.features import FeatureConfig
+
+    fc = FeatureConfig()
+    n = n or {"train": 64, "val": 48, "test": 48}
+    (root / "features").mkdir(parents=True)
+    records = []
+    for split, count in n.items():
+        y = np.arange(count) % 2
+        x = random_windows(rng, count, fc.n_features) - 6.0
+        x[y == 1, 40:60, 5:12] += 3.0
+        np.save(root / "features" / f"{split}.npy", x.astype(np.float32))
+        records += [ClipRecord(id=f"{split}{i}", path=f"clips/{split}{i}.wav", label=int(y[i]),
+                               kind="positive" if y[i] else "negative", text="w", source="test",
+                               speaker=f"{split}-s{i % 5}", split=split) for i in range(count)]
+    write_manifest(root / "manifest.jsonl", records)
+    (root / "dataset.json").write_text(json.dumps({"format": "kws-dataset", "format_version": 1,
+                                                   "keyword": "testword", "features": fc.to_dict()}))
+    return root
+
+
+def test_bundle_quantization_calibrates_on_training_split(tmp_path, rng):
+    from kws.bundle import load_bundle, random_bundle
+    from kws.data.dataset import load_split
+
+    data = fake_dataset(tmp_path / "data", rng)
+    b = load_bundle(random_bundle(tmp_path / "r.kws", hidden=8))
+    x_test = np.asarray(load_split(data, "test").x)
+    calib = qz.calibration_windows(b, str(data))
+    np.testing.assert_array_equal(calib, np.asarray(load_split(data, "train").x))
+    s = qz.quantized_scores(b, x_test, data_dir=str(data))
+    s_float = b.reference_model().score(b.normalize(x_test))
+    assert s.shape == (48,) and np.abs(s - s_float).max() < 0.05
+    # no dataset recorded and none given: calibrates on the scored windows, with a warning
+    with pytest.warns(UserWarning, match="calibrated on the evaluated windows"):
+        s2 = qz.quantized_scores(b, x_test)
+    assert np.abs(s2 - s_float).max() < 0.05
+    from kws.errors import DataError
+
+    with pytest.raises(DataError, match="features/train.npy"):
+        qz.calibration_windows(b, str(tmp_path))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_simulated_int8_rnn_close_to_float(tmp_path, rng, kind):
+    from kws.bundle import load_bundle, random_bundle
+
+    b = load_bundle(random_bundle(tmp_path / f"{kind}.kws", kind=kind, hidden=8))
+    x = random_windows(rng, 32, b.n_features, t=40)
+    s_q = qz.quantized_scores(b, x)
+    s_f = b.reference_model().score(b.normalize(x))
+    assert np.abs(s_q - s_f).max() < 0.05 and not np.allclose(s_q, s_f, atol=1e-7)
+
+
+def test_fake_quant_forward_tracks_integer_model_and_has_gradients(rng):
+    torch = pytest.importorskip("torch")
+    from kws.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fastgrnn", 12, hidden=10).double()
+    w = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    x = random_windows(rng, 32, 12, t=30)
+    q = qz.quantize_fastgrnn(w, model.hparams, np.zeros(12), np.ones(12), x)
+    logits = qz._fake_quant_logits(model, torch.as_tensor(x, dtype=torch.float64), q.s_x, q.s_h)
+    int_logits = q.run_int(x) * q.logit_scale
+    float_logits, _ = qz.float_fastgrnn(w, "standard", x)
+    # the fake-quant forward is closer to the integer model than the float model is
+    err_fq = np.abs(logits.detach().numpy() - int_logits).mean()
+    assert err_fq < 0.5 * np.abs(float_logits - int_logits).mean() + 1e-3
+    logits.sum().backward()
+    assert float(model.W.grad.abs().sum()) > 0 and float(model.U.grad.abs().sum()) > 0
+
+
+def test_quantize_aware_finetune_saves_a_valid_bundle(tmp_path, rng):
+    pytest.importorskip("torch")
+    from kws.bundle import load_bundle, random_bundle
+
+    data = fake_dataset(tmp_path / "data", rng)
+    bp = random_bundle(tmp_path / "r.kws", hidden=8)
+    out, report = qz.quantize_aware_finetune(bp, data, epochs=2, out=tmp_path / "qat.kws", lr=3e-3)
+    b2 = load_bundle(out)
+    hist = report["history"]
+    assert [h["epoch"] for h in hist] == [0, 1, 2]
+    assert report["best_val_int8_recall@3%"] == max(h["val_int8_recall@3%"] for h in hist)
+    assert b2.provenance["qat"]["epochs"] == 2 and set(b2.thresholds) == {"0.03", "0.05"}
+    # the selected model's integer val recall is the reported best
+    from kws.data.dataset import load_split
+    from kws.metrics import recall_at_fpr
+
+    val = load_split(data, "val")
+    s = qz.quantize_bundle(b2, data_dir=str(data)).scores(np.asarray(val.x))
+    assert recall_at_fpr(s[val.y == 1], s[val.y == 0], 0.03)[0] == pytest.approx(report["best_val_int8_recall@3%"])
