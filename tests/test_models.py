@@ -341,4 +341,4 @@ def test_fastgrnn_scan_gradcheck():
                 torch.randn(3, dtype=torch.float64, generator=g) * 0.3,
                 torch.tensor([0.6], dtype=torch.float64), torch.tensor([0.1], dtype=torch.float64)]
         args = [a.requires_grad_() for a in args]
-        assert torch.autograd.gradcheck(lambda *a: _FastGRNNScan.apply(*a, pwl), args, eps=1e-6, atol=1e-6)
+        assert torch.autograd.gradcheck(lambda *a: _FastGRNNScan.apply(*a, pwl, True), args, eps=1e-6, atol=1e-6)

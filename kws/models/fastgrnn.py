@@ -42,11 +42,11 @@ class _FastGRNNScan(torch.autograd.Function):
     zeta, nu (post-sigmoid, shape [1]), pwl (bool). Output: every state h_t, [B, T, H]."""
 
     @staticmethod
-    def forward(ctx, wx, U, b_z, b_h, zeta, nu, pwl):  # noqa: D401
+    def forward(ctx, wx, U, b_z, b_h, zeta, nu, pwl, grad):  # noqa: D401
         wx_t = wx.transpose(0, 1)  # [T, B, H]
         n_t, b, hdim = wx_t.shape
         ut = U.t()
-        grad = any(ctx.needs_input_grad[:6])
+        # `grad` comes from the caller: needs_input_grad stays True under torch.no_grad()
         sig, tanh = (pwl_sigmoid, pwl_tanh) if pwl else (torch.sigmoid, torch.tanh)
         hs = wx.new_empty(n_t, b, hdim)
         if grad:
@@ -102,7 +102,7 @@ class _FastGRNNScan(torch.autograd.Function):
         d_bh = (dh_all * a_c).sum((0, 1)) if need[3] else None
         d_zeta = (dh_all * omz_c).sum().reshape(1) if need[4] else None
         d_nu = (dh_all * cs).sum().reshape(1) if need[5] else None
-        return d_wx, d_u, d_bz, d_bh, d_zeta, d_nu, None
+        return d_wx, d_u, d_bz, d_bh, d_zeta, d_nu, None, None
 
 
 class FastGRNN(KwsModel):
@@ -177,8 +177,11 @@ class FastGRNN(KwsModel):
         if x.shape[1] == 0:
             return self._head(self.init_state(x.shape[0])[0]) if not keep_all else x.new_zeros(x.shape[0], 0)
         wx = self._wx(x)  # [B, T, H]: one matmul for all frames
-        hs = _FastGRNNScan.apply(wx, self.effective_u(), self.b_z, self.b_h, torch.sigmoid(self.zeta),
-                                 torch.sigmoid(self.nu), self.hparams["nonlinearity"] == "pwl")
+        u = self.effective_u()
+        zeta, nu = torch.sigmoid(self.zeta), torch.sigmoid(self.nu)
+        inputs = (wx, u, self.b_z, self.b_h, zeta, nu)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        hs = _FastGRNNScan.apply(*inputs, self.hparams["nonlinearity"] == "pwl", grad)
         return self._head(hs if keep_all else hs[:, -1])
 
     def _run_autograd(self, x: torch.Tensor) -> torch.Tensor:
