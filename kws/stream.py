@@ -482,7 +482,11 @@ class Detector:
         parts = []
         if self._resampler is not None:
             parts.append(self._resampler.flush())
-        parts.append(np.zeros(int(round(tail_seconds * self.sample_rate)), dtype=np.float32))
+        n_tail = int(round(tail_seconds * self.sample_rate))
+        have = self._pending.size + sum(p.size for p in parts)
+        if self._n_frames == 0:  # a clip shorter than the window is still scored once
+            n_tail = max(n_tail, self._first_block - have)
+        parts.append(np.zeros(n_tail, dtype=np.float32))
         return self._advance(np.concatenate(parts))
 
     def _advance(self, x: np.ndarray) -> HopScores:

@@ -41,8 +41,9 @@ def bursty(rng: np.random.Generator, seconds: float = 7.0) -> np.ndarray:
         a, b = min(int(s * 16000), n), min(int((s + 0.6) * 16000), n)
         x[a:b] += 0.3 * rng.standard_normal(b - a)
     t = np.arange(8000) / 16000
-    a = int(min(2.5, seconds - 0.5) * 16000)
-    x[a:a + 8000] += 0.4 * np.sin(2 * np.pi * (300 + 2000 * t) * t)
+    a = int(max(0.0, min(2.5, seconds - 0.5)) * 16000)
+    chirp = 0.4 * np.sin(2 * np.pi * (300 + 2000 * t) * t)
+    x[a:a + 8000] += chirp[:len(x[a:a + 8000])]
     return np.clip(x, -1, 1).astype(np.float32)
 
 
@@ -298,3 +299,12 @@ def test_onnx_export_beside_the_bundle_is_used_and_agrees(tmp_path, rng):
 
     with pytest.raises(BundleError, match="window model"):
         Detector(bundle, threshold=0.5, onnx_model=tmp_path / "onnx" / "model_step.onnx")
+
+
+def test_a_clip_shorter_than_the_window_is_scored_once(bundles, rng, tmp_path):
+    x = bursty(rng, 0.3)
+    wav = tmp_path / "short.wav"
+    save_wav(wav, x)
+    res = detect_file(Detector(bundles["fastgrnn"], threshold=0.0), wav, trace=True)
+    assert len(res["trace"]["raw"]) == 1 and res["duration_s"] == pytest.approx(0.3)
+    assert [d["time_s"] for d in res["detections"]] == [0.3]  # clamped to the file's end
