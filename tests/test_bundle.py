@@ -263,3 +263,19 @@ def test_save_refuses_invalid(tmp_path):
         save_model_bundle(tmp_path / "x.kws", model, FeatureConfig(kind="mfcc", n_mfcc=13), np.zeros(13),
                           np.ones(13), "k", {0.03: 0.5})
     assert not (tmp_path / "x.kws").exists()
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = random_bundle(tmp_path / "b.kws", seed=1)
+    before = path.read_bytes()
+
+    def boom(self, name, data, *a, **k):
+        raise KeyboardInterrupt  # interrupted while writing the zip
+
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", boom)
+    with pytest.raises(KeyboardInterrupt):
+        random_bundle(path, seed=2)
+    assert path.read_bytes() == before  # the old bundle is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["b.kws"]  # no temp file left
+    monkeypatch.undo()
+    assert load_bundle(path).provenance["seed"] == 1
