@@ -36,6 +36,8 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         sizes=args.sizes,
         seed=args.seed,
         workers=args.workers,
+        close_negatives_in_train=args.close_negatives_in_train,
+        engines=args.engine,
     )
     summary = build_dataset(opts)
     print(summary.table())
@@ -163,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace-close-negatives", action="store_true",
                    help="use only the --close-negatives given instead of adding them to the generated list")
     s.add_argument("--sizes", default=None, help="override sizes, e.g. train_pos=1000,train_neg=2000,eval_each=600")
+    s.add_argument("--close-negatives-in-train", action="store_true",
+                   help="also put close negatives in the training split (default: val/test only, as in the paper)")
+    s.add_argument("--engine", action="append", default=None,
+                   help="speech-synthesis engine to use (espeak-ng, flite, festival); repeatable; default all installed")
     _common_args(s)
     s.set_defaults(func=cmd_data_build)
 

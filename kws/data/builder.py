@@ -1,0 +1,825 @@
+"""`kws data build`: a speaker-disjoint dataset for one keyword, from speech synthesis plus any
+real recordings, negative corpora and noise the user has.
+
+Stages (each resumable; rerunning the same command reuses what exists):
+1. plan    `work/plan.json`: every clip (split, kind, text, voice or file, augmentation seed),
+           decided from the options and the seed alone; inputs are scanned and unreadable files
+           skipped and listed here.
+2. speech  synthesize the planned utterances (`kws.data.tts`, cached across builds); a dropped
+           utterance is replaced by the next surviving one of its group -> `work/recipes.json`.
+3. clips   render `clips/<split>/<id>.wav` (1 s, 16 kHz, `fit_to_window` + augmentation), atomic
+           writes, skipped when present, in parallel.
+4. features `features/<split>.npy` float32 [N, 98, F] (+ `<split>.ids.json`), atomic per split,
+           recomputed only when a clip of the split was (re)rendered.
+5. `manifest.jsonl`, `dataset.json`, `summary.txt` (rewritten only when their content changes).
+
+Splits are disjoint by speaker: each TTS voice family (`Voice.speaker`) and each real speaker
+belongs to exactly one split (seeded hash ranking, about 70/15/15 per engine / per real corpus
+pool), so test voices are never heard in training. Close negatives go to val/test only unless
+`close_negatives_in_train` (the paper's protocol: the detector must not have seen them).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import math
+import os
+import time
+import zlib
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kws.data.manifest import ClipRecord, read_manifest, write_manifest
+from kws.errors import AudioError, DataError
+from kws.util import atomic_path, atomic_write_text, progress
+
+BUILDER_VERSION = 1
+SPLITS = ("train", "val", "test")
+SPLIT_SHARES = (0.70, 0.15, 0.15)
+KIND_KEYS = {"pos": "positive", "neg": "negative", "close": "close_negative"}
+PRESETS: dict[str, dict[str, int]] = {
+    # DROCC paper, Appendix E.5: train 1000 keyword + 2000 other; val/test 600 keyword + 600 other
+    # + 600 synthesized close negatives.
+    "paper": {"train_pos": 1000, "train_neg": 2000, "train_close": 0,
+              "val_pos": 600, "val_neg": 600, "val_close": 600,
+              "test_pos": 600, "test_neg": 600, "test_close": 600},
+    "small": {"train_pos": 120, "train_neg": 240, "train_close": 0,
+              "val_pos": 60, "val_neg": 60, "val_close": 60,
+              "test_pos": 60, "test_neg": 60, "test_close": 60},
+}
+SIZE_KEYS = tuple(PRESETS["paper"])
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+WINDOW = 16000
+LONG_FILE_SECONDS = 1.5  # longer files in a plain negatives folder are cut into 1 s pieces
+MAX_PIECES_PER_FILE = 60
+NOISE_COLOURS = ("white", "pink", "brown")
+
+
+# ---------------------------------------------------------------- options and sizes
+@dataclass
+class BuildOptions:
+    keyword: str
+    out: Path
+    preset: str = "paper"
+    positives: list[Path] = field(default_factory=list)  # folders of real keyword recordings
+    negatives: list[Path] = field(default_factory=list)  # Speech Commands trees or plain folders
+    noise: list[Path] = field(default_factory=list)  # background noise folders (default: generated)
+    close_negatives: list[str] | None = None  # extra close negatives (words or [[phonemes]])
+    replace_close_negatives: bool = False
+    sizes: str | dict[str, int] | None = None  # overrides, "train_pos=1000,eval_each=600"
+    seed: int = 0
+    workers: int | None = None
+    close_negatives_in_train: bool = False  # default: val/test only (paper protocol)
+    engines: list[str] | None = None  # TTS engines (default: all installed)
+    tts_cache: Path | None = None  # default kws.data.tts.default_cache_dir()
+    utterance_reuse: int = 2  # clips per distinct synthesized utterance (each with other augmentation)
+    noise_share: float = 0.05  # share of each split's generic negatives that are pure noise
+    real_positive_share: float = 0.5  # at most this share of positives from --positives
+    real_negative_share: float = 0.5  # at most this share of negatives from --negatives
+    augment: bool = True
+    max_close_negatives: int = 30
+
+
+def parse_sizes(spec: str | dict[str, int] | None) -> dict[str, int]:
+    """`train_pos=1000,train_neg=2000,eval_each=600` -> dict. Keys: {train,val,test}_{pos,neg,close},
+    eval_{pos,neg,close} (val and test), eval_each (all of val and test)."""
+    if spec is None or spec == "":
+        return {}
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        items = []
+        for part in str(spec).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise DataError(f"--sizes: expected KEY=N, got {part.strip()!r} (e.g. train_pos=1000,eval_each=600)")
+            k, v = part.split("=", 1)
+            items.append((k.strip(), v.strip()))
+    out: dict[str, int] = {}
+    valid = set(SIZE_KEYS) | {"eval_pos", "eval_neg", "eval_close", "eval_each"}
+    for k, v in items:
+        if k not in valid:
+            raise DataError(f"--sizes: unknown key {k!r}; use {', '.join(sorted(valid))}")
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise DataError(f"--sizes: {k} must be a whole number, got {v!r}") from None
+        if n < 0:
+            raise DataError(f"--sizes: {k} must be >= 0, got {n}")
+        if k == "eval_each":
+            out.update({f"{s}_{c}": n for s in ("val", "test") for c in KIND_KEYS})
+        elif k.startswith("eval_"):
+            out.update({f"{s}_{k[5:]}": n for s in ("val", "test")})
+        else:
+            out[k] = n
+    return out
+
+
+def resolve_sizes(preset: str, sizes: str | dict[str, int] | None, close_in_train: bool) -> dict[str, int]:
+    if preset not in PRESETS:
+        raise DataError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    s = dict(PRESETS[preset])
+    override = parse_sizes(sizes)
+    s.update(override)
+    if close_in_train and "train_close" not in override:
+        # keep the train split's "other" words (the paper's 2000): a third become close negatives
+        s["train_close"] = s["train_neg"] // 3
+        s["train_neg"] -= s["train_close"]
+    if s["train_close"] and not close_in_train:
+        raise DataError("--sizes gives train_close but close negatives are kept out of training by default; "
+                        "also pass --close-negatives-in-train")
+    return s
+
+
+# ---------------------------------------------------------------- speakers and splits
+def _hash01(*parts: Any) -> float:
+    h = hashlib.sha1(":".join(str(p) for p in parts).encode("utf-8")).hexdigest()
+    return int(h[:15], 16) / float(1 << 60)
+
+
+def assign_speaker_splits(speakers: list[str], seed: int, group: str = "") -> dict[str, str]:
+    """Speaker -> split: rank the speakers by a seeded hash and give the first 70% to train, the
+    next 15% to val and the rest to test (rank (i + 0.5) / n against the cumulative shares). A
+    speaker's split depends only on its rank, so it is stable and never shared by two splits."""
+    ranked = sorted(set(speakers), key=lambda s: (_hash01(seed, group, s), s))
+    n = len(ranked)
+    out = {}
+    for i, s in enumerate(ranked):
+        q = (i + 0.5) / n
+        out[s] = "train" if q < SPLIT_SHARES[0] else "val" if q < SPLIT_SHARES[0] + SPLIT_SHARES[1] else "test"
+    return out
+
+
+# ---------------------------------------------------------------- scanning real inputs
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def real_speaker(path: Path, root: Path) -> str:
+    """Speaker of a recording in a user folder: the file-name prefix before `_nohash_` (Speech
+    Commands naming), else the first sub-folder under `root`, else the file itself (unknown
+    speakers are each their own, so they never straddle splits as a group)."""
+    if "_nohash_" in path.name:
+        return path.name.split("_nohash_", 1)[0]
+    rel = path.relative_to(root)
+    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+
+
+def _source_name(root: Path, is_sc: bool) -> str:
+    return "real:speech_commands" if is_sc else f"real:{root.resolve().name or 'folder'}"
+
+
+@dataclass
+class _Candidate:
+    path: str
+    start: float | None  # seconds, for pieces of long files
+    speaker: str
+    text: str
+    source: str
+    kind: str  # positive | negative | close_negative
+
+
+def _scan_positives(folders: list[Path], keyword: str) -> list[_Candidate]:
+    out = []
+    for root in folders:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"--positives {root}: no such folder; pass a folder of recordings of '{keyword}'.")
+        from kws.data.speech_commands import is_speech_commands_tree
+
+        is_sc = is_speech_commands_tree(root)
+        if is_sc and (root / keyword).is_dir():
+            files, base = _audio_files(root / keyword), root / keyword  # the keyword's folder of a tree
+        else:
+            files, base = _audio_files(root), root
+        src = _source_name(root, is_sc)
+        out += [_Candidate(str(p), None, f"real:{real_speaker(p, base)}", keyword, src, "positive") for p in files]
+    return out
+
+
+def _scan_negatives(folders: list[Path], keyword: str, close_texts: set[str],
+                    skipped: list[tuple[str, str]]) -> list[_Candidate]:
+    """Speech Commands trees: every word folder except the keyword's (words that are close
+    negatives become close negatives). Plain folders: every file, long files cut into 1 s pieces."""
+    import soundfile as sf
+
+    from kws.data.speech_commands import SpeechCommands, is_speech_commands_tree
+
+    out = []
+    kw = keyword.strip().lower()
+    for root in folders:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"--negatives {root}: no such folder; pass a Speech Commands tree or a folder of audio.")
+        if is_speech_commands_tree(root):
+            sc = SpeechCommands(root)
+            for c in sc.clips():
+                if c.word.lower() == kw:
+                    continue
+                kind = "close_negative" if c.word.lower() in close_texts else "negative"
+                out.append(_Candidate(str(c.path), None, f"real:{c.speaker}", c.word, "real:speech_commands", kind))
+            continue
+        src = _source_name(root, False)
+        for p in _audio_files(root):
+            try:
+                info = sf.info(str(p))
+                seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
+            except Exception as e:  # unreadable header: skipped and listed, never a crash
+                skipped.append((str(p), f"unreadable audio ({str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__})"))
+                continue
+            if seconds <= 0:
+                skipped.append((str(p), "empty audio file"))
+                continue
+            spk = f"real:{real_speaker(p, root)}"
+            if seconds <= LONG_FILE_SECONDS:
+                out.append(_Candidate(str(p), None, spk, "", src, "negative"))
+            else:
+                pieces = min(int(seconds), MAX_PIECES_PER_FILE)
+                out += [_Candidate(str(p), float(i), spk, "", src, "negative") for i in range(pieces)]
+    return out
+
+
+def _scan_noise(folders: list[Path]) -> list[Path]:
+    from kws.data.speech_commands import SpeechCommands, is_speech_commands_tree
+
+    files: list[Path] = []
+    for root in folders:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"--noise {root}: no such folder; pass a folder of background-noise recordings.")
+        files += SpeechCommands(root).noise_files() if is_speech_commands_tree(root) else _audio_files(root)
+    return files
+
+
+def _load_piece(path: str, start: float | None) -> np.ndarray:
+    from kws.audio import fit_to_window, load_audio
+
+    x = load_audio(path)
+    if start is not None:
+        x = x[int(start * WINDOW): int(start * WINDOW) + WINDOW]
+    if x.size == 0 or not np.any(x):
+        raise AudioError(f"{path}: silent or empty")
+    return fit_to_window(x, WINDOW)
+
+
+def _take_valid(cands: list[_Candidate], n: int, rng: np.random.Generator,
+                skipped: list[tuple[str, str]], bad: set[str]) -> list[_Candidate]:
+    """Up to `n` candidates in a seeded order, each checked by loading it; unreadable ones are
+    skipped and listed (once per file)."""
+    out = []
+    for i in rng.permutation(len(cands)):
+        if len(out) >= n:
+            break
+        c = cands[int(i)]
+        if c.path in bad:
+            continue
+        try:
+            _load_piece(c.path, c.start)
+        except AudioError as e:
+            bad.add(c.path)
+            skipped.append((c.path, str(e).split(": ", 1)[-1][:160]))
+            continue
+        out.append(c)
+    return out
+
+
+# ---------------------------------------------------------------- stage 1: the plan
+def _voice_dict(v) -> list:
+    return [v.engine, v.name, v.rate, v.pitch, v.speaker]
+
+
+def _voice(d: list):
+    from kws.data.tts import Voice
+
+    return Voice(d[0], d[1], d[2], d[3], d[4])
+
+
+def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
+    from kws.data.augment import AugmentConfig
+    from kws.features import FeatureConfig
+
+    fp = {
+        "builder_version": BUILDER_VERSION, "keyword": opts.keyword, "seed": opts.seed, "sizes": sizes,
+        "positives": [str(Path(p).resolve()) for p in opts.positives],
+        "negatives": [str(Path(p).resolve()) for p in opts.negatives],
+        "noise": [str(Path(p).resolve()) for p in opts.noise],
+        "close_negatives": list(opts.close_negatives or []), "replace_close_negatives": opts.replace_close_negatives,
+        "close_negatives_in_train": opts.close_negatives_in_train, "engines": opts.engines,
+        "utterance_reuse": opts.utterance_reuse, "noise_share": opts.noise_share,
+        "real_positive_share": opts.real_positive_share, "real_negative_share": opts.real_negative_share,
+        "augment": asdict(AugmentConfig()) if opts.augment else None, "max_close_negatives": opts.max_close_negatives,
+        "features": FeatureConfig().to_dict(),
+    }
+    return json.loads(json.dumps(fp))  # the form it has after a round trip through plan.json
+
+
+def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
+    from kws.data import confusables, tts, words
+
+    keyword = opts.keyword.strip()
+    if not keyword:
+        raise DataError("--keyword is empty; give the wake word's text, e.g. --keyword marvin")
+    seed = opts.seed
+    skipped: list[tuple[str, str]] = []
+    bad: set[str] = set()
+
+    close = confusables.close_negatives(keyword, extra=opts.close_negatives or (),
+                                        replace=opts.replace_close_negatives, max_words=opts.max_close_negatives)
+    close_texts = {c.text.lower() for c in close}
+    generic = words.generic_negative_words(keyword, exclude=[c.text for c in close])
+
+    # speakers: TTS voice families stratified by engine, real speakers pooled
+    bases = tts.base_voices(opts.engines)
+    if not bases:
+        raise DataError("no speech-synthesis voices on this machine (espeak-ng, flite or festival); install them "
+                        f"with: {tts.INSTALL_HINT}")
+    tts_split: dict[str, str] = {}
+    by_engine: dict[str, list[str]] = defaultdict(list)
+    for b in bases:
+        by_engine[b.engine].append(b.speaker)
+    for engine, spk in sorted(by_engine.items()):
+        tts_split.update(assign_speaker_splits(spk, seed, group=engine))
+    tts_speakers = {s: sorted(k for k, v in tts_split.items() if v == s) for s in SPLITS}
+    espeak_speakers = {s: [k for k in tts_speakers[s] if k.startswith("espeak-ng:")] for s in SPLITS}
+    for s in SPLITS:
+        if not tts_speakers[s]:
+            raise DataError(f"too few synthesis voices to give the {s} split its own speakers "
+                            f"({len(tts_split)} voice families); install more engines: {tts.INSTALL_HINT}")
+
+    pos_cands = _scan_positives(opts.positives, keyword)
+    neg_cands = _scan_negatives(opts.negatives, keyword, close_texts, skipped)
+    real_split = assign_speaker_splits([c.speaker for c in pos_cands + neg_cands], seed, group="real")
+    noise_files = [str(p) for p in _scan_noise(opts.noise)]
+
+    clips: list[dict[str, Any]] = []
+    utterances: dict[str, list[list]] = {}
+
+    def add_tts_group(split: str, kind: str, n: int, texts: list[str], tag: str) -> None:
+        """`n` clips of `kind` from ceil(n / reuse) distinct utterances, texts round robin, voices
+        spread over the split's speakers (espeak-ng only for phoneme strings)."""
+        if n <= 0 or not texts:
+            return
+        n_utt = max(1, math.ceil(n / max(1, opts.utterance_reuse)))
+        order = [texts[int(i)] for i in np.random.default_rng([seed, zlib.crc32(tag.encode())]).permutation(len(texts))]
+        utt_texts = [order[i % len(order)] for i in range(n_utt)]
+        plain = [i for i, t in enumerate(utt_texts) if not tts.is_phonemes(t)]
+        phon = [i for i, t in enumerate(utt_texts) if tts.is_phonemes(t)]
+        voices: dict[int, Any] = {}
+        for idx, spk, sub in ((plain, tts_speakers[split], "plain"), (phon, espeak_speakers[split], "phon")):
+            if not idx or not spk:
+                continue
+            vseed = zlib.crc32(f"{seed}:{tag}:{sub}".encode())
+            k = len(idx)
+            try:
+                vs = tts.voice_configs(k, vseed, engines=opts.engines, speakers=spk)
+            except DataError:  # fewer distinct configurations than utterances: reuse them
+                total = sum(1 for _ in _all_configs(opts.engines, spk))
+                vs = tts.voice_configs(total, vseed, engines=opts.engines, speakers=spk)
+                vs = [vs[i % len(vs)] for i in range(k)]
+            voices.update(zip(idx, vs))
+        group = f"{split}/{kind}"
+        utterances.setdefault(group, [])
+        base = len(utterances[group])
+        kept = [i for i in range(n_utt) if i in voices]
+        for i in kept:
+            utterances[group].append([utt_texts[i], _voice_dict(voices[i])])
+        if not kept:
+            return
+        for j in range(n):
+            clips.append({"split": split, "kind": kind, "src": {"type": "tts", "group": group,
+                                                                "utt": base + j % len(kept)}})
+
+    def add_real(split: str, kind: str, n: int, cands: list[_Candidate]) -> int:
+        if n <= 0:
+            return 0
+        pool = [c for c in cands if c.kind == kind and real_split.get(c.speaker) == split]
+        rng = np.random.default_rng([seed, zlib.crc32(f"real:{split}:{kind}".encode())])
+        chosen = _take_valid(pool, n, rng, skipped, bad)
+        for c in chosen:
+            clips.append({"split": split, "kind": kind, "text": c.text, "source": c.source, "speaker": c.speaker,
+                          "src": {"type": "file", "path": c.path, "start": c.start}})
+        return len(chosen)
+
+    close_in = {s: (s != "train" or opts.close_negatives_in_train) for s in SPLITS}
+    close_list = [c.text for c in close]
+    for split in SPLITS:
+        n_pos, n_neg = sizes[f"{split}_pos"], sizes[f"{split}_neg"]
+        n_close = sizes[f"{split}_close"] if close_in[split] else 0
+        # positives: real recordings first (up to their share), synthesis for the rest
+        got = add_real(split, "positive", round(opts.real_positive_share * n_pos) if pos_cands else 0, pos_cands)
+        add_tts_group(split, "positive", n_pos - got, [keyword], f"{split}:positive")
+        # generic negatives: a small share of pure noise, real corpora up to their share, synthesis
+        n_noise = round(opts.noise_share * n_neg)
+        for j in range(n_noise):
+            clips.append({"split": split, "kind": "noise", "src": {"type": "noise"}})
+        n_generic = n_neg - n_noise
+        got = add_real(split, "negative", round(opts.real_negative_share * n_generic) if neg_cands else 0, neg_cands)
+        add_tts_group(split, "negative", n_generic - got, generic, f"{split}:negative")
+        # close negatives (val/test only unless asked): real corpus words that are close, then synthesis
+        got = add_real(split, "close_negative", round(opts.real_negative_share * n_close) if neg_cands else 0, neg_cands)
+        add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
+
+    # stable ids: <split>-<kind>-<n> in plan order
+    counters: Counter = Counter()
+    for c in clips:
+        key = (c["split"], c["kind"])
+        c["id"] = f"{c['split']}-{c['kind'].replace('_', '-')}-{counters[key]:05d}"
+        counters[key] += 1
+    return {
+        "fingerprint": _fingerprint(opts, sizes),
+        "keyword": keyword,
+        "close_negatives": [{"text": c.text, "how": c.how, "note": c.note} for c in close],
+        "close_negative_splits": [s for s in SPLITS if close_in[s]],
+        "generic_words": len(generic),
+        "tts_speakers": tts_speakers,
+        "real_candidates": {"positives": len(pos_cands), "negatives": len(neg_cands)},
+        "noise_files": noise_files,
+        "skipped": skipped,
+        "utterances": utterances,
+        "clips": clips,
+    }
+
+
+def _all_configs(engines, speakers):
+    from kws.data import tts
+
+    wanted = set(speakers)
+    for b in tts.base_voices(engines):
+        if b.speaker in wanted:
+            rates, pitches = tts._grid(b)
+            for r in rates:
+                for p in pitches:
+                    yield (b, r, p)
+
+
+# ---------------------------------------------------------------- stage 2: speech
+def _resolve(plan: dict[str, Any], cache_dir: Path, workers: int) -> dict[str, Any]:
+    """Synthesize every planned utterance; point each TTS clip at a surviving utterance (the next
+    one of its group when its own was dropped) and fill in its record fields."""
+    from kws.data import tts
+
+    groups = plan["utterances"]
+    jobs = [(t, _voice(v)) for g in sorted(groups) for t, v in groups[g]]
+    res = tts.synthesize_many(jobs, cache_dir=cache_dir, workers=workers, desc="synthesizing speech")
+    ok: dict[str, list[bool]] = {}
+    k = 0
+    for g in sorted(groups):
+        ok[g] = [a is not None for a in res.audio[k:k + len(groups[g])]]
+        k += len(groups[g])
+    recipes, short = [], Counter()
+    for c in plan["clips"]:
+        c = dict(c)
+        src = c["src"]
+        if src["type"] == "tts":
+            g, u = src["group"], src["utt"]
+            alive = ok[g]
+            n = len(alive)
+            pick = next((u2 % n for u2 in range(u, u + n) if alive[u2 % n]), None)
+            if pick is None:
+                short[g] += 1
+                continue
+            text, vd = groups[g][pick]
+            v = _voice(vd)
+            c.update(text=text, source=f"tts:{v.engine}:{v.name}", speaker=v.speaker,
+                     src={"type": "tts", "text": text, "voice": vd})
+        elif src["type"] == "noise":
+            c.update(text="", source="noise:" + ("recorded" if plan["noise_files"] else "generated"),
+                     speaker="none")
+        recipes.append(c)
+    unique = len(set(jobs))
+    return {"clips": recipes, "tts": {"utterances": unique, "dropped": res.dropped, "unsupported": res.unsupported,
+                                      "cached": res.cached, "synthesized": res.synthesized,
+                                      "reasons": dict(res.reasons), "unfilled": dict(short)}}
+
+
+# ---------------------------------------------------------------- stage 3/4: workers
+_W: dict[str, Any] = {}
+
+
+def _init_worker(state: dict[str, Any]) -> None:
+    _W.clear()
+    _W.update(state)
+
+
+def _clip_rng(seed: int, clip_id: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(clip_id.encode())])
+
+
+def _render_one(c: dict[str, Any]) -> np.ndarray:
+    from kws.audio import fit_to_window
+    from kws.data import augment, tts
+
+    rng = _clip_rng(_W["seed"], c["id"])
+    src = c["src"]
+    if src["type"] == "noise":
+        # pure noise at a random level: a stretch of a recording, or generated coloured noise
+        if _W["noise"]:
+            y = _W["augmenter"].noise_segment(WINDOW, rng)
+            rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+            y = y / rms if rms > 0 else y
+        else:
+            y = augment.coloured_noise(NOISE_COLOURS[int(rng.integers(3))], WINDOW, rng)
+        y = y * np.float32(10 ** (rng.uniform(-45.0, -15.0) / 20.0))
+        return np.clip(y, -0.99, 0.99).astype(np.float32)
+    if src["type"] == "tts":
+        x = tts.synthesize(src["text"], _voice(src["voice"]), _W["cache_dir"])
+        if x is None:
+            raise DataError(f"speech synthesis of {src['text']!r} with {src['voice']} failed now but worked before; "
+                            "delete the dataset folder's work/recipes.json and rerun")
+        x = fit_to_window(x, WINDOW)
+    else:
+        x = _load_piece(src["path"], src["start"])
+    if _W["augment"]:
+        x = _W["augmenter"].apply(x, rng)
+    return x
+
+
+def _render_batch(batch: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """Render and save each clip; (id, error or None). Unreadable real files become errors (the
+    clip is dropped and listed), never a crash."""
+    from kws.audio import save_wav
+
+    out = []
+    for c in batch:
+        try:
+            x = _render_one(c)
+        except AudioError as e:
+            out.append((c["id"], str(e)))
+            continue
+        save_wav(Path(_W["out"]) / c["path"], x)
+        out.append((c["id"], None))
+    return out
+
+
+def _featurize_batch(paths: list[str]) -> np.ndarray:
+    from kws.audio import load_audio
+    from kws.features import featurize
+
+    cfg = _W["feature_config"]
+    return np.stack([featurize(load_audio(Path(_W["out"]) / p), cfg) for p in paths]).astype(np.float32)
+
+
+def _batches(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _run_parallel(fn, batches: list, state: dict[str, Any], workers: int, desc: str, total: int):
+    """Yield fn(batch) results in order; inline for one worker (no process start-up cost)."""
+    bar = progress(range(total), desc=desc, total=total)
+    it = iter(bar)
+
+    def tick(k: int) -> None:
+        for _ in range(k):
+            next(it, None)
+
+    if workers <= 1 or len(batches) <= 1:
+        _init_worker(state)
+        for b in batches:
+            r = fn(b)
+            tick(len(b))
+            yield r
+    else:
+        with cf.ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(state,)) as pool:
+            for b, r in zip(batches, pool.map(fn, batches)):
+                tick(len(b))
+                yield r
+    if hasattr(bar, "close"):
+        bar.close()
+
+
+# ---------------------------------------------------------------- summary
+@dataclass
+class DatasetSummary:
+    keyword: str
+    out: Path
+    seed: int
+    preset: str
+    sizes: dict[str, int]
+    counts: dict[str, dict[str, dict[str, int]]]  # split -> kind -> source group -> clips
+    speakers: dict[str, int]  # split -> distinct speakers (noise clips excluded)
+    close_negatives: list[dict[str, str]]
+    close_negative_splits: list[str]
+    skipped: list[tuple[str, str]]
+    tts: dict[str, Any]
+    feature_shape: dict[str, list[int]]
+    seconds: float = 0.0
+    rendered: int = 0  # clips rendered by this run (0 = everything reused)
+
+    def total(self, split: str | None = None) -> int:
+        return sum(n for s, kinds in self.counts.items() if split in (None, s)
+                   for srcs in kinds.values() for n in srcs.values())
+
+    def table(self) -> str:
+        rows = [("split", "kind", "source", "clips")]
+        for s in SPLITS:
+            for kind in ("positive", "negative", "close_negative", "noise"):
+                for src, n in sorted(self.counts.get(s, {}).get(kind, {}).items()):
+                    rows.append((s, kind, src, str(n)))
+            rows.append((s, "all", "", str(self.total(s))))
+        w = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [f"Dataset for '{self.keyword}' in {self.out} (preset {self.preset}, seed {self.seed})", ""]
+        for i, r in enumerate(rows):
+            lines.append("  ".join([r[0].ljust(w[0]), r[1].ljust(w[1]), r[2].ljust(w[2]), r[3].rjust(w[3])]).rstrip())
+            if i == 0:
+                lines.append("  ".join("-" * x for x in w))
+        lines.append("")
+        lines.append("speakers per split (disjoint): " + ", ".join(f"{s} {self.speakers.get(s, 0)}" for s in SPLITS))
+        shape = ", ".join(f"{s} {tuple(v)}" for s, v in self.feature_shape.items())
+        lines.append(f"features: {shape}")
+        cn = ", ".join(f"{c['text']} ({c['how']})" for c in self.close_negatives)
+        where = "/".join(self.close_negative_splits) or "no split"
+        lines.append(f"close negatives ({len(self.close_negatives)}, in {where}): {cn or 'none'}")
+        t = self.tts
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.get("reasons", {}).items()))
+        lines.append(f"speech synthesis: {t.get('utterances', 0)} distinct utterances, {t.get('cached', 0)} from cache, "
+                     f"{t.get('synthesized', 0)} synthesized, {t.get('dropped', 0)} dropped"
+                     + (f" ({reasons})" if reasons else "")
+                     + (f", {t.get('unsupported', 0)} phoneme strings skipped by non-espeak voices"
+                        if t.get("unsupported") else ""))
+        if t.get("unfilled"):
+            lines.append("WARNING: clips missing because every utterance of their group was dropped: "
+                         + ", ".join(f"{g} {n}" for g, n in sorted(t["unfilled"].items())))
+        lines.append(f"skipped inputs: {len(self.skipped)}")
+        for p, why in self.skipped[:50]:
+            lines.append(f"  {p}: {why}")
+        if len(self.skipped) > 50:
+            lines.append(f"  ... and {len(self.skipped) - 50} more (all listed in dataset.json)")
+        return "\n".join(lines)
+
+
+def _summarize(plan: dict, recipes: dict, records: list[ClipRecord], opts: BuildOptions, sizes: dict[str, int],
+               feature_shape: dict[str, list[int]], skipped: list) -> DatasetSummary:
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    spk: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        group = ":".join(r.source.split(":")[:2])  # tts:espeak-ng, real:speech_commands, noise:generated
+        counts.setdefault(r.split, {}).setdefault(r.kind, Counter())[group] += 1
+        if r.kind != "noise":
+            spk[r.split].add(r.speaker)
+    counts = {s: {k: dict(v) for k, v in kinds.items()} for s, kinds in counts.items()}
+    return DatasetSummary(keyword=plan["keyword"], out=Path(opts.out), seed=opts.seed, preset=opts.preset, sizes=sizes,
+                          counts=counts, speakers={s: len(spk[s]) for s in SPLITS},
+                          close_negatives=plan["close_negatives"], close_negative_splits=plan["close_negative_splits"],
+                          skipped=[tuple(x) for x in skipped], tts=recipes["tts"], feature_shape=feature_shape)
+
+
+# ---------------------------------------------------------------- the build
+def _write_json_if_changed(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=False, ensure_ascii=False) + "\n"
+    _write_text_if_changed(path, text)
+
+
+def _write_text_if_changed(path: Path, text: str) -> None:
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return  # a rerun leaves finished files (and their mtimes) alone
+    atomic_write_text(path, text)
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _ids_digest(ids: list[str]) -> str:
+    return hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest()
+
+
+def build_dataset(opts: BuildOptions) -> DatasetSummary:
+    """Build (or resume, or reuse) the dataset folder `opts.out`; see the module doc."""
+    from kws.data import tts
+    from kws.data.augment import Augmenter, make_rir_bank
+    from kws.features import FeatureConfig
+
+    t0 = time.time()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    sizes = resolve_sizes(opts.preset, opts.sizes, opts.close_negatives_in_train)
+    workers = max(1, opts.workers or os.cpu_count() or 1)
+    cache_dir = Path(opts.tts_cache) if opts.tts_cache is not None else tts.default_cache_dir()
+    fp = _fingerprint(opts, sizes)
+
+    # 1. plan
+    plan_path = work / "plan.json"
+    plan = _load_json(plan_path)
+    if plan is not None and plan.get("fingerprint") != fp:
+        old = plan.get("fingerprint") or {}
+        diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+        raise DataError(f"{out} holds a dataset built with other options ({', '.join(diff)}); use another --out, "
+                        "or delete the folder to rebuild it")
+    if plan is None:
+        plan = _make_plan(opts, sizes)
+        _write_json_if_changed(plan_path, plan)
+
+    # 2. speech
+    recipes_path = work / "recipes.json"
+    recipes = _load_json(recipes_path)
+    if recipes is None:
+        recipes = _resolve(plan, cache_dir, workers)
+        _write_json_if_changed(recipes_path, recipes)
+    skipped = [tuple(x) for x in plan["skipped"]] + [tuple(x) for x in recipes.get("render_skipped", [])]
+
+    clips = recipes["clips"]
+    for c in clips:
+        c["path"] = f"clips/{c['split']}/{c['id']}.wav"
+
+    # 3. clips
+    todo = [c for c in clips if not (out / c["path"]).is_file()]
+    state: dict[str, Any] = {"seed": opts.seed, "out": str(out), "cache_dir": str(cache_dir),
+                             "feature_config": FeatureConfig(), "noise": False, "augmenter": None, "augment": False}
+    rendered_splits: set[str] = set()
+    if todo:
+        noise_audio = []
+        if plan["noise_files"]:
+            from kws.audio import load_audio
+
+            for p in plan["noise_files"]:
+                try:
+                    noise_audio.append(load_audio(p))
+                except AudioError as e:
+                    skipped.append((p, str(e).split(": ", 1)[-1][:160]))
+        state["noise"] = bool(noise_audio)
+        # the augmenter also supplies the noise stretches of kind=noise clips, so it exists even
+        # without augmentation; the room bank is simulated once here and shipped to the workers
+        state["augmenter"] = Augmenter(noise=noise_audio, seed=opts.seed,
+                                       rirs=make_rir_bank(seed=opts.seed) if opts.augment else [])
+        state["augment"] = opts.augment
+        failed: dict[str, str] = {}
+        for res in _run_parallel(_render_batch, _batches(todo, 16), state, workers, "rendering clips", len(todo)):
+            for cid, err in res:
+                if err is not None:
+                    failed[cid] = err
+        rendered_splits = {c["split"] for c in todo if c["id"] not in failed}
+        if failed:
+            bad = [c for c in clips if c["id"] in failed]
+            for c in bad:
+                skipped.append((c["src"].get("path", c["id"]), failed[c["id"]].split(": ", 1)[-1][:160]))
+            recipes["render_skipped"] = recipes.get("render_skipped", []) + \
+                [[c["src"].get("path", c["id"]), failed[c["id"]].split(": ", 1)[-1][:160]] for c in bad]
+            recipes["clips"] = [c for c in recipes["clips"] if c["id"] not in failed]
+            clips = [c for c in clips if c["id"] not in failed]
+            _write_json_if_changed(recipes_path, {k: v for k, v in recipes.items()})
+
+    # 4. features
+    cfg = FeatureConfig()
+    feature_shape: dict[str, list[int]] = {}
+    for split in SPLITS:
+        rows = [c for c in clips if c["split"] == split]
+        ids = [c["id"] for c in rows]
+        npy, meta_path = out / "features" / f"{split}.npy", out / "features" / f"{split}.ids.json"
+        shape = [len(rows), cfg.window_frames, cfg.n_features]
+        feature_shape[split] = shape
+        meta = _load_json(meta_path)
+        fresh = (split not in rendered_splits and npy.is_file() and meta is not None
+                 and meta.get("digest") == _ids_digest(ids) and meta.get("shape") == shape
+                 and meta.get("features") == cfg.to_dict())
+        if fresh:
+            try:
+                fresh = list(np.load(npy, mmap_mode="r").shape) == shape
+            except (OSError, ValueError):
+                fresh = False
+        if fresh:
+            continue
+        x = np.zeros(shape, dtype=np.float32)
+        state["feature_config"] = cfg
+        k = 0
+        for feats in _run_parallel(_featurize_batch, _batches([c["path"] for c in rows], 128), state, workers,
+                                   f"features {split}", len(rows)):
+            x[k:k + len(feats)] = feats
+            k += len(feats)
+        with atomic_path(npy) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, x)
+        _write_json_if_changed(meta_path, {"digest": _ids_digest(ids), "shape": shape, "features": cfg.to_dict()})
+
+    # 5. manifest, dataset.json, summary
+    records = [ClipRecord(id=c["id"], path=c["path"], label=int(c["kind"] == "positive"), kind=c["kind"],
+                          text=c.get("text", ""), source=c["source"], speaker=c["speaker"], split=c["split"])
+               for s in SPLITS for c in clips if c["split"] == s]
+    manifest_text = "".join(r.to_json() + "\n" for r in records)
+    _write_text_if_changed(out / "manifest.jsonl", manifest_text)
+    summary = _summarize(plan, recipes, records, opts, sizes, feature_shape, skipped)
+    info = {
+        "format": "kws-dataset", "format_version": 1, "keyword": plan["keyword"], "seed": opts.seed,
+        "preset": opts.preset, "sizes": sizes, "features": cfg.to_dict(), "feature_shape": feature_shape,
+        "counts": summary.counts, "speakers": {s: sorted({r.speaker for r in records if r.split == s and r.kind != "noise"})
+                                              for s in SPLITS},
+        "close_negatives": plan["close_negatives"], "close_negative_splits": plan["close_negative_splits"],
+        "close_negatives_in_train": opts.close_negatives_in_train, "skipped": [list(x) for x in skipped],
+        "tts": recipes["tts"], "options": fp,
+    }
+    _write_json_if_changed(out / "dataset.json", info)
+    summary.rendered = len(todo)
+    summary.seconds = time.time() - t0
+    _write_text_if_changed(out / "summary.txt", summary.table() + "\n")
+    return summary

@@ -1,0 +1,271 @@
+"""Dataset builder: a real small build (espeak-ng + flite voices, augmentation, features) checked for
+manifest fields, counts, speaker-disjoint splits, close negatives only in val/test, features equal
+to featurize(clip), no-op reruns, resume after an interruption, determinism, unreadable inputs
+skipped and listed, and a Speech Commands tree as real negatives/positives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws.audio import load_audio
+from kws.data import builder as B
+from kws.data.builder import BuildOptions, assign_speaker_splits, build_dataset, parse_sizes, resolve_sizes
+from kws.data.dataset import load_split
+from kws.data.manifest import read_manifest
+from kws.errors import DataError
+from kws.features import FeatureConfig, featurize
+
+pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
+
+ENGINES = ["espeak-ng", "flite"]  # festival is ~30x slower per utterance; it is exercised elsewhere
+SIZES = "train_pos=24,train_neg=40,eval_each=10"
+
+
+def opts(out: Path, cache: Path, **kw) -> BuildOptions:
+    base = dict(keyword="marvin", out=out, preset="small", sizes=SIZES, engines=ENGINES, workers=1,
+                tts_cache=cache, max_close_negatives=12)
+    base.update(kw)
+    return BuildOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tts-cache")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("ds") / "marvin"
+    summary = build_dataset(opts(out, cache))
+    return out, summary
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_sizes_parsing_and_presets():
+    assert parse_sizes("train_pos=5, eval_each=3") == {"train_pos": 5, **{f"{s}_{k}": 3 for s in ("val", "test")
+                                                                         for k in ("pos", "neg", "close")}}
+    assert resolve_sizes("paper", None, False) == B.PRESETS["paper"]
+    s = resolve_sizes("paper", None, True)
+    assert s["train_close"] == 666 and s["train_neg"] + s["train_close"] == 2000
+    for bad in ("train_pos", "bogus=3", "train_pos=-1", "train_pos=x"):
+        with pytest.raises(DataError, match="--sizes"):
+            parse_sizes(bad)
+    with pytest.raises(DataError, match="close-negatives-in-train"):
+        resolve_sizes("small", "train_close=5", False)
+    with pytest.raises(DataError, match="preset"):
+        resolve_sizes("huge", None, False)
+
+
+def test_speaker_split_assignment_is_stable_and_proportional():
+    spk = [f"s{i}" for i in range(200)]
+    a = assign_speaker_splits(spk, seed=3)
+    assert a == assign_speaker_splits(list(reversed(spk)), seed=3)
+    c = Counter(a.values())
+    assert (c["train"], c["val"], c["test"]) == (140, 30, 30)
+    assert assign_speaker_splits(spk, seed=4) != a
+    small = Counter(assign_speaker_splits(["a", "b", "c", "d", "e", "f", "g"], seed=0).values())
+    assert small["train"] >= 1 and small["val"] >= 1 and small["test"] >= 1
+
+
+def test_build_manifest_counts_splits_and_features(built):
+    out, summary = built
+    recs = read_manifest(out / "manifest.jsonl")
+    info = json.loads((out / "dataset.json").read_text())
+    sizes = info["sizes"]
+    count = Counter((r.split, r.kind) for r in recs)
+    for s in ("train", "val", "test"):
+        assert count[(s, "positive")] == sizes[f"{s}_pos"]
+        assert count[(s, "negative")] + count[(s, "noise")] == sizes[f"{s}_neg"]
+        assert count[(s, "noise")] == round(0.05 * sizes[f"{s}_neg"])
+    assert count[("val", "close_negative")] == count[("test", "close_negative")] == 10
+    assert count[("train", "close_negative")] == 0  # never seen in training (paper protocol)
+    close_texts = {c["text"] for c in info["close_negatives"]}
+    assert not any(r.text in close_texts for r in recs if r.split == "train")
+    for r in recs:
+        assert (out / r.path).is_file() and r.path == f"clips/{r.split}/{r.id}.wav"
+        assert r.label == (r.kind == "positive")
+        if r.kind == "positive":
+            assert r.text == "marvin" and r.source.startswith("tts:")
+        if r.source.startswith("tts:"):
+            engine, voice = r.source.split(":")[1:3]
+            assert engine in ENGINES and voice and r.speaker.startswith(engine + ":")
+        if r.kind == "noise":
+            assert r.source == "noise:generated" and r.speaker == "none"
+    assert len({r.id for r in recs}) == len(recs)
+    # speaker-disjoint splits
+    spk = {s: {r.speaker for r in recs if r.split == s and r.kind != "noise"} for s in ("train", "val", "test")}
+    assert not (spk["train"] & spk["val"]) and not (spk["train"] & spk["test"]) and not (spk["val"] & spk["test"])
+    assert all(len(v) >= 2 for v in spk.values())
+    assert info["speakers"] == {s: sorted(v) for s, v in spk.items()}
+    # features: shape, dtype, rows equal featurize(saved clip), memory-mapped
+    for s in ("train", "val", "test"):
+        d = load_split(out, s)
+        n = count_split = sum(v for (sp, _), v in count.items() if sp == s)
+        assert isinstance(d.x, np.memmap) and d.x.shape == (count_split, 98, 32) and d.x.dtype == np.float32
+        assert len(d.records) == n and list(d.y) == [r.label for r in d.records]
+        assert list(d.kinds) == [r.kind for r in d.records]
+        assert d.feature_config == FeatureConfig()
+        for i in (0, n // 2, n - 1):
+            audio = load_audio(out / d.records[i].path)
+            assert audio.shape == (16000,)
+            np.testing.assert_array_equal(d.x[i], featurize(audio))
+    # the summary is printed and saved
+    table = summary.table()
+    assert (out / "summary.txt").read_text() == table + "\n"
+    assert "speakers per split" in table and "close negatives" in table and "skipped inputs: 0" in table
+    assert "tts:espeak-ng" in table
+
+
+def test_clips_are_augmented_audio(built):
+    out, _ = built
+    recs = [r for r in read_manifest(out / "manifest.jsonl") if r.kind == "positive"][:6]
+    levels = [np.sqrt(np.mean(load_audio(out / r.path) ** 2)) for r in recs]
+    assert all(lv > 1e-3 for lv in levels) and len({round(float(lv), 5) for lv in levels}) == len(levels)
+
+
+def test_rerun_is_a_noop(built, cache):
+    out, _ = built
+    before = mtimes(out)
+    summary = build_dataset(opts(out, cache))
+    assert summary.rendered == 0
+    assert mtimes(out) == before
+
+
+def test_other_options_in_same_folder_are_refused(built, cache):
+    out, _ = built
+    with pytest.raises(DataError, match="other options.*seed"):
+        build_dataset(opts(out, cache, seed=1))
+
+
+def test_interrupted_build_resumes_to_the_same_dataset(built, cache, tmp_path, monkeypatch):
+    ref, _ = built
+    out = tmp_path / "resumed"
+    calls = {"n": 0}
+    real = B._render_one
+
+    def flaky(c):
+        calls["n"] += 1
+        if calls["n"] > 40:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of rendering
+        return real(c)
+
+    monkeypatch.setattr(B, "_render_one", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(opts(out, cache))
+    assert len(list((out / "clips").rglob("*.wav"))) == 40
+    assert not (out / "manifest.jsonl").exists() and not list(out.rglob("*.tmp-*"))
+    monkeypatch.setattr(B, "_render_one", real)
+    summary = build_dataset(opts(out, cache))
+    assert summary.rendered == summary.total() - 40
+    # deterministic: the resumed build equals the uninterrupted one, clip for clip
+    assert (out / "manifest.jsonl").read_text() == (ref / "manifest.jsonl").read_text()
+    for s in ("train", "val", "test"):
+        np.testing.assert_array_equal(np.load(out / "features" / f"{s}.npy"), np.load(ref / "features" / f"{s}.npy"))
+
+    # lost clips and a lost feature file are rebuilt, identical; other files are left alone
+    victims = sorted((out / "clips" / "val").glob("*.wav"))[:3]
+    saved = {v: v.read_bytes() for v in victims}
+    for v in victims:
+        v.unlink()
+    (out / "features" / "test.npy").unlink()
+    before = mtimes(out)
+    summary = build_dataset(opts(out, cache))
+    assert summary.rendered == 3
+    assert all(v.read_bytes() == b for v, b in saved.items())
+    after = mtimes(out)
+    changed = {k for k in after if after[k] != before.get(k)}
+    assert changed == {str(v.relative_to(out)) for v in victims} | {
+        "features/val.npy", "features/test.npy"}
+    np.testing.assert_array_equal(np.load(out / "features" / "test.npy"), np.load(ref / "features" / "test.npy"))
+
+
+def test_unreadable_negatives_are_skipped_and_listed(tmp_path, cache):
+    neg = tmp_path / "my_negatives"
+    (neg / "alice").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        sf.write(neg / "alice" / f"talk{i}.wav", 0.1 * rng.standard_normal(12000), 16000)
+    sf.write(neg / "long.flac", 0.1 * rng.standard_normal(16000 * 5 + 500), 16000)  # 5 one-second pieces
+    (neg / "garbage.wav").write_bytes(b"RIFF not really a wave file" * 10)
+    (neg / "empty.wav").write_bytes(b"")
+    out = tmp_path / "ds"
+    summary = build_dataset(opts(out, cache, negatives=[neg], real_negative_share=1.0,
+                                 sizes="train_pos=4,train_neg=12,eval_each=4"))
+    skipped = dict(summary.skipped)
+    assert set(skipped) == {str(neg / "garbage.wav"), str(neg / "empty.wav")}
+    table = (out / "summary.txt").read_text()
+    assert "skipped inputs: 2" in table and "garbage.wav" in table and "empty.wav" in table
+    assert json.loads((out / "dataset.json").read_text())["skipped"] == [list(x) for x in summary.skipped]
+    recs = read_manifest(out / "manifest.jsonl")
+    real = [r for r in recs if r.source == "real:my_negatives"]
+    assert real and all(r.kind == "negative" and r.label == 0 for r in real)
+    # speakers: the sub-folder ("alice") or, for loose files, the file; never split across splits
+    by_spk: dict[str, set[str]] = {}
+    for r in real:
+        by_spk.setdefault(r.speaker, set()).add(r.split)
+    assert all(len(v) == 1 for v in by_spk.values())
+    assert set(by_spk) <= {"real:alice", "real:long"}
+
+
+def make_sc_tree(root: Path, n_speakers: int = 20) -> Path:
+    rng = np.random.default_rng(1)
+    speakers = [f"{i:08x}" for i in rng.integers(1 << 31, size=n_speakers)]
+    for word in ("yes", "no", "marvin", "martin"):
+        (root / word).mkdir(parents=True)
+        for spk in speakers:
+            t = np.arange(12000) / 16000
+            x = 0.2 * np.sin(2 * np.pi * rng.uniform(150, 400) * t) * np.hanning(t.size)
+            sf.write(root / word / f"{spk}_nohash_0.flac", x, 16000)
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_" / "hum.flac", 0.05 * rng.standard_normal(16000 * 3), 16000)
+    return root
+
+
+def test_speech_commands_tree_gives_real_data_split_by_speaker(tmp_path, cache):
+    tree = make_sc_tree(tmp_path / "sc")
+    out = tmp_path / "ds"
+    summary = build_dataset(opts(out, cache, negatives=[tree], positives=[tree], noise=[tree],
+                                 close_negatives=["martin"], sizes="train_pos=10,train_neg=20,eval_each=6"))
+    recs = read_manifest(out / "manifest.jsonl")
+    real = [r for r in recs if r.source == "real:speech_commands"]
+    kinds = Counter((r.split, r.kind, r.text) for r in real)
+    assert any(k[1] == "negative" and k[2] in ("yes", "no") for k in kinds)
+    assert any(k[1] == "positive" and k[2] == "marvin" for k in kinds)  # the keyword's own folder
+    assert not any(k[1] == "negative" and k[2] in ("marvin", "martin") for k in kinds)
+    assert all(k[0] != "train" for k in kinds if k[2] == "martin")  # a close negative word: val/test only
+    assert any(k[1] == "close_negative" and k[2] == "martin" for k in kinds)
+    spk = {s: {r.speaker for r in recs if r.split == s and r.kind != "noise"} for s in ("train", "val", "test")}
+    assert not (spk["train"] & spk["val"]) and not (spk["train"] & spk["test"]) and not (spk["val"] & spk["test"])
+    real_spk = {s: {r.speaker for r in real if r.split == s} for s in ("train", "val", "test")}
+    assert all(real_spk[s] for s in ("train", "val", "test"))  # every split has its own real speakers
+    noise = [r for r in recs if r.kind == "noise"]
+    assert noise and all(r.source == "noise:recorded" for r in noise)
+    assert "real:speech_commands" in summary.table()
+
+
+def test_close_negatives_in_train_option_is_recorded(tmp_path, cache):
+    out = tmp_path / "ds"
+    build_dataset(opts(out, cache, close_negatives_in_train=True, sizes="train_pos=4,train_neg=9,eval_each=3"))
+    recs = read_manifest(out / "manifest.jsonl")
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["close_negatives_in_train"] is True and info["close_negative_splits"] == ["train", "val", "test"]
+    assert sum(r.split == "train" and r.kind == "close_negative" for r in recs) == 3
+    assert info["sizes"]["train_neg"] == 6
+
+
+def test_load_split_errors_are_clear(tmp_path, built):
+    with pytest.raises(DataError, match="kws data build"):
+        load_split(tmp_path, "train")
+    out, _ = built
+    with pytest.raises(DataError, match="unknown split"):
+        load_split(out, "dev")
