@@ -183,12 +183,26 @@ def test_window_schedule_matches_stream():
     assert list(window_ends(128, 98, 10)) == [98, 108, 118, 128]
 
 
+TRAINED_BUNDLES = [p for p in (TRAINED, Path(__file__).parent / "fixtures" / "c_export_upchirp.kws") if p.exists()]
+
+
 @needs_gcc
-@pytest.mark.skipif(not TRAINED.exists(), reason=f"no trained bundle fixture at {TRAINED}")
-def test_trained_bundle_export(tmp_path):
-    b = load_bundle(TRAINED)
-    summary = generate(b, tmp_path / "out", calib_x_raw=_calib(b.feature_config))
-    assert "host harness (gcc" in summary and "PASS" in summary
+@pytest.mark.parametrize("path", TRAINED_BUNDLES or [pytest.param(TRAINED, marks=pytest.mark.skip(
+    reason=f"no trained bundle fixture ({TRAINED} or tests/fixtures/c_export_upchirp.kws)"))],
+    ids=lambda p: Path(p).stem)
+def test_trained_bundle_export(tmp_path, path):
+    """Trained weights (fixture): the whole chain, and the bundle's own 3%-FPR threshold in the header."""
+    b = load_bundle(path)
+    summary = generate(b, tmp_path / "out", calib_x_raw=_calib(b.feature_config), verify=False)
+    ok, text = build.run_harness([str(build.host_build(tmp_path / "out"))], tmp_path / "out")
+    assert ok, text
+    n = _harness_numbers(text)
+    assert n["window_logit_mismatches"] == 0 and n["c_mixed_blocks"] == n["detections_python"] >= 1
+    from kws.quantize import quantize_bundle
+
+    thr = quantize_bundle(b, calib_x=_calib(b.feature_config)).threshold_q(b.threshold(0.03))
+    assert f"#define KWS_DEFAULT_THRESHOLD INT64_C({thr})" in (tmp_path / "out" / "kws_config.h").read_text()
+    assert f"threshold_q {thr}" in summary
 
 
 @needs_gcc
