@@ -125,14 +125,28 @@ def test_int8_fastgrnn_is_really_quantized_and_close_to_integer_reference(tmp_pa
     assert weight_bytes(out / "model_window_int8.onnx") < 0.5 * weight_bytes(out / "model_window.onnx")
 
 
-def test_int8_lstm_uses_dynamic_quantized_lstm(tmp_path, rng):
-    bp = normalized_bundle(tmp_path, "lstm")
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_int8_rnn_uses_dynamic_quantization(tmp_path, rng, kind):
+    from kws.quantize import quantize_bundle
+
+    bp = normalized_bundle(tmp_path, kind)
     export_onnx(bp, tmp_path / "out", int8=True)
-    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "out" / "model_window_int8.onnx")).graph.node)
-    assert ops["DynamicQuantizeLSTM"] == 1 and ops["LSTM"] == 0
+    for name in ("model_window_int8.onnx", "model_step_int8.onnx"):
+        g = onnx.load(str(tmp_path / "out" / name)).graph
+        ops = Counter(n.op_type for n in g.node)
+        if kind == "lstm":
+            assert ops["DynamicQuantizeLSTM"] == 1 and ops["LSTM"] == 0
+        else:
+            # every matrix product is integer: one per frame for W_hh (the first frame has h = 0),
+            # one for W_ih over all frames, one for the head
+            assert ops["GRU"] == 0 and ops["MatMul"] == 0
+            assert ops["MatMulInteger"] == (98 + 1 if name.startswith("model_window") else 3)
     x = windows(rng, 8)
     got = session(tmp_path / "out" / "model_window_int8.onnx").run(["score"], {"logmel": x})[0]
-    np.testing.assert_allclose(got, torch_scores(load_bundle(bp), x), atol=0.05)
+    b = load_bundle(bp)
+    np.testing.assert_allclose(got, torch_scores(b, x), atol=0.05)
+    # the Python simulation of dynamic int8 (what `kws eval --int8` uses for RNNs) is close to ORT
+    np.testing.assert_allclose(quantize_bundle(b).scores(x), got, atol=0.03)
 
 
 def test_onnx_runs_without_torch(tmp_path, rng):

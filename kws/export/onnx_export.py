@@ -12,9 +12,10 @@ Files written to the output folder (names are part of the contract with kws.stre
 
 FastGRNN is written as MatMul + elementwise ops (the window model unrolled over its 98 frames), so
 onnxruntime's static QDQ quantization quantizes all its matrix products (per output channel, int8
-symmetric activations calibrated on training features). LSTM/GRU use the ONNX LSTM/GRU ops and
-dynamic quantization (onnxruntime turns LSTM into DynamicQuantizeLSTM; GRU stays float apart from
-its head).
+symmetric activations calibrated on training features). GRU is also written as MatMul +
+elementwise ops (onnxruntime's quantizers leave the ONNX GRU op float) and LSTM uses the ONNX LSTM
+op; both get dynamic quantization (int8 weights per output channel, activations quantized per call:
+MatMulInteger, and DynamicQuantizeLSTM for the LSTM op), which needs no calibration data.
 """
 
 from __future__ import annotations
@@ -128,9 +129,8 @@ def _modules():
                      mean: np.ndarray, std: np.ndarray) -> None:
             super().__init__()
             n_features = weights[f"{kind}.weight_ih_l0"].shape[1]
-            cls = nn.LSTM if kind == "lstm" else nn.GRU
             self.kind = kind
-            self.rnn = cls(n_features, hidden, batch_first=True)
+            self.rnn = nn.LSTM(n_features, hidden, batch_first=True)
             with torch.no_grad():
                 for name, p in self.rnn.named_parameters():
                     p.copy_(torch.as_tensor(np.asarray(weights[f"{kind}.{name}"], np.float32)))
@@ -161,29 +161,74 @@ def _modules():
             out, (h2, c2) = self.g.rnn(xn, (h.unsqueeze(0), c.unsqueeze(0)))
             return self.g.score(out[:, 0]), h2.squeeze(0), c2.squeeze(0)
 
+    class GruGraph(nn.Module):
+        """GRU as MatMul + elementwise ops (torch.nn.GRU's equations), so that onnxruntime's
+        quantizer turns its matrix products into int8 (it leaves the ONNX GRU op float)."""
+
+        def __init__(self, weights: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray) -> None:
+            super().__init__()
+            self.w_ih_t = const(weights["gru.weight_ih_l0"].T)     # [F, 3H]
+            self.w_hh_t = const(weights["gru.weight_hh_l0"].T)     # [H, 3H]
+            self.b_ih, self.b_hh = const(weights["gru.bias_ih_l0"]), const(weights["gru.bias_hh_l0"])
+            self.head_t = const(weights["head.weight"].T)
+            self.head_b = const(weights["head.bias"])
+            self.inv_std = const(1.0 / np.asarray(std, np.float64))
+            self.shift = const(-np.asarray(mean, np.float64) / np.asarray(std, np.float64))
+            self.hidden = int(weights["gru.weight_hh_l0"].shape[1])
+
+        def gi(self, x):
+            return (x * self.inv_std + self.shift) @ self.w_ih_t + self.b_ih
+
+        def cell(self, gi, h):
+            n_h = self.hidden
+            gh = self.b_hh if h is None else h @ self.w_hh_t + self.b_hh
+            i_r, i_z, i_n = gi.split(n_h, dim=-1)          # one ONNX Split, not three Slices
+            h_r, h_z, h_n = gh.split(n_h, dim=-1)
+            r = torch.sigmoid(i_r + h_r)
+            z = torch.sigmoid(i_z + h_z)
+            n = torch.tanh(i_n + r * h_n)
+            return (1.0 - z) * n if h is None else (1.0 - z) * n + z * h
+
+        def score(self, h):
+            return torch.sigmoid((h @ self.head_t + self.head_b).squeeze(-1))
+
+    class GruWindow(nn.Module):
+        def __init__(self, g: GruGraph, frames: int) -> None:
+            super().__init__()
+            self.g, self.frames = g, frames
+
+        def forward(self, x):
+            gi = self.g.gi(x)
+            h = None
+            for t in range(self.frames):
+                h = self.g.cell(gi[:, t], h)
+            return self.g.score(h)
+
     class GruStep(nn.Module):
-        def __init__(self, g: RnnGraph) -> None:
+        def __init__(self, g: GruGraph) -> None:
             super().__init__()
             self.g = g
 
         def forward(self, frame, h):
-            xn = (frame * self.g.inv_std + self.g.shift).unsqueeze(1)
-            out, h2 = self.g.rnn(xn, h.unsqueeze(0))
-            return self.g.score(out[:, 0]), h2.squeeze(0)
+            h = self.g.cell(self.g.gi(frame), h)
+            return self.g.score(h), h
 
-    return FastGRNNGraph, FastGRNNWindow, FastGRNNStep, RnnGraph, RnnWindow, LstmStep, GruStep
+    return FastGRNNGraph, FastGRNNWindow, FastGRNNStep, RnnGraph, RnnWindow, LstmStep, GruGraph, GruWindow, GruStep
 
 
 def build_torch_graphs(bundle: Any) -> tuple[Any, Any]:
     """(window module, step module) in float32 for a loaded bundle."""
-    FastGRNNGraph, FastGRNNWindow, FastGRNNStep, RnnGraph, RnnWindow, LstmStep, GruStep = _modules()
+    (FastGRNNGraph, FastGRNNWindow, FastGRNNStep, RnnGraph, RnnWindow, LstmStep,
+     GruGraph, GruWindow, GruStep) = _modules()
     frames = bundle.feature_config.window_frames
     if bundle.model_kind == "fastgrnn":
         g = FastGRNNGraph(bundle.weights, bundle.hparams, bundle.mean, bundle.std)
         return FastGRNNWindow(g, frames).eval(), FastGRNNStep(g).eval()
+    if bundle.model_kind == "gru":
+        g = GruGraph(bundle.weights, bundle.mean, bundle.std)
+        return GruWindow(g, frames).eval(), GruStep(g).eval()
     g = RnnGraph(bundle.model_kind, bundle.weights, bundle.hparams["hidden"], bundle.mean, bundle.std)
-    step = LstmStep(g) if bundle.model_kind == "lstm" else GruStep(g)
-    return RnnWindow(g).eval(), step.eval()
+    return RnnWindow(g).eval(), LstmStep(g).eval()
 
 
 def state_names(kind: str) -> list[str]:
@@ -362,7 +407,8 @@ def export_onnx(bundle_path: Path, out: Path, int8: bool = False, data_dir: str 
                  "initial_state": "zeros", "state": states},
         "int8": {"window": int8_name(WINDOW_FILE), "step": int8_name(STEP_FILE),
                  "method": "static QDQ (MatMul, per-channel int8 weights, symmetric int8 activations)"
-                 if bundle.model_kind == "fastgrnn" else "dynamic (int8 weights, activations per call)"}
+                 if bundle.model_kind == "fastgrnn" else
+                 "dynamic (per-channel int8 weights, uint8 activations quantized per call)"}
         if int8 else None,
         "bundle": str(Path(bundle_path).resolve()),
     }
