@@ -273,7 +273,10 @@ def golden_source(g: dict[str, Any]) -> str:
              f"const kws_params_t golden_params = {{{c_int(p['threshold'], np.dtype(np.int64))}, "
              f"{p['smoothing']}u, {p['refractory_hops']}u}};",
              f"const uint32_t golden_n_detections = {len(g['detections'])}u;",
-             c_array("golden_detection_hop", np.asarray(g["detections"], np.uint32))]
+             c_array("golden_detection_hop", np.asarray(g["detections"], np.uint32)),
+             "/* with kws_default_params() (the bundle's 3% FPR threshold) */",
+             f"const uint32_t golden_n_default_detections = {len(g['default_detections'])}u;",
+             c_array("golden_default_detection_hop", np.asarray(g["default_detections"], np.uint32))]
     return "\n".join(parts)
 
 
@@ -295,10 +298,11 @@ def make_golden(bundle: Any, qm: Any, det: DetectorSpec, pcm: np.ndarray) -> dic
     means = np.floor_divide(sums0, counts) if len(logits) else np.zeros(0, np.int64)
     threshold = int(np.percentile(means, 70)) if len(means) else det.threshold_q
     fires, sums = reference_detect(logits, det.smoothing, threshold, det.refractory_hops)
+    default_fires, _ = reference_detect(logits, det.smoothing, det.threshold_q, det.refractory_hops)
     trace = qm.golden(feats[:fc.window_frames])
     return {"pcm": pcm, "feats": feats.astype(np.float32), "xq": xq.astype(np.int8), "window_end": ends,
             "logits": logits.astype(np.int64), "sums": sums, "trace_h": trace["h"],
-            "trace_logit": trace["logit_q"], "detections": fires,
+            "trace_logit": trace["logit_q"], "detections": fires, "default_detections": default_fires,
             "params": {"threshold": threshold, "smoothing": det.smoothing,
                        "refractory_hops": det.refractory_hops}}
 

@@ -22,6 +22,8 @@ extern const int64_t golden_trace_logit[];  /* logit after every frame of the fi
 extern const kws_params_t golden_params;
 extern const uint32_t golden_n_detections;
 extern const uint32_t golden_detection_hop[];
+extern const uint32_t golden_n_default_detections;  /* the same with kws_default_params() */
+extern const uint32_t golden_default_detection_hop[];
 
 /* platform (host_main.c or qemu_start.c) */
 void hw_write(const char *s, unsigned n);

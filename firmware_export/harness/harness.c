@@ -98,10 +98,10 @@ static int check_model(void) {
 }
 
 /* Feed the golden PCM with a block-size pattern; record detections (hop numbers). */
-static int run_stream(const uint32_t *sizes, uint32_t n_sizes, uint32_t *hops, uint32_t max_hops,
-                      uint32_t *sum_mismatch) {
+static int run_stream(const kws_params_t *params, const uint32_t *sizes, uint32_t n_sizes, uint32_t *hops,
+                      uint32_t max_hops, uint32_t *sum_mismatch) {
     uint32_t pos = 0, k = 0, n_det = 0, checked = 0;
-    kws_init(&st, &golden_params);
+    kws_init(&st, params);
     *sum_mismatch = 0;
     while (pos < golden_n_samples) {
         uint32_t n = sizes[k++ % n_sizes];
@@ -111,7 +111,7 @@ static int run_stream(const uint32_t *sizes, uint32_t n_sizes, uint32_t *hops, u
         pos += n;
         if (fired && n_det < max_hops) hops[n_det++] = st.fire_hop;
         /* blocks of one sample complete at most one hop: compare its smoothed sum */
-        if (n == 1 && st.hops_seen > checked) {
+        if (n == 1 && params == &golden_params && st.hops_seen > checked) {
             checked = st.hops_seen;
             if (st.last_sum != golden_sums[checked - 1]) (*sum_mismatch)++;
         }
@@ -123,12 +123,14 @@ static int run_stream(const uint32_t *sizes, uint32_t n_sizes, uint32_t *hops, u
 static int check_stream(void) {
     static const uint32_t ones[] = {1};
     static const uint32_t mixed[] = {160, 1, 333, 7, 1024, 2, 4000, 159, 161, 512};
-    uint32_t hops_a[64], hops_b[64], mism_a, mism_b, i;
-    int na = run_stream(ones, 1, hops_a, 64, &mism_a);
-    int nb = run_stream(mixed, 10, hops_b, 64, &mism_b);
-    int ok = na == (int)golden_n_detections && nb == na;
+    uint32_t hops_a[64], hops_b[64], hops_d[64], mism_a, mism_b, mism_d, i;
+    int na = run_stream(&golden_params, ones, 1, hops_a, 64, &mism_a);
+    int nb = run_stream(&golden_params, mixed, 10, hops_b, 64, &mism_b);
+    int nd = run_stream(0, mixed, 10, hops_d, 64, &mism_d); /* NULL params: kws_default_params() */
+    int ok = na == (int)golden_n_detections && nb == na && nd == (int)golden_n_default_detections;
     for (i = 0; ok && i < golden_n_detections; i++)
         ok = hops_a[i] == golden_detection_hop[i] && hops_b[i] == hops_a[i];
+    for (i = 0; ok && i < golden_n_default_detections; i++) ok = hops_d[i] == golden_default_detection_hop[i];
     say("stream: hops=");
     say_int(golden_n_windows);
     say(" detections_python=");
@@ -137,6 +139,10 @@ static int check_stream(void) {
     say_int(na);
     say(" c_mixed_blocks=");
     say_int(nb);
+    say(" default_params_python=");
+    say_int(golden_n_default_detections);
+    say(" c=");
+    say_int(nd);
     say(" smoothed_sum_mismatches=");
     say_int(mism_a);
     return verdict(ok);
