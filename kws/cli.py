@@ -41,6 +41,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     )
     summary = build_dataset(opts)
     print(summary.table())
+    print(summary.timing())
     return 0
 
 

@@ -37,7 +37,10 @@ def opts(out: Path, cache: Path, **kw) -> BuildOptions:
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tts-cache")
+    """A TTS cache shared by this module's builds; laid out as $KWS_CACHE/tts for the CLI test."""
+    d = tmp_path_factory.mktemp("kws-cache") / "tts"
+    d.mkdir()
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +272,40 @@ def test_load_split_errors_are_clear(tmp_path, built):
     out, _ = built
     with pytest.raises(DataError, match="unknown split"):
         load_split(out, "dev")
+
+
+def test_cli_build_in_parallel_equals_inline_build(tmp_path, cache, monkeypatch, capsys):
+    from kws.cli import main
+
+    monkeypatch.setenv("KWS_CACHE", str(cache.parent))
+    sizes = "train_pos=6,train_neg=8,eval_each=4"
+    rc = main(["data", "build", "--keyword", "marvin", "--out", str(tmp_path / "cli"), "--preset", "small",
+               "--sizes", sizes, "--engine", "espeak-ng", "--engine", "flite", "--workers", "2", "--seed", "5"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "speakers per split" in printed and "this run:" in printed
+    inline = build_dataset(opts(tmp_path / "inline", cache, sizes=sizes, seed=5, workers=1, max_close_negatives=30))
+    assert inline.rendered == inline.total() == 6 + 8 + 2 * 12
+    assert (tmp_path / "cli" / "manifest.jsonl").read_text() == (tmp_path / "inline" / "manifest.jsonl").read_text()
+    for s in ("train", "val", "test"):
+        np.testing.assert_array_equal(np.load(tmp_path / "cli" / "features" / f"{s}.npy"),
+                                      np.load(tmp_path / "inline" / "features" / f"{s}.npy"))
+    assert main(["data", "build", "--keyword", "marvin", "--out", str(tmp_path / "cli"), "--sizes", "bogus=1"]) == 2
+    assert "kws: error: --sizes: unknown key 'bogus'" in capsys.readouterr().err
+
+
+def test_shared_speech_commands_test_set_as_real_data(tmp_path, cache):
+    from conftest import shared_data
+
+    sc = shared_data("speech_commands_v0.02_test")
+    out = tmp_path / "ds"
+    summary = build_dataset(opts(out, cache, positives=[sc], negatives=[sc], noise=[sc],
+                                 sizes="train_pos=8,train_neg=20,eval_each=6"))
+    recs = read_manifest(out / "manifest.jsonl")
+    real_pos = [r for r in recs if r.kind == "positive" and r.source == "real:speech_commands"]
+    assert real_pos and all(r.text == "marvin" and "/marvin/" not in r.path for r in real_pos)
+    real_neg = [r for r in recs if r.kind == "negative" and r.source == "real:speech_commands"]
+    assert real_neg and all(r.text != "marvin" for r in real_neg)
+    spk = {s: {r.speaker for r in recs if r.split == s and r.kind != "noise"} for s in ("train", "val", "test")}
+    assert not (spk["train"] & spk["val"]) and not (spk["train"] & spk["test"]) and not (spk["val"] & spk["test"])
+    assert summary.skipped == [] and "real:speech_commands" in summary.table()

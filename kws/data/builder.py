@@ -196,8 +196,11 @@ def _scan_positives(folders: list[Path], keyword: str) -> list[_Candidate]:
         from kws.data.speech_commands import is_speech_commands_tree
 
         is_sc = is_speech_commands_tree(root)
-        if is_sc and (root / keyword).is_dir():
-            files, base = _audio_files(root / keyword), root / keyword  # the keyword's folder of a tree
+        if is_sc:  # a Speech Commands tree: only the keyword's own folder holds positives
+            if not (root / keyword).is_dir():
+                raise DataError(f"--positives {root}: a Speech Commands tree without a '{keyword}' folder; pass a "
+                                f"folder of recordings of '{keyword}' instead.")
+            files, base = _audio_files(root / keyword), root / keyword
         else:
             files, base = _audio_files(root), root
         src = _source_name(root, is_sc)
@@ -612,6 +615,7 @@ class DatasetSummary:
     feature_shape: dict[str, list[int]]
     seconds: float = 0.0
     rendered: int = 0  # clips rendered by this run (0 = everything reused)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # this run's time per stage
 
     def total(self, split: str | None = None) -> int:
         return sum(n for s, kinds in self.counts.items() if split in (None, s)
@@ -653,6 +657,11 @@ class DatasetSummary:
         if len(self.skipped) > 50:
             lines.append(f"  ... and {len(self.skipped) - 50} more (all listed in dataset.json)")
         return "\n".join(lines)
+
+    def timing(self) -> str:
+        """This run's time per stage (not part of the saved summary: a rerun would change it)."""
+        st = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
+        return f"this run: {self.seconds:.1f} s ({st}); {self.rendered} clips rendered"
 
 
 def _summarize(plan: dict, recipes: dict, records: list[ClipRecord], opts: BuildOptions, sizes: dict[str, int],
@@ -709,6 +718,14 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
     cache_dir = Path(opts.tts_cache) if opts.tts_cache is not None else tts.default_cache_dir()
     fp = _fingerprint(opts, sizes)
 
+    stage: dict[str, float] = {}
+    tick = [time.time()]
+
+    def lap(name: str) -> None:
+        now = time.time()
+        stage[name] = now - tick[0]
+        tick[0] = now
+
     # 1. plan
     plan_path = work / "plan.json"
     plan = _load_json(plan_path)
@@ -720,6 +737,7 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
     if plan is None:
         plan = _make_plan(opts, sizes)
         _write_json_if_changed(plan_path, plan)
+    lap("plan")
 
     # 2. speech
     recipes_path = work / "recipes.json"
@@ -727,6 +745,7 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
     if recipes is None:
         recipes = _resolve(plan, cache_dir, workers)
         _write_json_if_changed(recipes_path, recipes)
+    lap("speech")
     skipped = [tuple(x) for x in plan["skipped"]] + [tuple(x) for x in recipes.get("render_skipped", [])]
 
     clips = recipes["clips"]
@@ -770,6 +789,8 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
             clips = [c for c in clips if c["id"] not in failed]
             _write_json_if_changed(recipes_path, {k: v for k, v in recipes.items()})
 
+    lap("clips")
+
     # 4. features
     cfg = FeatureConfig()
     feature_shape: dict[str, list[int]] = {}
@@ -802,6 +823,8 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
                 np.save(f, x)
         _write_json_if_changed(meta_path, {"digest": _ids_digest(ids), "shape": shape, "features": cfg.to_dict()})
 
+    lap("features")
+
     # 5. manifest, dataset.json, summary
     records = [ClipRecord(id=c["id"], path=c["path"], label=int(c["kind"] == "positive"), kind=c["kind"],
                           text=c.get("text", ""), source=c["source"], speaker=c["speaker"], split=c["split"])
@@ -820,6 +843,8 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
     }
     _write_json_if_changed(out / "dataset.json", info)
     summary.rendered = len(todo)
-    summary.seconds = time.time() - t0
     _write_text_if_changed(out / "summary.txt", summary.table() + "\n")
+    lap("write")
+    summary.stage_seconds = stage
+    summary.seconds = time.time() - t0
     return summary
