@@ -8,6 +8,7 @@ autograd (side by side, same weights and batch), LSTM/GRU for reference, and str
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -30,6 +31,21 @@ def _median_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
+
+
+def _paired_ms(fast, slow, repeats: int) -> tuple[float, float, float]:
+    """Alternate the two runs so load changes on a shared machine hit both alike; returns the
+    medians (ms) and the median of the per-pair ratios slow / fast."""
+    fast()
+    slow()
+    tf, ts = [], []
+    for _ in range(repeats):
+        for fn, acc in ((fast, tf), (slow, ts)):
+            t0 = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t0)
+    ratio = statistics.median(b / a for a, b in zip(tf, ts))
+    return 1e3 * statistics.median(tf), 1e3 * statistics.median(ts), ratio
 
 
 def train_step(model, x, use_autograd: bool = False):
@@ -60,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, kind, hp in [("FastGRNN", "fastgrnn", {}), ("FastGRNN pwl", "fastgrnn", {"nonlinearity": "pwl"}),
                             ("FastGRNN rank 8/8", "fastgrnn", {"w_rank": 8, "u_rank": 8})]:
         m = build_model(kind, args.features, hidden=args.hidden, **hp)
-        scan = _median_ms(train_step(m, x), args.repeats)
-        auto = _median_ms(train_step(m, x, use_autograd=True), args.repeats)
-        rows.append((label, scan, auto))
+        scan, auto, ratio = _paired_ms(train_step(m, x), train_step(m, x, use_autograd=True), args.repeats)
+        rows.append((label, scan, auto, ratio))
     base = []
     for kind in ("lstm", "gru"):
         m = build_model(kind, args.features, hidden=args.hidden)
@@ -92,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [f"Training step (forward + backward, BCE), batch {args.batch} x {args.frames} frames x "
              f"{args.features} features, hidden {args.hidden}, one thread, median of {args.repeats}:", "",
-             "| model | hand-written BPTT (ms) | plain autograd loop (ms) | speed-up |", "|---|---|---|---|"]
-    lines += [f"| {label} | {scan:.1f} | {auto:.1f} | {auto / scan:.2f}x |" for label, scan, auto in rows]
+             "| model | hand-written BPTT (ms) | plain autograd loop (ms) | speed-up (median of paired runs) |",
+             "|---|---|---|---|"]
+    lines += [f"| {label} | {scan:.1f} | {auto:.1f} | {ratio:.2f}x |" for label, scan, auto, ratio in rows]
     lines += ["", "| baseline (fused torch.nn) | ms |", "|---|---|"]
     lines += [f"| {label} | {ms:.1f} |" for label, ms in base]
     lines += ["", f"Streaming, one clip frame by frame (Python), hidden {args.hidden}:", "",
@@ -101,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
               "|---|---|---|---|---|---|"]
     lines += [f"| {label} | {c['params']} | {c['int8_bytes']} | {c['macs_per_frame']} | {ut:.1f} | {un:.1f} |"
               for label, c, ut, un in stream]
+    lines += ["", f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: absolute times vary, "
+              f"the paired ratios less)."]
     text = "\n".join(lines)
     print(text)
     if not args.no_report:
