@@ -230,3 +230,28 @@ def test_real_speech_golden_vectors(tmp_path):
     assert n["frames"] > 1000 and n["max_abs_diff_x1e6"] <= 1000
     assert n["int8_mismatches"] <= n["frames"] * 32 // 1000
     assert n["window_logit_mismatches"] == 0 and n["c_mixed_blocks"] == n["detections_python"] >= 1
+
+
+def test_export_bundle_c_calibrates_from_a_dataset_folder(tmp_path):
+    """The `kws export --format c` route (kws.export.export_bundle) with a dataset folder for the
+    int8 scales: same library as passing the windows directly."""
+    import json
+
+    from kws.data.manifest import ClipRecord, write_manifest
+    from kws.export import export_bundle
+
+    fc = FeatureConfig()
+    calib = _calib(fc).astype(np.float32)
+    d = tmp_path / "data"
+    (d / "features").mkdir(parents=True)
+    (d / "dataset.json").write_text(json.dumps({"format": "kws-dataset", "keyword": "random",
+                                                "features": fc.to_dict()}))
+    write_manifest(d / "manifest.jsonl", [ClipRecord(f"c{i}", f"clips/c{i}.wav", 0, "negative", "x", "test", "s",
+                                                     "train") for i in range(len(calib))])
+    np.save(d / "features" / "train.npy", calib)
+    bundle = random_bundle(tmp_path / "r.kws", hidden=8, seed=2)
+    summary = export_bundle(bundle, fmt="c", out=tmp_path / "a", data_dir=d)
+    assert "calibrated on the training split" in summary
+    generate(bundle, tmp_path / "b", calib_x_raw=calib, verify=False)
+    for name in ("kws_weights.c", "kws_tables.c", "kws_config.h"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
