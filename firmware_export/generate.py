@@ -8,7 +8,7 @@
     OUT/kws_weights.c                                           int8 model (docs/QUANTIZATION.md)
     OUT/harness/                                                host/qemu test harness + golden vectors
     OUT/examples/main.c                                         a Cortex-M main loop
-    OUT/Makefile  OUT/SUMMARY.txt
+    OUT/Makefile  OUT/README.md  OUT/SUMMARY.txt
 
 then (when the compilers are present) builds and runs the host harness against the golden vectors,
 cross-compiles for Cortex-M4 and runs the Thumb harness under qemu-arm, and returns a summary with
@@ -345,7 +345,8 @@ def generate(bundle_path: str | Path | Any, out_dir: str | Path, *, data_dir: st
     for name in HARNESS_FILES:
         shutil.copyfile(HERE / "harness" / name, out / "harness" / name)
     shutil.copyfile(HERE / "examples" / "main.c", out / "examples" / "main.c")
-    shutil.copyfile(HERE / "templates" / "Makefile", out / "Makefile")
+    shutil.copyfile(TEMPLATES / "Makefile", out / "Makefile")
+    shutil.copyfile(TEMPLATES / "README.md", out / "README.md")
     atomic_write_text(out / "kws_config.h", config_header(bundle, qm, tables, det))
     atomic_write_text(out / "kws_tables.c", tables_source(qm, tables, fc))
     atomic_write_text(out / "kws_weights.c", weights_source(qm))
