@@ -233,3 +233,20 @@ def test_damaged_cache_entry_is_resynthesized_and_unwritable_cache_is_a_clear_er
     blocker.write_text("not a folder")
     with pytest.raises(DataError, match="KWS_CACHE"):
         tts.synthesize("yes", v, blocker / "cache")
+
+
+def test_festival_batch_matches_single_runs(tmp_path):
+    """Several festival clips share one process; settings must not leak from one clip to the next."""
+    need("festival")
+    voices = [tts.Voice("festival", n, r, p) for n, r, p in (
+        ("kal_diphone", 0.8, 1.3), ("cmu_us_slt_arctic_hts", 1.25, 1.0), ("kal_diphone", 1.0, 1.0),
+        ("ked_diphone", 1.15, 0.75), ("cmu_us_slt_arctic_hts", 1.0, 1.0), ("ked_diphone", 1.0, 1.0))
+        if n in tts._festival_voices()]
+    jobs = [("follow", v) for v in voices] + [(" . , ", voices[0])]
+    tts.reset_stats()
+    res = tts.synthesize_many(jobs, tmp_path / "batch", workers=1)
+    assert tts.stats()["engine_runs"] == 1  # one festival process for all of them
+    assert res.dropped == 1 and res.audio[-1] is None
+    for (text, v), a in zip(jobs[:-1], res.audio):
+        single = tts.synthesize(text, v, tmp_path / "single")
+        assert single is not None and np.array_equal(a, single), v.id

@@ -352,21 +352,7 @@ def _command(text_file: Path, voice: Voice, wav: Path) -> tuple[list[str], str |
         if voice.pitch != 1.0:
             cmd += ["--setf", f"f0_shift={voice.pitch:.4f}"]
         return cmd, None
-    # festival: diphone voices take Duration_Stretch and the intonation target mean; the HTS voice
-    # takes hts_engine's speed option (-r) instead.
-    evals = [f"(voice_{voice.name})"]
-    f0 = FESTIVAL_VOICES.get(voice.name)
-    if f0 is None:
-        if voice.rate != 1.0:
-            evals.append(f"(set! hts_engine_params (append hts_engine_params '((\"-r\" {voice.rate:.4f}))))")
-    else:
-        evals.append(f"(Parameter.set 'Duration_Stretch {1.0 / voice.rate:.4f})")
-        if voice.pitch != 1.0:
-            evals.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0 * voice.pitch:.2f}) int_lr_params))")
-    cmd = ["text2wave"]
-    for e in evals:
-        cmd += ["-eval", e]
-    return cmd + ["-o", str(wav), str(text_file)], None
+    raise ValueError("festival runs through _run_festival")  # batched script, see below
 
 
 def _resample(x: np.ndarray, sr_in: int) -> np.ndarray:
@@ -429,28 +415,117 @@ def _check_voice(voice: Voice) -> None:
                         f"{INSTALL_HINT}")
 
 
-def _run_engine(text: str, voice: Voice) -> tuple[np.ndarray | None, str]:
+def _read_output(wav: Path) -> tuple[np.ndarray | None, str]:
     import soundfile as sf
 
+    if not wav.exists() or wav.stat().st_size <= 44:
+        return None, "empty"
+    try:
+        x, sr = sf.read(str(wav), dtype="float32", always_2d=False)
+    except Exception:  # a truncated/garbled wav from the engine is a drop, not a crash
+        return None, "unreadable"
+    return postprocess(x, sr)
+
+
+def _spawn(cmd: list[str], engine: str, timeout: float) -> subprocess.CompletedProcess | None:
+    _count("engine_runs")
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except FileNotFoundError:
+        raise DataError(f"speech engine {engine} is not installed; install it with: {INSTALL_HINT}") from None
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _run_engine(text: str, voice: Voice) -> tuple[np.ndarray | None, str]:
+    if voice.engine == "festival":
+        return _run_festival([(text, voice)])[0]
     with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp:
         text_file, wav = Path(tmp) / "text.txt", Path(tmp) / "out.wav"
         text_file.write_text(text + "\n", encoding="utf-8")
         cmd, _ = _command(text_file, voice, wav)
-        _count("engine_runs")
-        try:
-            p = subprocess.run(cmd, capture_output=True, timeout=ENGINE_TIMEOUT)
-        except FileNotFoundError:
-            raise DataError(f"speech engine {voice.engine} is not installed; install it with: "
-                            f"{INSTALL_HINT}") from None
-        except subprocess.TimeoutExpired:
+        p = _spawn(cmd, voice.engine, ENGINE_TIMEOUT)
+        if p is None:
             return None, "timeout"
-        if p.returncode != 0 or not wav.exists() or wav.stat().st_size <= 44:
-            return None, "engine_failed" if p.returncode != 0 else "empty"
-        try:
-            x, sr = sf.read(str(wav), dtype="float32", always_2d=False)
-        except Exception:  # a truncated/garbled wav from the engine is a drop, not a crash
-            return None, "unreadable"
-    return postprocess(x, sr)
+        if p.returncode != 0:
+            return None, "engine_failed"
+        return _read_output(wav)
+
+
+# Festival spends ~0.3 s starting up and ~0.05 s per word, so several clips share one process.
+# The script does what text2wave does for each clip (same text modes, same wave saving); voice
+# selection resets each voice's intonation / HTS parameters and Duration_Stretch is set every time,
+# so a clip sounds the same whatever came before it in its batch (checked by the tests).
+FESTIVAL_BATCH = 12
+_FESTIVAL_PREAMBLE = """(load (path-append datadir "init.scm"))
+(gc-status nil)
+(defvar kws_fp nil)
+(defvar kws_n 0)
+(defvar kws_last nil)
+(define (kws_save utt)
+  (if (eq? kws_n 0) (wave.save.header kws_fp (utt.wave utt) 'riff nil (list (list "numsamples" 0))))
+  (set! kws_n (+ kws_n (get_param 'num_samples (wave.info (utt.wave utt)) 0)))
+  (wave.save.data.fp (utt.wave utt) kws_fp 'riff nil)
+  (set! kws_last utt))
+(set! tts_hooks (list utt.synth kws_save))
+(define (kws_job textfile outfile)
+  (set! kws_fp (fopen outfile "wb"))
+  (set! kws_n 0)
+  (set! kws_last nil)
+  (tts_file textfile (tts_find_text_mode textfile auto-text-mode-alist))
+  (if kws_last
+      (begin (fseek kws_fp 0 0)
+             (wave.save.header kws_fp (utt.wave kws_last) 'riff nil (list (list "numsamples" kws_n)))))
+  (fclose kws_fp))
+"""
+
+
+def _festival_job(voice: Voice, text_file: Path, wav: Path) -> str:
+    lines = [f"(voice_{voice.name})"]
+    f0 = FESTIVAL_VOICES.get(voice.name)
+    if f0 is None:  # HTS: hts_engine's speed option; Duration_Stretch does not apply
+        lines.append("(Parameter.set 'Duration_Stretch 1.0)")
+        if voice.rate != 1.0:
+            lines.append(f"(set! hts_engine_params (append hts_engine_params '((\"-r\" {voice.rate:.4f}))))")
+    else:
+        lines.append(f"(Parameter.set 'Duration_Stretch {1.0 / voice.rate:.4f})")
+        if voice.pitch != 1.0:
+            lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0 * voice.pitch:.2f}) int_lr_params))")
+    lines.append(f'(kws_job "{text_file}" "{wav}")')
+    return "\n".join(lines)
+
+
+def _run_festival(items: Sequence[tuple[str, Voice]]) -> list[tuple[np.ndarray | None, str]]:
+    # festival 2.5 segfaults on text without a word ("  . , "): such clips are empty anyway
+    speakable = [i for i, (text, _) in enumerate(items) if re.search(r"\w", text)]
+    if len(speakable) < len(items):
+        out: list[tuple[np.ndarray | None, str]] = [(None, "empty")] * len(items)
+        if speakable:
+            for i, r in zip(speakable, _run_festival([items[i] for i in speakable])):
+                out[i] = r
+        return out
+    with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp:
+        script = [_FESTIVAL_PREAMBLE]
+        wavs = []
+        for i, (text, voice) in enumerate(items):
+            text_file, wav = Path(tmp) / f"text{i}.txt", Path(tmp) / f"out{i}.wav"
+            text_file.write_text(text + "\n", encoding="utf-8")
+            script.append(_festival_job(voice, text_file, wav))
+            wavs.append(wav)
+        (Path(tmp) / "batch.scm").write_text("\n".join(script) + "\n", encoding="utf-8")
+        p = _spawn(["festival", "--script", str(Path(tmp) / "batch.scm")], "festival",
+                   ENGINE_TIMEOUT + 5.0 * len(items))
+        if p is None and len(items) == 1:
+            return [(None, "timeout")]
+        if (p is None or p.returncode != 0) and len(items) > 1:
+            # one bad clip stops the script: keep what was written before it, redo the rest singly
+            done = [_read_output(w) if w.exists() and w.stat().st_size > 44 else None for w in wavs]
+            last_ok = max([i for i, d in enumerate(done) if d is not None], default=-1)
+            return [done[i] if i <= last_ok and done[i] is not None else _run_festival([items[i]])[0]
+                    for i in range(len(items))]
+        if p.returncode != 0:
+            return [(None, "engine_failed")]
+        return [_read_output(w) for w in wavs]
 
 
 def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
@@ -458,46 +533,74 @@ def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
     return d / f"{key}.wav", d / f"{key}.drop"
 
 
-def _synthesize(text: str, voice: Voice, cache_dir: Path | None) -> tuple[np.ndarray | None, str, bool]:
-    """(audio, drop reason, from_cache)."""
+def _cache_lookup(text: str, voice: Voice, cache_dir: Path | None) -> tuple[np.ndarray | None, str, bool] | None:
+    """(audio, drop reason, True) from the cache, or None when it has to be synthesized."""
     if is_phonemes(text) and voice.engine != "espeak-ng":
         _count("unsupported")
         return None, "unsupported", False
-    if cache_dir is not None:
-        wav_path, drop_path = _cache_paths(cache_dir, cache_key(text, voice))
-        if wav_path.exists():
-            import soundfile as sf
-
-            try:
-                q, _ = sf.read(str(wav_path), dtype="int16")
-                _count("cache_hits")
-                return q.astype(np.float32) / 32768.0, "", True
-            except Exception:
-                pass  # a damaged cache entry is re-synthesized and overwritten
-        elif drop_path.exists():
-            _count("cache_hits")
-            _count("dropped")
-            return None, drop_path.read_text().strip() or "dropped", True
-    _check_voice(voice)
-    audio, reason = _run_engine(text, voice)
-    if audio is None:
-        _count("dropped")
-    if cache_dir is not None and reason not in ("timeout",):
-        from kws.util import atomic_path, atomic_write_text
+    if cache_dir is None:
+        return None
+    wav_path, drop_path = _cache_paths(cache_dir, cache_key(text, voice))
+    if wav_path.exists():
+        import soundfile as sf
 
         try:
-            if audio is None:
-                atomic_write_text(drop_path, reason)
-            else:
-                import soundfile as sf
+            q, _ = sf.read(str(wav_path), dtype="int16")
+            _count("cache_hits")
+            return q.astype(np.float32) / 32768.0, "", True
+        except Exception:
+            return None  # a damaged cache entry is re-synthesized and overwritten
+    if drop_path.exists():
+        _count("cache_hits")
+        _count("dropped")
+        return None, drop_path.read_text().strip() or "dropped", True
+    return None
 
-                with atomic_path(wav_path) as tmp:
-                    sf.write(str(tmp), np.round(audio * 32768.0).astype(np.int16), SAMPLE_RATE,
-                             subtype="PCM_16", format="WAV")
-        except OSError as e:
-            raise DataError(f"cannot write the speech cache {cache_dir} ({e.strerror or e}); free disk "
-                            "space, fix its permissions, or point KWS_CACHE at a writable folder") from None
+
+def _cache_store(text: str, voice: Voice, cache_dir: Path | None, audio: np.ndarray | None,
+                 reason: str) -> None:
+    if audio is None:
+        _count("dropped")
+    if cache_dir is None or reason == "timeout":  # a timeout may pass on a quieter machine
+        return
+    from kws.util import atomic_path, atomic_write_text
+
+    wav_path, drop_path = _cache_paths(cache_dir, cache_key(text, voice))
+    try:
+        if audio is None:
+            atomic_write_text(drop_path, reason)
+        else:
+            import soundfile as sf
+
+            with atomic_path(wav_path) as tmp:
+                sf.write(str(tmp), np.round(audio * 32768.0).astype(np.int16), SAMPLE_RATE,
+                         subtype="PCM_16", format="WAV")
+    except OSError as e:
+        raise DataError(f"cannot write the speech cache {cache_dir} ({e.strerror or e}); free disk "
+                        "space, fix its permissions, or point KWS_CACHE at a writable folder") from None
+
+
+def _synthesize(text: str, voice: Voice, cache_dir: Path | None) -> tuple[np.ndarray | None, str, bool]:
+    """(audio, drop reason, from_cache)."""
+    hit = _cache_lookup(text, voice, cache_dir)
+    if hit is not None:
+        return hit
+    _check_voice(voice)
+    audio, reason = _run_engine(text, voice)
+    _cache_store(text, voice, cache_dir, audio, reason)
     return audio, reason, False
+
+
+def _synthesize_festival(items: Sequence[tuple[str, Voice]], cache_dir: Path | None
+                         ) -> list[tuple[np.ndarray | None, str, bool]]:
+    """Uncached festival jobs, one process for the whole batch."""
+    for _, v in items:
+        _check_voice(v)
+    out = []
+    for (text, voice), (audio, reason) in zip(items, _run_festival(items)):
+        _cache_store(text, voice, cache_dir, audio, reason)
+        out.append((audio, reason, False))
+    return out
 
 
 def _resolve_cache(cache_dir: str | os.PathLike | None) -> Path:
@@ -530,11 +633,30 @@ def synthesize_many(jobs: Sequence[tuple[str, Voice]], cache_dir: str | os.PathL
     done: dict[tuple[str, Voice], tuple[np.ndarray | None, str, bool]] = {}
     workers = max(1, workers or os.cpu_count() or 1)
     if unique:
+        festival = []
+        others = []
+        for job in unique:
+            if job[1].engine == "festival" and not is_phonemes(job[0]):
+                hit = _cache_lookup(*job, cache)
+                if hit is not None:
+                    done[job] = hit
+                else:
+                    festival.append(job)
+            else:
+                others.append(job)
+        size = max(1, min(FESTIVAL_BATCH, -(-len(festival) // workers)))
+        batches = [festival[i:i + size] for i in range(0, len(festival), size)]
         pool = cf.ThreadPoolExecutor(max_workers=min(workers, len(unique)))
         try:
-            futures = {pool.submit(_synthesize, t, v, cache): (t, v) for t, v in unique}
-            for fut in progress(cf.as_completed(futures), desc=desc, total=len(futures)):
-                done[futures[fut]] = fut.result()
+            futures = {pool.submit(_synthesize_festival, b, cache): b for b in batches}
+            futures.update({pool.submit(_synthesize, t, v, cache): [(t, v)] for t, v in others})
+            with progress(None, desc=desc, total=len(unique), initial=len(done)) as bar:
+                for fut in cf.as_completed(futures):
+                    batch = futures[fut]
+                    result = fut.result()
+                    for job, r in zip(batch, result if isinstance(result, list) else [result]):
+                        done[job] = r
+                    bar.update(len(batch))
         finally:
             # on Ctrl-C or an error, drop the queued jobs instead of running them all first;
             # finished clips are already in the cache, so a rerun resumes
