@@ -110,13 +110,13 @@ def test_pwl_low_rank_mfcc_variant(tmp_path):
     calib = _calib(fc)
     flat = calib.reshape(-1, fc.n_features)
     path = save_bundle(tmp_path / "m.kws", "fastgrnn", hp, weights, fc, flat.mean(0), flat.std(0) + 1e-3,
-                       "Hey, Nova!", {0.03: 0.6, 0.05: 0.4})
+                       'Hey, "Nova"\\ café!', {0.03: 0.6, 0.05: 0.4})
     summary = generate(path, tmp_path / "out", calib_x_raw=calib, verify=build.have("gcc"))
     assert "dense int8 product" in summary and "nonlinearity pwl" in summary
     assert "host harness (gcc" in summary and "PASS" in summary
     cfg = (tmp_path / "out" / "kws_config.h").read_text()
     assert "#define KWS_MFCC 1" in cfg and "#define KWS_NONLIN_LUT 0" in cfg
-    assert '#define KWS_KEYWORD_ID hey_nova' in cfg
+    assert '#define KWS_KEYWORD_ID hey_nova_caf' in cfg and '#define KWS_KEYWORD "Hey, ?Nova?? caf?!"' in cfg
 
 
 @needs_arm
