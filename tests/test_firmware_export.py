@@ -96,6 +96,28 @@ def test_libm_free_log_is_accurate(lib32):
 
 
 @needs_gcc
+def test_pure_tone_worst_case_is_bounded(lib32):
+    """The documented worst case (kws.h): full-scale pure tones over digital silence stay within
+    5e-3 of kws.features (float32 rounding in the band mirrored about fs/4), quiet tones within 1e-3."""
+    from kws.features import featurize
+
+    lib = _shared_lib(lib32)
+    lib.kws_featurize_frame.argtypes = [ctypes.c_void_p] * 3
+    lib.kws_init.argtypes = [ctypes.c_void_p] * 2
+    st = ctypes.create_string_buffer(16384)
+    assert lib.kws_init(st, None) == 0
+    t = np.arange(2400) / 16000
+    for f, amp, tol in ((4870.0, 1.0, 5e-3), (1000.0, 1.0, 5e-3), (300.0, 0.05, 1e-3), (6000.0, 0.05, 1e-3)):
+        pcm = np.round(amp * np.sin(2 * np.pi * f * t + 0.3) * 32767).astype(np.int16)
+        ref = featurize(pcm.astype(np.float32) / 32768, FeatureConfig())
+        out = np.zeros(32, np.float32)
+        for k in range(ref.shape[0]):
+            frame = np.ascontiguousarray(pcm[160 * k:160 * k + 400])
+            lib.kws_featurize_frame(st, frame.ctypes.data, out.ctypes.data)
+            assert np.abs(out - ref[k]).max() <= tol, (f, amp, k, np.abs(out - ref[k]).max())
+
+
+@needs_gcc
 def test_pwl_low_rank_mfcc_variant(tmp_path):
     """MFCC features, low-rank W/U, piecewise-linear gates, hidden 12: all through the same checks."""
     fc = FeatureConfig(kind="mfcc", n_mfcc=20, n_mels=40)
