@@ -182,7 +182,7 @@ def test_export_errors_are_clear(tmp_path):
 def test_cli_export(tmp_path, capsys):
     from kws.cli import main
 
-    bp = random_bundle(tmp_path / "r.kws", kind="gru", hidden=4)
+    bp = random_bundle(tmp_path / "r.kws", kind="lstm", hidden=4)
     assert main(["export", str(bp), "--format", "onnx", "--int8", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "model_window_int8.onnx" in out and (tmp_path / "o" / "model_step_int8.onnx").is_file()

@@ -68,11 +68,14 @@ def onnx_scores(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
                            for i in range(0, len(x), batch)]).astype(np.float64)
 
 
-def recall_row(name: str, scores: np.ndarray, y: np.ndarray) -> list[str]:
-    from kws.metrics import recall_at_fpr
+def recall_row(name: str, scores: np.ndarray, y: np.ndarray, reference: np.ndarray | None = None) -> list[str]:
+    """name, recall at 3% and 5% FPR, AUC, mean |score - float score|."""
+    from kws.metrics import auc, recall_at_fpr
 
     pos, neg = scores[y == 1], scores[y == 0]
-    return [name] + [f"{100 * recall_at_fpr(pos, neg, p)[0]:.1f}" for p in (0.03, 0.05)]
+    diff = "-" if reference is None else f"{np.mean(np.abs(scores - reference)):.4f}"
+    return ([name] + [f"{100 * recall_at_fpr(pos, neg, p)[0]:.1f}" for p in (0.03, 0.05)]
+            + [f"{auc(pos, neg):.4f}", diff])
 
 
 def bench_bundle(bundle_path: Path, data_dir: Path | None, split: str) -> tuple[list[str], dict]:
@@ -107,18 +110,20 @@ def bench_bundle(bundle_path: Path, data_dir: Path | None, split: str) -> tuple[
 
             data = load_split(data_dir, split)
             x, y = np.asarray(data.x, np.float32), np.asarray(data.y)
-            ref = b.reference_model()
-            rows.append(recall_row("float (numpy reference)", np.asarray(ref.score(b.normalize(x))), y))
+            ref = np.asarray(b.reference_model().score(b.normalize(x)), np.float64)
+            rows.append(recall_row("float (numpy reference)", ref, y))
             rows.append(recall_row("int8 Python reference" + (" (integer spec)" if b.model_kind == "fastgrnn"
                                                               else " (simulated dynamic int8)"),
-                                   quantize_bundle(b, calib_x=calib).scores(x), y))
+                                   quantize_bundle(b, calib_x=calib).scores(x), y, ref))
             if b.model_kind == "fastgrnn" and b.hparams.get("nonlinearity") != "pwl":
-                from kws.quantize import quantize_fastgrnn
+                from kws.quantize import float_fastgrnn, quantize_fastgrnn
 
+                logit_pwl, _ = float_fastgrnn(b.weights, "pwl", (x.astype(np.float64) - b.mean) / b.std)
+                rows.append(recall_row("float, switched to pwl", 1 / (1 + np.exp(-logit_pwl)), y, ref))
                 qp = quantize_fastgrnn(b.weights, b.hparams, b.mean, b.std, calib, nonlinearity="pwl")
-                rows.append(recall_row("int8 integer spec, switched to pwl", qp.scores(x), y))
-            rows.append(recall_row("ONNX float (onnxruntime)", onnx_scores(out / "model_window.onnx", x), y))
-            rows.append(recall_row("ONNX int8 (onnxruntime)", onnx_scores(out / "model_window_int8.onnx", x), y))
+                rows.append(recall_row("int8 integer spec, switched to pwl", qp.scores(x), y, ref))
+            rows.append(recall_row("ONNX float (onnxruntime)", onnx_scores(out / "model_window.onnx", x), y, ref))
+            rows.append(recall_row("ONNX int8 (onnxruntime)", onnx_scores(out / "model_window_int8.onnx", x), y, ref))
             results["split"] = f"{data_dir} [{split}]: {int((y == 1).sum())} positives, {int((y == 0).sum())} negatives"
         results["recall_rows"] = rows
     return rows, results
@@ -156,8 +161,9 @@ def main() -> int:
                      f"{r['float']['window_us']:.0f} | {r['int8']['window_us']:.0f} |")
         if rows:
             recall_lines += [f"\nRecall (%) at FPR on {r['split']}, {name} ({bp.name}):\n",
-                             "| scores from | recall @ 3% FPR | recall @ 5% FPR |", "|---|---|---|"]
-            recall_lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+                             "| scores from | recall @ 3% FPR | recall @ 5% FPR | AUC | mean abs score change vs float |",
+                             "|---|---|---|---|---|"]
+            recall_lines += ["| " + " | ".join(row) + " |" for row in rows]
         print(json.dumps(r, indent=1))
     extra = []
     for r in all_results:
