@@ -205,6 +205,9 @@ class QuantizedFastGRNN:
         x = np.asarray(x_raw, dtype=np.float32)
         if x.shape[-1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features per frame, got {x.shape[-1]}")
+        if not np.all(np.isfinite(x)):
+            # a NaN would become an arbitrary int8 (undefined cast), silently wrong
+            raise ValueError("features contain NaN or infinity")
         v = (x - self.x_mean) * self.x_inv_scale          # float32 throughout
         return np.clip(round_half_away(v), -127, 127).astype(np.int8)
 

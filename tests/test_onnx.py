@@ -174,6 +174,9 @@ def test_export_errors_are_clear(tmp_path):
         export_bundle(bp, "tflite", tmp_path / "o")
     with pytest.raises(BundleError):
         export_bundle(tmp_path / "missing.kws", "onnx", tmp_path / "o")
+    # "c" goes to the C generator, which takes FastGRNN only and says so
+    with pytest.raises(ExportError, match="(?i)fastgrnn"):
+        export_bundle(random_bundle(tmp_path / "l.kws", kind="lstm", hidden=4), "c", tmp_path / "c")
     (tmp_path / "file").write_text("x")
     with pytest.raises(ExportError, match="not a folder"):
         export_bundle(bp, "onnx", tmp_path / "file")

@@ -197,6 +197,8 @@ def test_input_edge_rounding():
     q_in.x_inv_scale = np.ones(3, np.float32)
     out = q_in.quantize_input(np.array([[0.5, -0.5, 300.0], [1.49, -2.5, -400.0]], np.float32))
     np.testing.assert_array_equal(out, [[1, -1, 127], [1, -3, -127]])
+    with pytest.raises(ValueError, match="NaN"):
+        q_in.quantize_input(np.array([[0.0, np.nan, 1.0]], np.float32))
 
 
 # ----------------------------------------------------------------- bundles, datasets, QAT
