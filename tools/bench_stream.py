@@ -212,12 +212,12 @@ def thresholds_for(smoothed: np.ndarray, extra=()) -> np.ndarray:
     """Candidate thresholds: the values of the local maxima of the trace (where counts change)."""
     x = smoothed
     peaks = x[1:-1][(x[1:-1] >= x[:-2]) & (x[1:-1] >= x[2:])]
-    v = np.unique(np.concatenate([peaks, list(extra)]))
+    v = np.unique(peaks)
     if len(v) > 800:
         # dense at the top (few false accepts), sparse below
         idx = np.unique(np.round(len(v) - np.geomspace(1, len(v), 800)).astype(int))
         v = v[idx]
-    return np.unique(np.concatenate([v, [1.0 + 1e-9]]))
+    return np.unique(np.concatenate([v, list(extra), [1.0 + 1e-9]]))
 
 
 def frr_at(fa, frr, thr, target):
@@ -249,7 +249,8 @@ def rss_probe(bundle: str, wav: str, every_s: float = 300.0) -> None:
             n += len(block)
             if not out or n / f.samplerate - out[-1][0] >= every_s:
                 out.append((n / f.samplerate, rss_mb()))
-    print(json.dumps({"rss": out, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+    print(json.dumps({"rss": out, "maxrss_mb": hwm / 1024,
                       "scorer": det.scorer.name}))
 
 
@@ -257,13 +258,15 @@ _DETECT_PROBE = ("import resource, sys\n"
                  "from kws.cli import main\n"
                  "rc = main(sys.argv[1:])\n"
                  "u = resource.getrusage(resource.RUSAGE_SELF)\n"
-                 "sys.stderr.write('RUSAGE %f %f\\n' % (u.ru_utime + u.ru_stime, u.ru_maxrss / 1024))\n"
+                 "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+                 "sys.stderr.write('RUSAGE %f %f\\n' % (u.ru_utime + u.ru_stime, hwm / 1024))\n"
                  "sys.exit(rc)\n")
 
 
 def detect_cost(bundle: Path, wav: Path, audio_s: float) -> dict:
-    """`kws detect` as its own process; its CPU time and peak RSS read by itself at exit (the
-    bench's other children, e.g. synthesis workers, must not count)."""
+    """`kws detect` as its own process; its CPU time and peak RSS read by itself at exit. Peak RSS
+    is VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child forked from this big process
+    would report the bench's own memory."""
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", _DETECT_PROBE, "detect", str(bundle), str(wav), "--json"],
                          capture_output=True, text=True, env=dict(os.environ, KWS_NO_PROGRESS="1"))
