@@ -47,8 +47,7 @@ def c_values(a: np.ndarray, per_line: int = 12) -> str:
     return "\n    " + ",\n    ".join(lines) + "\n"
 
 
-def c_array(name: str, a: np.ndarray, static: bool = False, length: str | None = None,
-            section: str | None = None) -> str:
+def c_array(name: str, a: np.ndarray, static: bool = False, length: str | None = None) -> str:
     """`const T name[N] = {...};` for a numpy array (flattened, row-major)."""
     a = np.asarray(a)
     ctype = _CTYPES.get(a.dtype)
