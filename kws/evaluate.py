@@ -106,7 +106,8 @@ def dataset_keyword(data_dir: Path) -> str | None:
     return str(kw) if kw is not None else None
 
 
-def bundle_scores(bundle: Any, x_raw: np.ndarray, int8: bool = False, batch_size: int = 512) -> np.ndarray:
+def bundle_scores(bundle: Any, x_raw: np.ndarray, int8: bool = False, batch_size: int = 512,
+                  data_dir: str | Path | None = None) -> np.ndarray:
     """Scores (sigmoid of the last logit) of raw log-mel windows x_raw [N, T, F] under a loaded bundle."""
     if int8:
         try:
@@ -114,7 +115,9 @@ def bundle_scores(bundle: Any, x_raw: np.ndarray, int8: bool = False, batch_size
         except ImportError:
             raise KwsError("--int8 evaluation needs kws.quantize.quantized_scores, which this version "
                            "of kws does not have yet; evaluate the float model (drop --int8)") from None
-        return np.asarray(quantized_scores(bundle, np.asarray(x_raw, dtype=np.float32)), dtype=np.float64)
+        # data_dir lets the quantizer calibrate its activation scales on the training features
+        return np.asarray(quantized_scores(bundle, np.asarray(x_raw, dtype=np.float32),
+                                           data_dir=str(data_dir) if data_dir else None), dtype=np.float64)
     from kws.train.trainer import predict_scores
 
     model = bundle.torch_model()
@@ -142,7 +145,7 @@ def evaluate_bundle(bundle_path: str | Path, data_dir: str | Path, split: str = 
                         f"'{bundle.keyword}'; evaluate on a dataset built for '{bundle.keyword}'")
     if len(data.y) == 0:
         raise DataError(f"{data_dir}: split {split!r} is empty")
-    scores = bundle_scores(bundle, data.x, int8=int8)
+    scores = bundle_scores(bundle, data.x, int8=int8, data_dir=data_dir)
     metrics = split_metrics(scores, data.y, data.kinds, bundle.thresholds)
     plot_path = None
     if plot is not None:

@@ -64,3 +64,122 @@ def test_normalization_stats_match_numpy_and_floor_constant_coefficients(rng):
     np.testing.assert_allclose(mean, x.reshape(-1, 4).mean(0), rtol=1e-5)
     np.testing.assert_allclose(std[:3], x.reshape(-1, 4).std(0)[:3], rtol=1e-4)
     assert std[3] == pytest.approx(1e-2)
+
+
+# ---------------------------------------------------------------- dataset folders, end to end
+def write_toy_dataset(root, keyword="marvin", seed=0, sizes=(60, 90, 30, 30, 30), test_noise=False):
+    """A dataset folder in the `kws data build` format with hand-made log-mel-like features:
+    keyword clips carry a bump in a few mel bands over the last 28 frames; close negatives
+    carry half of it (near the window end, so a 2-epoch FastGRNN already learns it)."""
+    import json
+
+    from kws.data.manifest import ClipRecord, write_manifest
+    from kws.features import FeatureConfig
+
+    fc = FeatureConfig()
+    t, f = fc.window_frames, fc.n_features
+    rng = np.random.default_rng(seed)
+    n_tp, n_tn, n_ep, n_en, n_ec = sizes
+    records, feats = [], {}
+    plan = {"train": [("positive", n_tp), ("negative", n_tn)],
+            "val": [("positive", n_ep), ("negative", n_en), ("close_negative", n_ec)],
+            "test": [("positive", n_ep), ("negative", n_en), ("close_negative", n_ec)]}
+    for split, parts in plan.items():
+        xs = []
+        for kind, n in parts:
+            x = rng.normal(-6.0, 1.5, size=(n, t, f))
+            if kind == "positive":
+                x[:, 70:, 4:12] += 3.0
+            elif kind == "close_negative":
+                x[:, 70:84, 4:12] += 3.0
+            if split == "test" and test_noise:
+                x = rng.normal(0.0, 5.0, size=(n, t, f))
+            xs.append(x)
+            for i in range(n):
+                records.append(ClipRecord(id=f"{split}-{kind}-{i}", path=f"clips/{split}-{kind}-{i}.wav",
+                                          label=int(kind == "positive"), kind=kind, text=keyword if kind == "positive" else "other",
+                                          source="synthetic:test", speaker=f"{split}-spk{i % 5}", split=split))
+        feats[split] = np.concatenate(xs).astype(np.float32)
+    (root / "features").mkdir(parents=True, exist_ok=True)
+    for split, x in feats.items():
+        np.save(root / "features" / f"{split}.npy", x)
+    write_manifest(root / "manifest.jsonl", records)
+    (root / "dataset.json").write_text(json.dumps({"format": "kws-dataset", "format_version": 1, "keyword": keyword,
+                                                   "features": fc.to_dict(), "seed": seed}))
+    return root
+
+
+def train_toy(data_dir, run_dir, out, method="drocc-lf", epochs=2):
+    from kws.train.api import TrainOptions, train_keyword
+
+    return train_keyword(TrainOptions(keyword="marvin", data=data_dir, method=method, model="fastgrnn", out=out,
+                                      epochs=epochs, hidden=8, seed=0, run_dir=run_dir,
+                                      train_hparams={"warmup_epochs": 1, "batch_size": 64, "lr": 1e-2}))
+
+
+def test_train_keyword_end_to_end_and_thresholds_ignore_test_data(tmp_path):
+    from kws.bundle import load_bundle
+
+    a = write_toy_dataset(tmp_path / "a", sizes=(40, 60, 20, 20, 20))
+    b = write_toy_dataset(tmp_path / "b", sizes=(40, 60, 20, 20, 20), test_noise=True)  # same train/val, different test split
+    ra = train_toy(a, tmp_path / "run_a", tmp_path / "a.kws")
+    rb = train_toy(b, tmp_path / "run_b", tmp_path / "b.kws")
+    ba, bb = load_bundle(tmp_path / "a.kws"), load_bundle(tmp_path / "b.kws")
+    assert ba.thresholds == bb.thresholds == ra.thresholds
+    assert set(ba.thresholds) == {"0.03", "0.05"}
+    assert ba.metrics["val"] == bb.metrics["val"]
+    assert ba.metrics["test"] != bb.metrics["test"]  # the test split changed, and only the report did
+    for k in ba.weights:
+        np.testing.assert_array_equal(ba.weights[k], bb.weights[k])
+    # the bundle carries the train-split normalization and the numbers behind the thresholds
+    x_train = np.load(a / "features" / "train.npy")
+    np.testing.assert_allclose(ba.mean, x_train.reshape(-1, x_train.shape[-1]).mean(0), rtol=1e-4, atol=1e-4)
+    val = ba.metrics["val"]["own"]["0.03"]
+    assert val["threshold"] == pytest.approx(ba.thresholds["0.03"]) and val["fpr"] <= 0.03
+    assert ba.provenance["thresholds_from"] == "validation split" and ba.provenance["method"] == "drocc-lf"
+    table = ra.table()
+    assert "recall @ 3% FPR" in table and "close-negative FPR" in table and "int8" in table
+    assert (tmp_path / "run_a" / "training_curve.png").exists()
+    assert ra.val["auc"] > 0.8  # the toy keyword is easy: two epochs already separate it
+
+
+def test_evaluate_bundle_reports_own_and_calibrated_operating_points(tmp_path):
+    from kws.evaluate import evaluate_bundle
+
+    a = write_toy_dataset(tmp_path / "a")
+    r = train_toy(a, tmp_path / "run", tmp_path / "m.kws", method="bce")
+    rep = evaluate_bundle(tmp_path / "m.kws", a, split="test", plot=tmp_path / "roc.png")
+    # kws eval on the test split reproduces what kws train reported for it
+    assert rep.metrics["own"]["0.03"]["recall"] == pytest.approx(r.test["own"]["0.03"]["recall"])
+    assert rep.metrics["calibrated"]["0.05"]["threshold"] == pytest.approx(r.thresholds["0.05"])
+    assert rep.metrics["auc"] == pytest.approx(r.test["auc"])
+    assert rep.metrics["n_by_kind"] == {"close_negative": 30, "negative": 30, "positive": 30}
+    assert (tmp_path / "roc.png").stat().st_size > 1000
+    text = rep.table()
+    assert "FPR close_negative" in text and "calibrated" in text
+    val = evaluate_bundle(tmp_path / "m.kws", a, split="val")
+    assert val.metrics["calibrated"]["0.03"]["fpr"] <= 0.03  # calibrated on exactly this split
+
+
+def test_evaluate_bundle_refuses_mismatched_datasets(tmp_path):
+    from kws.bundle import random_bundle
+    from kws.errors import DataError as DE
+    from kws.evaluate import evaluate_bundle
+
+    a = write_toy_dataset(tmp_path / "a", keyword="seven", sizes=(4, 4, 3, 3, 3))
+    bundle = random_bundle(tmp_path / "r.kws", keyword="marvin")
+    with pytest.raises(DE, match="seven"):
+        evaluate_bundle(bundle, a)
+    with pytest.raises(DE):
+        evaluate_bundle(bundle, tmp_path / "missing")
+
+
+def test_kws_eval_cli_prints_the_table(tmp_path, capsys):
+    from kws.cli import main
+
+    a = write_toy_dataset(tmp_path / "a", sizes=(20, 30, 10, 10, 10))
+    train_toy(a, tmp_path / "run", tmp_path / "m.kws", method="bce", epochs=1)
+    assert main(["eval", str(tmp_path / "m.kws"), "--data", str(a), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "AUC" in out and "at this split's 3% thr" in out
+    assert main(["eval", str(tmp_path / "nope.kws"), "--data", str(a)]) == 2  # a clear error, no traceback
