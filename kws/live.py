@@ -247,13 +247,13 @@ def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_d
             pass
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-    # blocks still queued were captured: count them into the summary's audio time
-    dropped_queue = q.qsize()
+    # a block or two captured while stopping is normal; more means the detector fell behind
+    backlog = q.qsize()
     if tty:
         sys.stderr.write("\n")
     print(f"kws: stopped after {samples / rate:.1f} s of audio ({time.monotonic() - t_start:.1f} s wall): "
           f"{n_det} detection{'s' if n_det != 1 else ''}, {stats['overflows']} input overflow(s)"
-          + (f", {dropped_queue} block(s) left unprocessed at stop" if dropped_queue else ""),
+          + (f", {backlog} queued block(s) not processed (the detector fell behind)" if backlog > 2 else ""),
           file=sys.stderr, flush=True)
     return 0
 
