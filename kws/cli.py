@@ -55,7 +55,13 @@ def cmd_data_speech_commands(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- training and evaluation
 def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
     from kws.train.api import TrainOptions, train_keyword
+    from kws.util import progress_enabled
+
+    if not progress_enabled():  # no progress bar (a log, CI): one line per epoch instead
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     opts = TrainOptions(
         keyword=args.keyword,

@@ -251,3 +251,11 @@ def test_fastgrnn_sparse_training_keeps_the_asked_fraction(tmp_path):
     for name in ("W", "U"):
         p = dict(res.model.named_parameters())[name]
         assert int(torch.count_nonzero(p)) == round(0.25 * p.numel())
+
+
+def test_default_fastgrnn_fits_in_8_kb_at_int8():
+    from kws.models import build_model
+    from kws.train.api import DEFAULT_HIDDEN
+
+    model = build_model("fastgrnn", 32, hidden=DEFAULT_HIDDEN["fastgrnn"])
+    assert model.cost()["int8_bytes"] <= 8 * 1024

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--preset", default="paper", help="dataset preset (paper or small)")
     p.add_argument("--speech-commands", default=None, metavar="DIR", help="Speech Commands tree (default: synthesize)")
-    p.add_argument("--workdir", default="bench_runs/ocln", help="datasets, checkpoints, bundles (rerun resumes)")
+    p.add_argument("--workdir", default="runs/bench/ocln", help="datasets, checkpoints, bundles (rerun resumes)")
     p.add_argument("--results", default=None, help="results JSON (default WORKDIR/results.json)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true", help="do not rewrite the BENCHMARKS.md section")
@@ -165,5 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import logging
+
     os.environ.setdefault("KWS_NO_PROGRESS", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     sys.exit(main())

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="fastgrnn", choices=["fastgrnn", "lstm", "gru"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--preset", default="paper")
-    p.add_argument("--workdir", default="bench_runs/real_speech")
+    p.add_argument("--workdir", default="runs/bench/real_speech")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true")
     args = p.parse_args(argv)
@@ -168,5 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import logging
+
     os.environ.setdefault("KWS_NO_PROGRESS", "1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     sys.exit(main())

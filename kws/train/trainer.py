@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -31,6 +32,7 @@ CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
+log = logging.getLogger("kws.train")
 
 
 @dataclass
@@ -358,6 +360,9 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
             since_best += 1
         if hp.patience and since_best >= hp.patience:
             stopped_early = True
+        log.info("%s epoch %d/%d: loss %.4f (ce %.4f, adv %.4f), val recall@3%% %.3f @5%% %.3f AUC %.4f%s",
+                 desc or method, epoch + 1, hp.epochs, row["loss"], row["ce"], row["adv"], row["val_recall_3"],
+                 row["val_recall_5"], row["val_auc"], " *" if best_epoch == epoch + 1 else "")
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{row['loss']:.3f}", val_r3=f"{row['val_recall_3']:.3f}",
                             best=best_epoch)
