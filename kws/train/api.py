@@ -20,7 +20,7 @@ from kws.errors import DataError, KwsError
 from kws.evaluate import FPRS, dataset_keyword, fpr_key, split_metrics
 
 # Epochs that train the paper-preset marvin dataset in a few minutes on 2 cores (see BENCHMARKS.md).
-DEFAULT_EPOCHS = {"fastgrnn": 30, "lstm": 25, "gru": 25}
+DEFAULT_EPOCHS = {"fastgrnn": 40, "lstm": 30, "gru": 30}
 DEFAULT_HIDDEN = {"fastgrnn": 32, "lstm": 64, "gru": 64}
 STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
 

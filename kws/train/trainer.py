@@ -40,12 +40,17 @@ class TrainHparams:
     """Training hyper-parameters (defaults tuned for 98 x 32 normalized log-mel inputs, d = 3136).
 
     epochs: passes over the training split. batch_size: examples per step.
-    lr: Adam learning rate (paper Table 14: Adam, 1e-3). weight_decay: Adam L2 term.
+    lr: Adam learning rate. The paper (Table 14) uses Adam at 1e-3; on our synthesized datasets
+        FastGRNN and LSTM still improve slowly after 30 epochs at 1e-3, so we use 3e-3 (measured on
+        marvin, see BENCHMARKS.md). weight_decay: Adam L2 term.
     clip_norm: gradient-norm clipping (RNNs on long sequences; 0 = off).
     warmup_epochs: CE-only epochs before the adversarial term starts (Algorithm 2's n_0).
-    radius: r of the annulus {r <= ||h|| <= gamma r}. N(0, I) in d = 3136 has norm ~56, so the
-        paper's Marvin radius r = 32 (Table 14) with gamma = 2 puts the random start inside it.
-    gamma: outer radius factor (EdgeML uses 2). mu: weight of the adversarial loss (Table 14: 1).
+    radius, gamma: the annulus r <= ||h|| <= gamma r. A N(0, I) start in d = 98 x 32 = 3136 has
+        norm ~56. With the paper's Marvin radius (Table 14: r = 32) and gamma = 2 that start lies
+        inside [32, 64] and a few ascent steps rarely leave it, so the projection never acts and
+        DROCC-LF degenerates to DROCC-OE (measured: identical losses). r = 16 (Table 13, Audio
+        Commands) with gamma = 2 keeps the projection active, which is where the two differ.
+    mu: weight of the adversarial loss (Table 14: 1).
     ascent_steps: normalized gradient-ascent steps per batch (EdgeML uses 50; 5 keeps CPU training
         fast and already moves h well: see tests). ascent_step_size: Euclidean length of each step.
     lf_metric / sigma_floor: the DROCC-LF norm, see kws.train.losses.lf_weights.
@@ -56,13 +61,13 @@ class TrainHparams:
         retrain on a fixed support), each a third of the epochs.
     """
 
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     clip_norm: float = 5.0
     warmup_epochs: int = 5
-    radius: float = 32.0
+    radius: float = 16.0
     gamma: float = 2.0
     mu: float = 1.0
     ascent_steps: int = 5
