@@ -259,3 +259,22 @@ def test_default_fastgrnn_fits_in_8_kb_at_int8():
 
     model = build_model("fastgrnn", 32, hidden=DEFAULT_HIDDEN["fastgrnn"])
     assert model.cost()["int8_bytes"] <= 8 * 1024
+
+
+def test_drocc_lf_search_differs_from_euclidean_when_the_projection_acts():
+    torch.manual_seed(0)
+    model = TinyNet(6, 4)
+    x = torch.randn(16, 6, 4)
+    sigma = torch.ones(6, 4)
+    sigma[:, :2] = 0.05  # the model "ignores" half the coordinates
+    w = L.lf_weights(sigma)
+    # N(0, I) in d = 24 has norm ~4.9: outside [1, 2], so both searches project
+    e = L.adversarial_search(model, x, 1.0, 2.0, 2, 0.3, generator=torch.Generator().manual_seed(3))
+    m = L.adversarial_search(model, x, 1.0, 2.0, 2, 0.3, weights=w, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(e, m)
+    # the paper's metric makes ignored coordinates expensive: relative to the rest, LF offsets put
+    # much less of their length there than Euclidean ones do
+    def share(h):
+        return float(h[..., :2].pow(2).sum() / h.pow(2).sum())
+
+    assert share(m) < 0.5 * share(e)
