@@ -183,6 +183,9 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     hp = TrainHparams(**{**opts.train_hparams,
                          "epochs": opts.epochs or opts.train_hparams.get("epochs") or DEFAULT_EPOCHS[opts.model],
                          "sparsity": opts.train_hparams.get("sparsity", opts.sparsity)})
+    if "warmup_epochs" not in opts.train_hparams and opts.method != "bce" and hp.epochs < 2 * hp.warmup_epochs:
+        # a short run (e.g. the quick demo) still gets adversarial epochs: warm up for a quarter
+        hp.warmup_epochs = max(1, hp.epochs // 4)
     model_hp = {"hidden": opts.hidden or DEFAULT_HIDDEN[opts.model], **opts.model_hparams}
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed % (2 ** 32))
