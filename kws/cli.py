@@ -97,7 +97,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     return detect_files(Path(args.bundle), [Path(f) for f in args.files], threshold=args.threshold,
                         fpr=args.fpr, as_json=args.json, sensitivity=args.sensitivity,
-                        onnx_model=Path(args.onnx) if args.onnx else None)
+                        onnx_model=Path(args.onnx) if args.onnx else None, backend=args.backend)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -105,7 +105,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     return listen(Path(args.bundle), device=args.device, on_detect=args.on_detect,
                   threshold=args.threshold, fpr=args.fpr, duration=args.duration,
-                  sensitivity=args.sensitivity, onnx_model=Path(args.onnx) if args.onnx else None)
+                  sensitivity=args.sensitivity, onnx_model=Path(args.onnx) if args.onnx else None,
+                  backend=args.backend)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -143,7 +144,9 @@ def _detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensitivity", type=float, default=None,
                    help="0..1 instead of --fpr: 0.5 = the 3%%-FPR threshold, 1 = the 5%%-FPR one, lower = stricter")
     p.add_argument("--onnx", default=None, metavar="MODEL",
-                   help="score with this exported ONNX model (onnxruntime) instead of the bundle's numpy model")
+                   help="score with this exported window model (model_window[_int8].onnx, onnxruntime)")
+    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "onnx", "torch"],
+                   help="auto: --onnx, else an ONNX export of this bundle in onnx/ beside it, else numpy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -146,12 +146,13 @@ def _run_hook(command: str, keyword: str, score: float, t: float, children: list
 
 def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_detect: str | None = None,
            threshold: float | None = None, fpr: float | None = 0.03, duration: float | None = None,
-           sensitivity: float | None = None, onnx_model: str | os.PathLike | None = None) -> int:
+           sensitivity: float | None = None, onnx_model: str | os.PathLike | None = None,
+           backend: str = "auto") -> int:
     """`kws listen`: detect the keyword on a live input until Ctrl-C (or `duration` seconds)."""
     from kws.stream import Detector
 
     detector = Detector(Path(bundle_path), threshold=threshold, fpr=fpr, sensitivity=sensitivity,
-                        onnx_model=onnx_model)
+                        onnx_model=onnx_model, backend=backend)
     sd = _sd()
     devs = input_devices()
     dev = _resolve_device(device, devs)
