@@ -207,7 +207,11 @@ def _pick(bundle: Path, texts, want_detection: bool, cache: Path) -> np.ndarray:
 
 
 def test_live_trained_keyword_is_reported_and_negatives_are_not(pulse, trained, tmp_path):
-    bundle, keyword = Path(trained[0]), trained[1]
+    if isinstance(trained, (tuple, list)):
+        bundle, keyword = Path(trained[0]), str(trained[1])
+    else:  # an object with named fields
+        bundle = Path(getattr(trained, "bundle_path", None) or getattr(trained, "bundle"))
+        keyword = str(getattr(trained, "keyword"))
     cache = tmp_path / "tts"
     kw = _pick(bundle, [keyword], True, cache)
     lead = np.zeros(8000, np.float32)
