@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +188,6 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     model_hp = {"hidden": opts.hidden or DEFAULT_HIDDEN[opts.model], **opts.model_hparams}
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed % (2 ** 32))
-    torch.set_num_threads(os.cpu_count() or 1)
     model = build_model(opts.model, fc.n_features, **model_hp)
     result = fit(model, train, val, opts.method, hp, run_dir, seed=opts.seed,
                  desc=opts.desc or f"{opts.keyword} {opts.method} {opts.model}")

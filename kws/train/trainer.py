@@ -240,6 +240,18 @@ def _plot_curve(history: list[dict[str, float]], path: Path, title: str) -> Path
 
 
 # ---------------------------------------------------------------- the loop
+def training_threads() -> int:
+    """Torch intra-op threads for training: KWS_TORCH_THREADS, else 1.
+
+    The recurrent models run ~100 tiny ops per window; intra-op threads cannot speed those up, and
+    when other processes compete for the cores OpenMP's spinning threads make it far worse
+    (measured on the shared 2-core box: 3 DROCC-OE batches 0.43 s with 1 thread, 7-27 s with 2)."""
+    try:
+        return max(1, int(os.environ.get("KWS_TORCH_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2 ** 63 - 1)
 
@@ -257,7 +269,7 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     hp = hparams if isinstance(hparams, TrainHparams) else TrainHparams.from_dict(dict(hparams or {}))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(training_threads())
 
     x_tr, y_tr = train.x, train.y
     if method == "drocc":  # one-class: the given negatives are not used at all
