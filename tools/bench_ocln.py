@@ -109,6 +109,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
                     f"{np.mean([r['train_seconds'] for r in rs]):.0f} | {rs[0]['params']} | {rs[0]['int8_bytes']} |")
     lines += ["", "Paper values are the DROCC paper's Figure 3 / 9 (LSTM, real Speech Commands); "
               "the paper reports no FastGRNN OCLN numbers."]
+    lines += [f"- {n}" for n in getattr(args, "note", [])]
     return "\n".join(lines)
 
 
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=None, help="results JSON (default WORKDIR/results.json)")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true", help="do not rewrite the BENCHMARKS.md section")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    p.add_argument("--note", action="append", default=[], help="a line to add under the table (repeatable)")
     args = p.parse_args(argv)
 
     from kws.train.api import TrainOptions, train_keyword
@@ -141,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             for model in args.models:
                 for seed in range(args.seeds):
                     key = run_key(kw, method, model, seed)
-                    if key in results["runs"] and results["runs"][key].get("settings") == settings:
+                    if args.report_only or (key in results["runs"]
+                                            and results["runs"][key].get("settings") == settings):
                         continue
                     data = data or build_data(kw, args, workdir)
                     tag = key.replace("/", "-")
