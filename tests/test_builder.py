@@ -198,7 +198,9 @@ def test_unreadable_negatives_are_skipped_and_listed(tmp_path, cache):
     rng = np.random.default_rng(0)
     for i in range(6):
         sf.write(neg / "alice" / f"talk{i}.wav", 0.1 * rng.standard_normal(12000), 16000)
-    sf.write(neg / "long.flac", 0.1 * rng.standard_normal(16000 * 5 + 500), 16000)  # 5 one-second pieces
+    long = 0.1 * rng.standard_normal(16000 * 5 + 500)
+    long[32000:48000] = 0.0  # a digitally silent second: not a negative, yet the file is fine
+    sf.write(neg / "long.flac", long, 16000)  # 5 one-second pieces, 4 usable
     (neg / "garbage.wav").write_bytes(b"RIFF not really a wave file" * 10)
     (neg / "empty.wav").write_bytes(b"")
     out = tmp_path / "ds"
@@ -217,7 +219,8 @@ def test_unreadable_negatives_are_skipped_and_listed(tmp_path, cache):
     for r in real:
         by_spk.setdefault(r.speaker, set()).add(r.split)
     assert all(len(v) == 1 for v in by_spk.values())
-    assert set(by_spk) <= {"real:alice", "real:long"}
+    assert set(by_spk) == {"real:alice", "real:long"}
+    assert sum(r.speaker == "real:long" for r in real) == 4
 
 
 def make_sc_tree(root: Path, n_speakers: int = 20) -> Path:

@@ -262,15 +262,37 @@ def _scan_noise(folders: list[Path]) -> list[Path]:
     return files
 
 
+def _read_second(path: str, start: float) -> np.ndarray:
+    """One second of a long file from `start` s, read without loading the rest of the file."""
+    import soundfile as sf
+
+    from kws.audio import SAMPLE_RATE, resample
+
+    try:
+        info = sf.info(path)
+        x, sr = sf.read(path, start=int(start * info.samplerate), frames=int(info.samplerate),
+                        dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile errors on a damaged body
+        raise AudioError(f"{path}: unreadable audio ({str(e).strip()[:120] or type(e).__name__})") from None
+    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    if not np.isfinite(x).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    return np.clip(resample(x, sr, SAMPLE_RATE), -1.0, 1.0)
+
+
 def _load_piece(path: str, start: float | None) -> np.ndarray:
     from kws.audio import fit_to_window, load_audio
 
-    x = load_audio(path)
-    if start is not None:
-        x = x[int(start * WINDOW): int(start * WINDOW) + WINDOW]
+    x = load_audio(path) if start is None else _read_second(path, start)
     if x.size == 0 or not np.any(x):
-        raise AudioError(f"{path}: silent or empty")
+        if start is not None:
+            raise _SilentPiece(path)
+        raise AudioError(f"{path}: silent (all samples are zero)")
     return fit_to_window(x, WINDOW)
+
+
+class _SilentPiece(Exception):
+    """A digitally silent second inside a long file: not a negative, but the file is fine."""
 
 
 def _take_valid(cands: list[_Candidate], n: int, rng: np.random.Generator,
@@ -286,6 +308,8 @@ def _take_valid(cands: list[_Candidate], n: int, rng: np.random.Generator,
             continue
         try:
             _load_piece(c.path, c.start)
+        except _SilentPiece:
+            continue
         except AudioError as e:
             bad.add(c.path)
             skipped.append((c.path, str(e).split(": ", 1)[-1][:160]))
@@ -381,12 +405,10 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
                 continue
             vseed = zlib.crc32(f"{seed}:{tag}:{sub}".encode())
             k = len(idx)
-            try:
-                vs = tts.voice_configs(k, vseed, engines=opts.engines, speakers=spk)
-            except DataError:  # fewer distinct configurations than utterances: reuse them
-                total = sum(1 for _ in _all_configs(opts.engines, spk))
-                vs = tts.voice_configs(total, vseed, engines=opts.engines, speakers=spk)
-                vs = [vs[i % len(vs)] for i in range(k)]
+            # fewer distinct configurations than utterances (few voices): reuse configurations
+            total = tts.count_configs(opts.engines, speakers=spk)
+            vs = tts.voice_configs(min(k, total), vseed, engines=opts.engines, speakers=spk)
+            vs = [vs[i % len(vs)] for i in range(k)]
             voices.update(zip(idx, vs))
         group = f"{split}/{kind}"
         utterances.setdefault(group, [])
@@ -451,18 +473,6 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _all_configs(engines, speakers):
-    from kws.data import tts
-
-    wanted = set(speakers)
-    for b in tts.base_voices(engines):
-        if b.speaker in wanted:
-            rates, pitches = tts._grid(b)
-            for r in rates:
-                for p in pitches:
-                    yield (b, r, p)
-
-
 # ---------------------------------------------------------------- stage 2: speech
 def _resolve(plan: dict[str, Any], cache_dir: Path, workers: int) -> dict[str, Any]:
     """Synthesize every planned utterance; point each TTS clip at a surviving utterance (the next
@@ -507,7 +517,13 @@ def _resolve(plan: dict[str, Any], cache_dir: Path, workers: int) -> dict[str, A
 _W: dict[str, Any] = {}
 
 
-def _init_worker(state: dict[str, Any]) -> None:
+def _init_worker(state: dict[str, Any], child: bool = False) -> None:
+    if child:
+        import signal
+
+        # Ctrl-C is handled by the parent (it cancels the queue); a worker finishes its batch
+        # quietly instead of printing a traceback each
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _W.clear()
     _W.update(state)
 
@@ -554,7 +570,7 @@ def _render_batch(batch: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
     for c in batch:
         try:
             x = _render_one(c)
-        except AudioError as e:
+        except (AudioError, _SilentPiece) as e:
             out.append((c["id"], str(e)))
             continue
         save_wav(Path(_W["out"]) / c["path"], x)
@@ -574,27 +590,29 @@ def _batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _run_parallel(fn, batches: list, state: dict[str, Any], workers: int, desc: str, total: int):
-    """Yield fn(batch) results in order; inline for one worker (no process start-up cost)."""
+def _run_parallel(fn, batches: list, state: dict[str, Any], workers: int, desc: str, total: int,
+                  on_result) -> None:
+    """Call on_result(fn(batch)) for every batch, in order, with a progress bar; inline for one
+    worker (no process start-up cost). On an interruption the queued batches are cancelled and the
+    running ones finish (their writes are atomic) before the exception goes on."""
     bar = progress(range(total), desc=desc, total=total)
-    it = iter(bar)
-
-    def tick(k: int) -> None:
-        for _ in range(k):
-            next(it, None)
-
-    if workers <= 1 or len(batches) <= 1:
-        _init_worker(state)
-        for b in batches:
-            r = fn(b)
-            tick(len(b))
-            yield r
-    else:
-        with cf.ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(state,)) as pool:
+    try:
+        if workers <= 1 or len(batches) <= 1:
+            _init_worker(state)
+            for b in batches:
+                on_result(fn(b))
+                bar.update(len(b))
+            return
+        pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(state, True))
+        try:
             for b, r in zip(batches, pool.map(fn, batches)):
-                tick(len(b))
-                yield r
-    if hasattr(bar, "close"):
+                on_result(r)
+                bar.update(len(b))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    finally:
         bar.close()
 
 
@@ -774,10 +792,11 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
                                        rirs=make_rir_bank(seed=opts.seed) if opts.augment else [])
         state["augment"] = opts.augment
         failed: dict[str, str] = {}
-        for res in _run_parallel(_render_batch, _batches(todo, 16), state, workers, "rendering clips", len(todo)):
-            for cid, err in res:
-                if err is not None:
-                    failed[cid] = err
+
+        def note(res: list[tuple[str, str | None]]) -> None:
+            failed.update((cid, err) for cid, err in res if err is not None)
+
+        _run_parallel(_render_batch, _batches(todo, 16), state, workers, "rendering clips", len(todo), note)
         rendered_splits = {c["split"] for c in todo if c["id"] not in failed}
         if failed:
             bad = [c for c in clips if c["id"] in failed]
@@ -813,11 +832,14 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
             continue
         x = np.zeros(shape, dtype=np.float32)
         state["feature_config"] = cfg
-        k = 0
-        for feats in _run_parallel(_featurize_batch, _batches([c["path"] for c in rows], 128), state, workers,
-                                   f"features {split}", len(rows)):
-            x[k:k + len(feats)] = feats
-            k += len(feats)
+        k = [0]
+
+        def put(feats: np.ndarray) -> None:
+            x[k[0]:k[0] + len(feats)] = feats
+            k[0] += len(feats)
+
+        _run_parallel(_featurize_batch, _batches([c["path"] for c in rows], 128), state, workers,
+                      f"features {split}", len(rows), put)
         with atomic_path(npy) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, x)
