@@ -312,3 +312,15 @@ def test_shared_speech_commands_test_set_as_real_data(tmp_path, cache):
     spk = {s: {r.speaker for r in recs if r.split == s and r.kind != "noise"} for s in ("train", "val", "test")}
     assert not (spk["train"] & spk["val"]) and not (spk["train"] & spk["test"]) and not (spk["val"] & spk["test"])
     assert summary.skipped == [] and "real:speech_commands" in summary.table()
+
+
+def test_bad_input_folders_are_clear_errors(tmp_path, cache):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "afile").write_text("x")
+    for kw, match in ((dict(positives=[tmp_path / "empty"]), "--positives .*no audio files"),
+                      (dict(negatives=[tmp_path / "missing"]), "--negatives .*no such folder"),
+                      (dict(noise=[tmp_path / "empty"]), "--noise .*no audio files")):
+        with pytest.raises(DataError, match=match):
+            build_dataset(opts(tmp_path / "ds", cache, **kw))
+    with pytest.raises(DataError, match="is a file"):
+        build_dataset(opts(tmp_path / "afile", cache))

@@ -203,6 +203,8 @@ def _scan_positives(folders: list[Path], keyword: str) -> list[_Candidate]:
             files, base = _audio_files(root / keyword), root / keyword
         else:
             files, base = _audio_files(root), root
+        if not files:
+            raise DataError(f"--positives {root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found in it.")
         src = _source_name(root, is_sc)
         out += [_Candidate(str(p), None, f"real:{real_speaker(p, base)}", keyword, src, "positive") for p in files]
     return out
@@ -231,7 +233,10 @@ def _scan_negatives(folders: list[Path], keyword: str, close_texts: set[str],
                 out.append(_Candidate(str(c.path), None, f"real:{c.speaker}", c.word, "real:speech_commands", kind))
             continue
         src = _source_name(root, False)
-        for p in _audio_files(root):
+        files = _audio_files(root)
+        if not files:
+            raise DataError(f"--negatives {root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found in it.")
+        for p in files:
             try:
                 info = sf.info(str(p))
                 seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
@@ -258,7 +263,11 @@ def _scan_noise(folders: list[Path]) -> list[Path]:
         root = Path(root)
         if not root.is_dir():
             raise DataError(f"--noise {root}: no such folder; pass a folder of background-noise recordings.")
-        files += SpeechCommands(root).noise_files() if is_speech_commands_tree(root) else _audio_files(root)
+        found = SpeechCommands(root).noise_files() if is_speech_commands_tree(root) else _audio_files(root)
+        if not found:
+            raise DataError(f"--noise {root}: no audio files found in it (for a Speech Commands tree: "
+                            "no _background_noise_ folder).")
+        files += found
     return files
 
 
@@ -723,13 +732,23 @@ def _ids_digest(ids: list[str]) -> str:
 
 def build_dataset(opts: BuildOptions) -> DatasetSummary:
     """Build (or resume, or reuse) the dataset folder `opts.out`; see the module doc."""
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file; give a folder for the dataset.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _build(opts, out)
+    except OSError as e:  # disk full, permissions, a folder removed under us: resumable, so say so
+        raise DataError(f"{out}: writing the dataset failed ({e.strerror or e}: {e.filename or ''}); fix that "
+                        "(free space, permissions) and rerun the same command to resume.") from None
+
+
+def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
     from kws.data import tts
     from kws.data.augment import Augmenter, make_rir_bank
     from kws.features import FeatureConfig
 
     t0 = time.time()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
     sizes = resolve_sizes(opts.preset, opts.sizes, opts.close_negatives_in_train)
     workers = max(1, opts.workers or os.cpu_count() or 1)
