@@ -196,16 +196,23 @@ def test_unreadable_negatives_are_skipped_and_listed(tmp_path, cache):
     neg = tmp_path / "my_negatives"
     (neg / "alice").mkdir(parents=True)
     rng = np.random.default_rng(0)
+    (neg / "bob").mkdir()
     for i in range(6):
         sf.write(neg / "alice" / f"talk{i}.wav", 0.1 * rng.standard_normal(12000), 16000)
+    for i in range(3):
+        sf.write(neg / "bob" / f"talk{i}.flac", 0.1 * rng.standard_normal(9000), 16000)
+    pos = tmp_path / "athena_like" / "en"  # one grouping folder, no speaker information
+    pos.mkdir(parents=True)
+    for i in range(9):
+        sf.write(pos / f"marvin-{i}.wav", 0.1 * rng.standard_normal(10000), 16000)
     long = 0.1 * rng.standard_normal(16000 * 5 + 500)
     long[32000:48000] = 0.0  # a digitally silent second: not a negative, yet the file is fine
     sf.write(neg / "long.flac", long, 16000)  # 5 one-second pieces, 4 usable
     (neg / "garbage.wav").write_bytes(b"RIFF not really a wave file" * 10)
     (neg / "empty.wav").write_bytes(b"")
     out = tmp_path / "ds"
-    summary = build_dataset(opts(out, cache, negatives=[neg], real_negative_share=1.0,
-                                 sizes="train_pos=4,train_neg=12,eval_each=4"))
+    summary = build_dataset(opts(out, cache, negatives=[neg], real_negative_share=1.0, positives=[pos.parent],
+                                 sizes="train_pos=4,train_neg=20,eval_each=4"))
     skipped = dict(summary.skipped)
     assert set(skipped) == {str(neg / "garbage.wav"), str(neg / "empty.wav")}
     table = (out / "summary.txt").read_text()
@@ -214,13 +221,17 @@ def test_unreadable_negatives_are_skipped_and_listed(tmp_path, cache):
     recs = read_manifest(out / "manifest.jsonl")
     real = [r for r in recs if r.source == "real:my_negatives"]
     assert real and all(r.kind == "negative" and r.label == 0 for r in real)
-    # speakers: the sub-folder ("alice") or, for loose files, the file; never split across splits
+    # speakers: the sub-folders (alice, bob) or, for loose files, the file; never split across splits
     by_spk: dict[str, set[str]] = {}
     for r in real:
         by_spk.setdefault(r.speaker, set()).add(r.split)
     assert all(len(v) == 1 for v in by_spk.values())
-    assert set(by_spk) == {"real:alice", "real:long"}
+    assert set(by_spk) == {"real:alice", "real:bob", "real:long"}
     assert sum(r.speaker == "real:long" for r in real) == 4
+    # a single grouping folder (athena/en/) is not a speaker: each file is, so they spread over splits
+    real_pos = [r for r in recs if r.source == "real:athena_like"]
+    assert {r.speaker for r in real_pos} <= {f"real:marvin-{i}" for i in range(9)}
+    assert len({r.split for r in real_pos}) >= 2
 
 
 def make_sc_tree(root: Path, n_speakers: int = 20) -> Path:

@@ -163,14 +163,20 @@ def _audio_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def real_speaker(path: Path, root: Path) -> str:
+def real_speaker(path: Path, root: Path, by_folder: bool = True) -> str:
     """Speaker of a recording in a user folder: the file-name prefix before `_nohash_` (Speech
-    Commands naming), else the first sub-folder under `root`, else the file itself (unknown
-    speakers are each their own, so they never straddle splits as a group)."""
+    Commands naming), else (`by_folder`) the first sub-folder under `root`, else the file itself:
+    with no speaker information each file counts as its own speaker."""
     if "_nohash_" in path.name:
         return path.name.split("_nohash_", 1)[0]
     rel = path.relative_to(root)
-    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+    return rel.parts[0] if by_folder and len(rel.parts) > 1 else path.stem
+
+
+def _folders_are_speakers(files: list[Path], root: Path) -> bool:
+    """Sub-folders name speakers only when the files are spread over two or more of them
+    (`people/alice/*.wav`, `people/bob/*.wav`); a single one is a grouping like `athena/en/`."""
+    return len({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1}) >= 2
 
 
 def _source_name(root: Path, is_sc: bool) -> str:
@@ -206,7 +212,9 @@ def _scan_positives(folders: list[Path], keyword: str) -> list[_Candidate]:
         if not files:
             raise DataError(f"--positives {root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found in it.")
         src = _source_name(root, is_sc)
-        out += [_Candidate(str(p), None, f"real:{real_speaker(p, base)}", keyword, src, "positive") for p in files]
+        by_folder = _folders_are_speakers(files, base)
+        out += [_Candidate(str(p), None, f"real:{real_speaker(p, base, by_folder)}", keyword, src, "positive")
+                for p in files]
     return out
 
 
@@ -236,6 +244,7 @@ def _scan_negatives(folders: list[Path], keyword: str, close_texts: set[str],
         files = _audio_files(root)
         if not files:
             raise DataError(f"--negatives {root}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found in it.")
+        by_folder = _folders_are_speakers(files, root)
         for p in files:
             try:
                 info = sf.info(str(p))
@@ -246,7 +255,7 @@ def _scan_negatives(folders: list[Path], keyword: str, close_texts: set[str],
             if seconds <= 0:
                 skipped.append((str(p), "empty audio file"))
                 continue
-            spk = f"real:{real_speaker(p, root)}"
+            spk = f"real:{real_speaker(p, root, by_folder)}"
             if seconds <= LONG_FILE_SECONDS:
                 out.append(_Candidate(str(p), None, spk, "", src, "negative"))
             else:
