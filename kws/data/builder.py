@@ -315,24 +315,34 @@ class _SilentPiece(Exception):
 
 def _take_valid(cands: list[_Candidate], n: int, rng: np.random.Generator,
                 skipped: list[tuple[str, str]], bad: set[str]) -> list[_Candidate]:
-    """Up to `n` candidates in a seeded order, each checked by loading it; unreadable ones are
-    skipped and listed (once per file)."""
-    out = []
-    for i in rng.permutation(len(cands)):
-        if len(out) >= n:
-            break
-        c = cands[int(i)]
-        if c.path in bad:
-            continue
-        try:
-            _load_piece(c.path, c.start)
-        except _SilentPiece:
-            continue
-        except AudioError as e:
-            bad.add(c.path)
-            skipped.append((c.path, str(e).split(": ", 1)[-1][:160]))
-            continue
-        out.append(c)
+    """Up to `n` candidates, each checked by loading it (unreadable ones are skipped and listed,
+    once per file). The corpora (sources) take turns, each in a seeded order, so a small specific
+    folder is not drowned by a large corpus given next to it."""
+    by_source: dict[str, list[_Candidate]] = defaultdict(list)
+    for c in cands:
+        by_source[c.source].append(c)
+    queues = [[group[int(i)] for i in rng.permutation(len(group))] for _, group in sorted(by_source.items())]
+    pos = [0] * len(queues)
+    out: list[_Candidate] = []
+    while len(out) < n and any(p < len(q) for p, q in zip(pos, queues)):
+        for k, q in enumerate(queues):
+            if len(out) >= n:
+                break
+            while pos[k] < len(q):
+                c = q[pos[k]]
+                pos[k] += 1
+                if c.path in bad:
+                    continue
+                try:
+                    _load_piece(c.path, c.start)
+                except _SilentPiece:
+                    continue
+                except AudioError as e:
+                    bad.add(c.path)
+                    skipped.append((c.path, str(e).split(": ", 1)[-1][:160]))
+                    continue
+                out.append(c)
+                break
     return out
 
 
