@@ -125,7 +125,8 @@ def test_build_manifest_counts_splits_and_features(built):
     # the summary is printed and saved
     table = summary.table()
     assert (out / "summary.txt").read_text() == table + "\n"
-    assert "speakers per split" in table and "close negatives" in table and "skipped inputs: 0" in table
+    assert "speakers per split (disjoint)" in table and summary.shared_speakers == 0
+    assert "close negatives" in table and "skipped inputs: 0" in table
     assert "tts:espeak-ng" in table
 
 

@@ -662,6 +662,7 @@ class DatasetSummary:
     seconds: float = 0.0
     rendered: int = 0  # clips rendered by this run (0 = everything reused)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # this run's time per stage
+    shared_speakers: int = 0  # speakers found in more than one split (0 by construction; checked)
 
     def total(self, split: str | None = None) -> int:
         return sum(n for s, kinds in self.counts.items() if split in (None, s)
@@ -681,7 +682,9 @@ class DatasetSummary:
             if i == 0:
                 lines.append("  ".join("-" * x for x in w))
         lines.append("")
-        lines.append("speakers per split (disjoint): " + ", ".join(f"{s} {self.speakers.get(s, 0)}" for s in SPLITS))
+        disjoint = "disjoint" if not self.shared_speakers else f"NOT disjoint: {self.shared_speakers} shared"
+        lines.append(f"speakers per split ({disjoint}): "
+                     + ", ".join(f"{s} {self.speakers.get(s, 0)}" for s in SPLITS))
         shape = ", ".join(f"{s} {tuple(v)}" for s, v in self.feature_shape.items())
         lines.append(f"features: {shape}")
         cn = ", ".join(f"{c['text']} ({c['how']})" for c in self.close_negatives)
@@ -720,10 +723,12 @@ def _summarize(plan: dict, recipes: dict, records: list[ClipRecord], opts: Build
         if r.kind != "noise":
             spk[r.split].add(r.speaker)
     counts = {s: {k: dict(v) for k, v in kinds.items()} for s, kinds in counts.items()}
+    shared = len((spk["train"] & spk["val"]) | (spk["train"] & spk["test"]) | (spk["val"] & spk["test"]))
     return DatasetSummary(keyword=plan["keyword"], out=Path(opts.out), seed=opts.seed, preset=opts.preset, sizes=sizes,
                           counts=counts, speakers={s: len(spk[s]) for s in SPLITS},
                           close_negatives=plan["close_negatives"], close_negative_splits=plan["close_negative_splits"],
-                          skipped=[tuple(x) for x in skipped], tts=recipes["tts"], feature_shape=feature_shape)
+                          skipped=[tuple(x) for x in skipped], tts=recipes["tts"], feature_shape=feature_shape,
+                          shared_speakers=shared)
 
 
 # ---------------------------------------------------------------- the build
