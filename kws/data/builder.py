@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.data.manifest import ClipRecord, read_manifest, write_manifest
+from kws.data.manifest import ClipRecord
 from kws.errors import AudioError, DataError
 from kws.util import atomic_path, atomic_write_text, progress
 
@@ -250,7 +250,8 @@ def _scan_negatives(folders: list[Path], keyword: str, close_texts: set[str],
                 info = sf.info(str(p))
                 seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
             except Exception as e:  # unreadable header: skipped and listed, never a crash
-                skipped.append((str(p), f"unreadable audio ({str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__})"))
+                why = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
+                skipped.append((str(p), f"unreadable audio ({why})"))
                 continue
             if seconds <= 0:
                 skipped.append((str(p), "empty audio file"))
@@ -477,7 +478,8 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         got = add_real(split, "negative", round(opts.real_negative_share * n_generic) if neg_cands else 0, neg_cands)
         add_tts_group(split, "negative", n_generic - got, generic, f"{split}:negative")
         # close negatives (val/test only unless asked): real corpus words that are close, then synthesis
-        got = add_real(split, "close_negative", round(opts.real_negative_share * n_close) if neg_cands else 0, neg_cands)
+        n_real = round(opts.real_negative_share * n_close) if neg_cands else 0
+        got = add_real(split, "close_negative", n_real, neg_cands)
         add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
 
     # stable ids: <split>-<kind>-<n> in plan order
@@ -692,7 +694,8 @@ class DatasetSummary:
         lines.append(f"close negatives ({len(self.close_negatives)}, in {where}): {cn or 'none'}")
         t = self.tts
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.get("reasons", {}).items()))
-        lines.append(f"speech synthesis: {t.get('utterances', 0)} distinct utterances, {t.get('cached', 0)} from cache, "
+        lines.append(f"speech synthesis: {t.get('utterances', 0)} distinct utterances, "
+                     f"{t.get('cached', 0)} from cache, "
                      f"{t.get('synthesized', 0)} synthesized, {t.get('dropped', 0)} dropped"
                      + (f" ({reasons})" if reasons else "")
                      + (f", {t.get('unsupported', 0)} phoneme strings skipped by non-espeak voices"
@@ -900,8 +903,8 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
     info = {
         "format": "kws-dataset", "format_version": 1, "keyword": plan["keyword"], "seed": opts.seed,
         "preset": opts.preset, "sizes": sizes, "features": cfg.to_dict(), "feature_shape": feature_shape,
-        "counts": summary.counts, "speakers": {s: sorted({r.speaker for r in records if r.split == s and r.kind != "noise"})
-                                              for s in SPLITS},
+        "counts": summary.counts,
+        "speakers": {s: sorted({r.speaker for r in records if r.split == s and r.kind != "noise"}) for s in SPLITS},
         "close_negatives": plan["close_negatives"], "close_negative_splits": plan["close_negative_splits"],
         "close_negatives_in_train": opts.close_negatives_in_train, "skipped": [list(x) for x in skipped],
         "tts": recipes["tts"], "options": fp,
