@@ -562,13 +562,16 @@ def _fake_quant_logits(model: Any, x_norm: Any, s_x: float, s_h: float) -> Any:
 
 
 def quantize_aware_finetune(bundle_path: Any, data_dir: Any, epochs: int = 3, out: Any = None,
-                            lr: float = 3e-4, batch_size: int = 64, seed: int = 0) -> tuple[Any, dict[str, Any]]:
+                            lr: float = 3e-4, batch_size: int = 64, seed: int = 0,
+                            nonlinearity: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Fine-tune a FastGRNN bundle for a few epochs through the fake-quantized forward (straight-
     through estimators), BCE with class balance, on the dataset's train split; keep the epoch whose
     INTEGER model (this module's reference) has the best validation recall at 3% FPR (epoch 0 = the
     original weights, so it never gets worse on validation). Saves a new bundle (float weights,
     thresholds recalibrated on validation with the float model as the bundle format defines) and
-    returns (path, report)."""
+    returns (path, report). nonlinearity="pwl" on a model trained with sigmoid/tanh fine-tunes it
+    into the piecewise-linear forms (no lookup tables on the device), recovering the loss of the
+    plain switch; the saved bundle then has nonlinearity "pwl"."""
     from pathlib import Path
 
     import torch
@@ -583,16 +586,28 @@ def quantize_aware_finetune(bundle_path: Any, data_dir: Any, epochs: int = 3, ou
     if b.model_kind != "fastgrnn":
         raise ExportError(f"{bundle_path}: quantization-aware fine-tuning is for FastGRNN bundles "
                           f"(this is {b.model_kind}; its int8 export uses dynamic quantization)")
+    hparams = dict(b.hparams)
+    if nonlinearity is not None:
+        if nonlinearity not in ("standard", "pwl"):
+            raise ValueError(f"nonlinearity must be 'standard' or 'pwl', got {nonlinearity!r}")
+        hparams["nonlinearity"] = nonlinearity
     train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
     calib = _windows_for_calibration(train.x)
-    model = b.torch_model().double()
+    from kws.models import build_model
+
+    def make_model() -> Any:
+        m = build_model("fastgrnn", b.n_features, **hparams)
+        m.load_weights_numpy(b.weights)
+        return m
+
+    model = make_model().double()
     x_tr = torch.as_tensor(b.normalize(np.asarray(train.x)), dtype=torch.float64)
     y_tr = torch.as_tensor(np.asarray(train.y), dtype=torch.float64)
     x_val = np.asarray(val.x, np.float32)
     y_val = np.asarray(val.y)
 
     def int8_val_recall(weights: dict[str, np.ndarray]) -> tuple[float, QuantizedFastGRNN]:
-        q = quantize_fastgrnn(weights, b.hparams, b.mean, b.std, calib)
+        q = quantize_fastgrnn(weights, hparams, b.mean, b.std, calib)
         s = q.scores(x_val)
         return recall_at_fpr(s[y_val == 1], s[y_val == 0], 0.03)[0], q
 
@@ -622,17 +637,22 @@ def quantize_aware_finetune(bundle_path: Any, data_dir: Any, epochs: int = 3, ou
         history.append({"epoch": epoch, "val_int8_recall@3%": recall, "last_loss": float(loss.detach())})
         if recall > best_recall:
             best_recall, best_w = recall, weights_now()
-    model = b.torch_model()
+    model = make_model()
     model.load_weights_numpy(best_w)
     from kws.models.reference import ReferenceModel
 
-    ref_scores = ReferenceModel(b.model_kind, b.hparams, best_w).score(b.normalize(x_val))
+    ref_scores = ReferenceModel(b.model_kind, hparams, best_w).score(b.normalize(x_val))
     thresholds = {f"{p:g}": recall_at_fpr(ref_scores[y_val == 1], ref_scores[y_val == 0], p)[1]
                   for p in (0.03, 0.05)}
     out = Path(out) if out else bundle_path.with_name(bundle_path.stem + "-qat.kws")
     provenance = {**b.provenance, "qat": {"from": str(bundle_path), "epochs": epochs, "lr": lr,
+                                          "nonlinearity": hparams["nonlinearity"],
                                           "history": history, "dataset": str(data_dir)}}
     provenance.setdefault("dataset", str(Path(data_dir).resolve()))
+    # the original's val/test metrics describe other weights: keep them only in provenance
+    provenance["qat"]["original_metrics"] = {k: v for k, v in b.metrics.items() if k in ("val", "test")}
+    metrics = {"qat": {"val_int8_recall@3%": best_recall, "val_float_recall@3%": recall_at_fpr(
+        ref_scores[y_val == 1], ref_scores[y_val == 0], 0.03)[0]}}
     save_model_bundle(out, model, b.feature_config, b.mean, b.std, b.keyword, thresholds,
-                      metrics=b.metrics, provenance=provenance)
+                      metrics=metrics, provenance=provenance)
     return out, {"history": history, "best_val_int8_recall@3%": best_recall}
