@@ -263,6 +263,14 @@ _DETECT_PROBE = ("import resource, sys\n"
                  "sys.exit(rc)\n")
 
 
+def rss_summary(rss: list) -> str:
+    v = [r for _, r in rss]
+    if len(v) <= 13:
+        return ", ".join(f"{r:.0f}" for r in v) + " MB"
+    return (f"{v[0]:.0f} MB after the first block, then {min(v[1:]):.0f}-{max(v[1:]):.0f} MB over {len(v) - 1} samples "
+            f"to {rss[-1][0] / 3600:.1f} h")
+
+
 def detect_cost(bundle: Path, wav: Path, audio_s: float, backend: str = "auto") -> dict:
     """`kws detect` as its own process; its CPU time and peak RSS read by itself at exit. Peak RSS
     is VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child forked from this big process
@@ -324,7 +332,7 @@ def plot_det(curves: dict, path: Path, title: str) -> None:
     ax.set_ylabel("false reject rate (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -408,8 +416,7 @@ def main() -> None:
         for c in cost:
             print(f"kws detect on {total_s / 3600:.2f} h ({c['scorer']} backend): CPU {c['cpu_s']:.1f} s = "
                   f"{100 * c['cpu_share']:.2f}% of one core, real-time factor {c['rtf']:.4f}, "
-                  f"peak RSS {c['maxrss_mb']:.0f} MB; RSS every 5 min of audio: "
-                  f"{', '.join(f'{r:.0f}' for _, r in c['rss'])} MB", flush=True)
+                  f"peak RSS {c['maxrss_mb']:.0f} MB; RSS every 5 min of audio: {rss_summary(c['rss'])}", flush=True)
         print(f"live path (0.1 s int16 chunks, numpy): {100 * live:.2f}% of one core", flush=True)
 
     if args.no_report:
@@ -462,7 +469,7 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
             lines.append(f"- Cost of {how} on the {total_s / 3600:.2f} h stream ({c['scorer']} scorer, whole process "
                          f"incl. start-up): CPU {c['cpu_s']:.1f} s = **{100 * c['cpu_share']:.2f}% of one core**, "
                          f"real-time factor {c['rtf']:.4f}, peak RSS (VmHWM) {c['maxrss_mb']:.0f} MB; RSS every 5 min "
-                         f"of audio (streamed in 30 s blocks): {', '.join(f'{r:.0f}' for _, r in c['rss'])} MB.")
+                         f"of audio (streamed in 30 s blocks): {rss_summary(c['rss'])}.")
         lines += [f"- Live path (0.1 s int16 chunks as `kws listen` feeds them, numpy): "
                   f"**{100 * live:.2f}% of one core**.",
                   "- Goal: FastGRNN detection under 2% of one core, memory flat."]
