@@ -164,7 +164,8 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
     desc = {"hours": hours, "keywords": len(kw_audio), "keywords_tts": sum(s.startswith("tts:") for s in kw_src),
             "keywords_real": sum(s.startswith("real:") for s in kw_src), "tts_speakers": sorted(set(kw_src)),
             "tts_dropped": res.dropped if isinstance(res.dropped, int) else len(res.dropped),
-            "background_speech_files": len(speech_files), "noise_files": len(noise_files)}
+            "background_speech_files": len(speech_files), "noise_files": len(noise_files),
+            "pool_hours": sum(len(c) for c in clips) / SR / 3600}
     return audio, st.keywords, desc
 
 
@@ -427,6 +428,16 @@ def main() -> None:
     write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live, args)
 
 
+def quality(bundle) -> str:
+    try:
+        t = bundle.metrics["test"]
+        own = t["own"]
+        return (f"recall {100 * own['0.03']['recall']:.1f}% at 3% FPR, {100 * own['0.05']['recall']:.1f}% at 5% FPR, "
+                f"AUC {t['auc']:.3f}")
+    except (KeyError, TypeError):
+        return "no test metrics recorded"
+
+
 def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live, args) -> None:
     sys.path.insert(0, str(REPO / "tools"))
     from report import update_section
@@ -438,14 +449,17 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
         "## Streaming detection: false accepts per hour, false rejects, cost",
         "",
         f"Bundle `{bundle_path}`: '{bundle.keyword}', {bundle.model_kind} {bundle.hparams}, trained "
-        f"{bundle.provenance.get('method', '?')}.",
+        f"{bundle.provenance.get('method', '?')} ({(bundle.provenance.get('dataset_info') or {}).get('preset', '?')} "
+        f"preset); on its own test split: {quality(bundle)}.",
         f"Stream: {total_s / 3600:.2f} h built by `tools/bench_stream.py` (seed {args.seed}) from real keyword-free "
         f"speech ({desc['background_speech_files']} files: Speech Commands v0.02 test clips of every other word + "
         f"Mycroft Precise community speech) with random pauses over a noise bed and noise segments "
         f"({desc['noise_files']} `_background_noise_` files); {len(spans)} inserted keywords "
         f"({desc['keywords_tts']} synthesized by {len(desc['tts_speakers'])} held-out test-split TTS speakers, "
         f"{desc['keywords_real']} real Speech Commands test clips), at least 4 s apart. "
-        f"Keyword-free audio: {next(iter(results.values()))['free_hours']:.2f} h.",
+        f"Keyword-free audio: {next(iter(results.values()))['free_hours']:.2f} h"
+        + (f" (the background pool holds about {desc['pool_hours']:.1f} h of speech, so clips recur)"
+           if desc.get("pool_hours", 1e9) < total_s / 3600 else "") + ".",
         "A keyword at [s, e] counts as detected if a detection falls in [s, e + 0.5 s]; any other detection "
         "is a false accept. Hop 0.1 s, refractory 1.5 s, smoothing = moving average over N hops.",
         "",
@@ -464,8 +478,8 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
     if cost:
         lines += [""]
         for c in cost:
-            how = "`kws detect BUNDLE stream.wav --json`" + (" (auto: picks the float ONNX export beside the bundle)"
-                                                             if c is not cost[0] else " --backend numpy")
+            how = ("`kws detect BUNDLE stream.wav --json` (auto: picks the float ONNX export beside the bundle)"
+                   if c is not cost[0] else "`kws detect BUNDLE stream.wav --json --backend numpy`")
             lines.append(f"- Cost of {how} on the {total_s / 3600:.2f} h stream ({c['scorer']} scorer, whole process "
                          f"incl. start-up): CPU {c['cpu_s']:.1f} s = **{100 * c['cpu_share']:.2f}% of one core**, "
                          f"real-time factor {c['rtf']:.4f}, peak RSS (VmHWM) {c['maxrss_mb']:.0f} MB; RSS every 5 min "
