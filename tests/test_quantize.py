@@ -299,3 +299,17 @@ def test_quantize_aware_finetune_saves_a_valid_bundle(tmp_path, rng):
     val = load_split(data, "val")
     s = qz.quantize_bundle(b2, data_dir=str(data)).scores(np.asarray(val.x))
     assert recall_at_fpr(s[val.y == 1], s[val.y == 0], 0.03)[0] == pytest.approx(report["best_val_int8_recall@3%"])
+
+
+def test_quantize_aware_finetune_into_pwl(tmp_path, rng):
+    pytest.importorskip("torch")
+    from kws.bundle import load_bundle, random_bundle
+
+    data = fake_dataset(tmp_path / "data", rng, {"train": 32, "val": 32, "test": 8})
+    bp = random_bundle(tmp_path / "r.kws", hidden=6)
+    out, report = qz.quantize_aware_finetune(bp, data, epochs=1, out=tmp_path / "pwl.kws", nonlinearity="pwl")
+    b2 = load_bundle(out)
+    assert b2.hparams["nonlinearity"] == "pwl" and b2.provenance["qat"]["nonlinearity"] == "pwl"
+    assert qz.quantize_bundle(b2, data_dir=str(data)).nonlinearity == "pwl"
+    with pytest.raises(ValueError, match="nonlinearity"):
+        qz.quantize_aware_finetune(bp, data, epochs=1, nonlinearity="relu")

@@ -89,7 +89,8 @@ def bench_bundle(bundle_path: Path, data_dir: Path | None, split: str) -> tuple[
         # timing/size only (no dataset): calibrate on synthetic log-mel-like windows
         rng = np.random.default_rng(0)
         calib = (np.cumsum(0.3 * rng.standard_normal((64, 98, b.n_features)), axis=1) - 6).astype(np.float32)
-    results: dict = {"kind": b.model_kind, "hidden": b.hparams["hidden"], "bundle": str(bundle_path)}
+    results: dict = {"kind": b.model_kind, "hidden": b.hparams["hidden"], "bundle": str(bundle_path),
+                     "nonlinearity": b.hparams.get("nonlinearity")}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         export_onnx(bundle_path, out, int8=True, calib_x=calib)
@@ -135,6 +136,7 @@ def main() -> int:
     ap.add_argument("--data", help="dataset folder for recall (its train split calibrates, --split scores)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    ap.add_argument("--note", default="", help="text put under the tables (e.g. how the bundles were made)")
     args = ap.parse_args()
 
     from kws.bundle import random_bundle
@@ -155,12 +157,12 @@ def main() -> int:
     for bp in bundles:
         rows, r = bench_bundle(bp, data_dir, args.split)
         all_results.append(r)
-        name = f"{r['kind']} H={r['hidden']}"
+        name = f"{r['kind']} H={r['hidden']}{' ' + r['nonlinearity'] if r.get('nonlinearity') else ''} ({bp.name})"
         lines.append(f"| {name} | {r['bytes:model_window.onnx']} | {r['bytes:model_window_int8.onnx']} | "
                      f"{r['float']['frame_us']:.1f} | {r['int8']['frame_us']:.1f} | "
                      f"{r['float']['window_us']:.0f} | {r['int8']['window_us']:.0f} |")
         if rows:
-            recall_lines += [f"\nRecall (%) at FPR on {r['split']}, {name} ({bp.name}):\n",
+            recall_lines += [f"\nRecall (%) at FPR on {r['split']}, {name}:\n",
                              "| scores from | recall @ 3% FPR | recall @ 5% FPR | AUC | mean abs score change vs float |",
                              "|---|---|---|---|---|"]
             recall_lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -168,12 +170,13 @@ def main() -> int:
     extra = []
     for r in all_results:
         if "int_spec_bytes" in r:
-            extra.append(f"- {r['kind']} H={r['hidden']}: integer-spec arrays (int8 weights, int32 multipliers/"
+            extra.append(f"- {r['kind']} H={r['hidden']} ({Path(r['bundle']).name}): integer-spec arrays (int8 weights, int32 multipliers/"
                          f"biases, what the C library embeds, LUTs excluded): {r['int_spec_bytes']} bytes; numpy "
                          f"integer reference {r['python_int8_window_us']:.0f} µs per window (batch 1).")
     body = ("ONNX models from `kws export --format onnx --int8` run in onnxruntime "
             f"(one thread, CPUExecutionProvider); weight bytes = initializers with more than one element.\n{note}\n"
-            + "\n".join(lines) + "\n\n" + "\n".join(extra) + "\n" + "\n".join(recall_lines))
+            + "\n".join(lines) + "\n\n" + "\n".join(extra) + "\n" + "\n".join(recall_lines)
+            + ("\n\n" + args.note if args.note else ""))
     print(body)
     if not args.no_write:
         from tools.report import update_section
