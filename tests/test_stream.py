@@ -308,3 +308,28 @@ def test_a_clip_shorter_than_the_window_is_scored_once(bundles, rng, tmp_path):
     res = detect_file(Detector(bundles["fastgrnn"], threshold=0.0), wav, trace=True)
     assert len(res["trace"]["raw"]) == 1 and res["duration_s"] == pytest.approx(0.3)
     assert [d["time_s"] for d in res["detections"]] == [0.3]  # clamped to the file's end
+
+
+def test_demo_stream_places_test_split_keywords_at_the_reported_times(tmp_path, rng):
+    from kws.audio import load_audio
+    from kws.data.manifest import ClipRecord, write_manifest
+    from kws.stream import demo_stream
+
+    recs = []
+    for i in range(8):
+        kind = "positive" if i < 3 else "negative"
+        split = "test" if i % 4 != 3 else "train"
+        n = int(rng.integers(6000, 12000))
+        x = np.zeros(16000, np.float32)
+        x[2000:2000 + n] = (0.5 if kind == "positive" else 0.2) * np.sin(np.arange(n) * (0.3 if kind == "positive" else 0.05))
+        save_wav(tmp_path / "clips" / f"c{i}.wav", x)
+        recs.append(ClipRecord(f"c{i}", f"clips/c{i}.wav", int(kind == "positive"), kind, "w", "tts:x", f"s{i}", split))
+    write_manifest(tmp_path / "manifest.jsonl", recs)
+    wav, starts = demo_stream(None, tmp_path, tmp_path / "demo.wav", n_keywords=6, seed=1)
+    y = load_audio(wav)
+    test_pos = [r for r in recs if r.kind == "positive" and r.split == "test"]
+    assert len(starts) == len(test_pos) == 3 and starts == sorted(starts)
+    for s in starts:  # each reported start holds the keyword's tone (0.3 rad/sample), trimmed of its padding
+        seg = y[int(s * 16000):int(s * 16000) + 4000]
+        spec = np.abs(np.fft.rfft(seg))
+        assert np.argmax(spec) == pytest.approx(0.3 / (2 * np.pi) * 4000, abs=3)
