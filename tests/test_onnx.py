@@ -195,6 +195,10 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", str(bp), "--format", "onnx", "--int8", "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "model_window_int8.onnx" in out and (tmp_path / "o" / "model_step_int8.onnx").is_file()
+    # a later float-only export into the same folder leaves no int8 models of the old weights behind
+    assert main(["export", str(bp), "--format", "onnx", "--out", str(tmp_path / "o")]) == 0
+    assert not (tmp_path / "o" / "model_step_int8.onnx").exists()
+    assert json.loads((tmp_path / "o" / "export.json").read_text())["int8"] is None
     assert main(["export", str(tmp_path / "nope.kws"), "--format", "onnx", "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kws: error:") and "nope.kws" in err and "Traceback" not in err

@@ -402,6 +402,10 @@ def export_onnx(bundle_path: Path, out: Path, int8: bool = False, data_dir: str 
         paths = export_float(bundle, out)
         if int8:
             paths.update(quantize_onnx(bundle, dict(paths), out, calib_x))
+        else:
+            # int8 files of an earlier export would belong to other weights: remove them
+            for stale in (int8_name(WINDOW_FILE), int8_name(STEP_FILE)):
+                (out / stale).unlink(missing_ok=True)
     except ExportError:
         raise
     except Exception as e:  # torch/onnx failures: say which model and how to report
@@ -432,6 +436,9 @@ def export_onnx(bundle_path: Path, out: Path, int8: bool = False, data_dir: str 
     }
     atomic_write_text(out / EXPORT_JSON, json.dumps(info, indent=1))
     lines = [f"exported '{bundle.keyword}' ({bundle.model_kind}, hidden {h}) to {out}/"]
+    if int8:
+        lines.append("  int8: " + (f"static QDQ calibrated on {min(len(calib_x), CALIB_ONNX_WINDOWS)} training windows"
+                                   if bundle.model_kind == "fastgrnn" else "dynamic quantization (no calibration)"))
     for name in sorted(paths):
         lines.append(f"  {name:24s} {weight_bytes(paths[name]):8d} weight bytes")
     lines.append(f"  {EXPORT_JSON}  (window input 'logmel' [B, {frames}, {f}] raw log-mel -> 'score' [B]; "
