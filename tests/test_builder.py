@@ -176,11 +176,12 @@ def test_interrupted_build_resumes_to_the_same_dataset(built, cache, tmp_path, m
     for s in ("train", "val", "test"):
         np.testing.assert_array_equal(np.load(out / "features" / f"{s}.npy"), np.load(ref / "features" / f"{s}.npy"))
 
-    # lost clips and a lost feature file are rebuilt, identical; other files are left alone
+    # lost or truncated clips and a lost feature file are rebuilt, identical; other files are left alone
     victims = sorted((out / "clips" / "val").glob("*.wav"))[:3]
     saved = {v: v.read_bytes() for v in victims}
-    for v in victims:
+    for v in victims[:2]:
         v.unlink()
+    victims[2].write_bytes(saved[victims[2]][:1000])  # cut short, as by a crash before the data hit the disk
     (out / "features" / "test.npy").unlink()
     before = mtimes(out)
     summary = build_dataset(opts(out, cache))
@@ -336,3 +337,14 @@ def test_bad_input_folders_are_clear_errors(tmp_path, cache):
             build_dataset(opts(tmp_path / "ds", cache, **kw))
     with pytest.raises(DataError, match="is a file"):
         build_dataset(opts(tmp_path / "afile", cache))
+
+
+def test_write_clip_holds_the_samples_save_wav_writes(tmp_path, speechlike):
+    from kws.audio import save_wav
+
+    x = np.concatenate([speechlike[:15990], [1.5, -1.5, 0.99999, -1.0, 0.5, 0, 1e-6, -3e-5, 0.25, 2.0]])
+    x = x.astype(np.float32)
+    B.write_clip(tmp_path / "a.wav", x)
+    save_wav(tmp_path / "b.wav", x)
+    assert (tmp_path / "a.wav").stat().st_size == B.CLIP_BYTES
+    np.testing.assert_array_equal(load_audio(tmp_path / "a.wav"), load_audio(tmp_path / "b.wav"))

@@ -591,11 +591,34 @@ def _render_one(c: dict[str, Any]) -> np.ndarray:
     return x
 
 
+CLIP_BYTES = 44 + 2 * WINDOW  # a finished clip: canonical 44-byte WAV header + 1 s of int16
+
+
+def write_clip(path: Path, x: np.ndarray) -> None:
+    """16-bit mono WAV, atomically; the same samples `kws.audio.save_wav` writes (clip, round,
+    x 32768) but through the stdlib writer: soundfile fsyncs every file, which costs more than
+    rendering the clip. A clip cut short by a crash has the wrong size and is rendered again."""
+    import wave
+
+    q = np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype("<i2")
+    with atomic_path(path) as tmp:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(WINDOW)
+            w.writeframes(q.tobytes())
+
+
+def _clip_done(path: Path) -> bool:
+    try:
+        return path.stat().st_size == CLIP_BYTES
+    except OSError:
+        return False
+
+
 def _render_batch(batch: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
     """Render and save each clip; (id, error or None). Unreadable real files become errors (the
     clip is dropped and listed), never a crash."""
-    from kws.audio import save_wav
-
     out = []
     for c in batch:
         try:
@@ -603,7 +626,7 @@ def _render_batch(batch: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
         except (AudioError, _SilentPiece) as e:
             out.append((c["id"], str(e)))
             continue
-        save_wav(Path(_W["out"]) / c["path"], x)
+        write_clip(Path(_W["out"]) / c["path"], x)
         out.append((c["id"], None))
     return out
 
@@ -817,7 +840,7 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
         c["path"] = f"clips/{c['split']}/{c['id']}.wav"
 
     # 3. clips
-    todo = [c for c in clips if not (out / c["path"]).is_file()]
+    todo = [c for c in clips if not _clip_done(out / c["path"])]
     state: dict[str, Any] = {"seed": opts.seed, "out": str(out), "cache_dir": str(cache_dir),
                              "feature_config": FeatureConfig(), "noise": False, "augmenter": None, "augment": False}
     rendered_splits: set[str] = set()
