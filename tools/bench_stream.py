@@ -210,10 +210,12 @@ def evaluate(times, smoothed, spans, total_s, refractory, thresholds):
 
 
 def thresholds_for(smoothed: np.ndarray, extra=()) -> np.ndarray:
-    """Candidate thresholds: the values of the local maxima of the trace (where counts change)."""
+    """Candidate thresholds: the values of the local maxima of the trace (where counts change),
+    above the trace's median (lower thresholds keep the detector "always on": one rising edge at
+    the start and nothing after, a degenerate 0 FA/h point)."""
     x = smoothed
     peaks = x[1:-1][(x[1:-1] >= x[:-2]) & (x[1:-1] >= x[2:])]
-    v = np.unique(peaks)
+    v = np.unique(peaks[peaks >= np.median(x)])
     if len(v) > 800:
         # dense at the top (few false accepts), sparse below
         idx = np.unique(np.round(len(v) - np.geomspace(1, len(v), 800)).astype(int))
@@ -225,7 +227,8 @@ def frr_at(fa, frr, thr, target):
     ok = fa <= target + 1e-12
     if not ok.any():
         return None, None
-    i = np.flatnonzero(ok)[np.argmin(frr[ok])]
+    cand = np.flatnonzero(ok)
+    i = cand[np.flatnonzero(frr[cand] == frr[cand].min())[-1]]  # ties: the highest threshold
     return float(frr[i]), float(thr[i])
 
 
@@ -305,6 +308,16 @@ def live_cost(det: Detector, audio: np.ndarray, seconds: float = 600.0) -> float
 
 
 # ------------------------------------------------------------------------------------ main
+def trace_key(bundle_path: Path, onnx_model, args) -> str:
+    import hashlib
+
+    h = hashlib.sha256(Path(bundle_path).read_bytes())
+    if onnx_model is not None:
+        h.update(Path(onnx_model).read_bytes())
+    h.update(f"{args.hours}|{args.per_hour}|{args.seed}|{args.data}".encode())
+    return h.hexdigest()[:16]
+
+
 def find_int8(bundle_path: Path) -> Path | None:
     for d in (bundle_path.parent / "onnx", bundle_path.parent / f"{bundle_path.stem}_onnx"):
         p = d / "model_window_int8.onnx"
@@ -349,7 +362,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--work", default="/tmp/kws-bench-stream", help="stream WAV and TTS cache (outside the repo)")
-    ap.add_argument("--no-cost", action="store_true")
+    ap.add_argument("--no-cost", action="store_true", help="skip the kws detect / live cost runs (reuses nothing)")
     ap.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md / the plot")
     ap.add_argument("--rss-probe", nargs=3, metavar=("BUNDLE", "WAV", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -380,9 +393,15 @@ def main() -> None:
         backends.append(("int8 ONNX", {"onnx_model": int8}))
     for name, kw in backends:
         det = Detector(bundle, threshold=0.5, **kw)
-        t1 = time.process_time()
-        times, raw = score_trace(det, audio)
-        score_cpu = time.process_time() - t1
+        cache = work / f"trace_{trace_key(bundle_path, kw.get('onnx_model'), args)}.npz"
+        if cache.is_file():  # the same bundle/model on the same stream: reuse the score trace
+            z = np.load(cache)
+            times, raw, score_cpu = z["times"], z["raw"], float(z["cpu"])
+        else:
+            t1 = time.process_time()
+            times, raw = score_trace(det, audio)
+            score_cpu = time.process_time() - t1
+            np.savez(cache, times=times, raw=raw, cpu=score_cpu)
         for n in ((1, 2, 3, 5) if name.startswith("float") else (3,)):
             sm = smooth(raw, n)
             cal = [bundle.threshold(f) for f in (0.03, 0.05) if str(f) in bundle.thresholds]
