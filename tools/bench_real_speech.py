@@ -49,7 +49,7 @@ def sc_clips(exclude_word: str | None) -> dict[str, list[Path]]:
         if exclude_word and word_dir.name == exclude_word:
             continue
         for f in sorted(word_dir.iterdir()):
-            if f.suffix.lower() in (".flac", ".wav"):
+            if f.suffix.lower() in AUDIO:
                 halves[speaker_half(speaker_of(f))].append(f)
     return halves
 
@@ -62,6 +62,13 @@ def link_tree(files: list[Path], dest: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(f.resolve(), target)
     return dest
+
+
+AUDIO = (".flac", ".wav")
+
+
+def audio_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in AUDIO)
 
 
 def featurize_files(files: list[Path], config) -> np.ndarray:
@@ -93,10 +100,10 @@ def run_keyword(keyword: str, args: argparse.Namespace, workdir: Path) -> dict:
         bundle = load_bundle(r.bundle)
         fc = bundle.feature_config
         if keyword == "stop":
-            pos_files = [f for f in sorted((SC_DIR / "stop").iterdir()) if speaker_half(speaker_of(f)) == "B"]
+            pos_files = [f for f in audio_files(SC_DIR / "stop") if speaker_half(speaker_of(f)) == "B"]
         else:
-            pos_files = sorted((MYCROFT / keyword / "en").iterdir())
-        neg_files = halves["B"] + sorted((MYCROFT / "not-wake-words" / "en").iterdir())
+            pos_files = audio_files(MYCROFT / keyword / "en")
+        neg_files = halves["B"] + audio_files(MYCROFT / "not-wake-words" / "en")
         test = load_split(data, "test")
         close = np.asarray(test.kinds) == "close_negative"
         x = np.concatenate([featurize_files(pos_files, fc), featurize_files(neg_files, fc),
