@@ -229,3 +229,23 @@ def test_live_trained_keyword_is_reported_and_negatives_are_not(pulse, trained, 
     save_wav(wav, np.concatenate([v for n in negs for v in (gap, n)] + [gap]))
     dets, _, err, rc = listen_while_playing(pulse, bundle, wav, [], duration=4.0 + sum(len(n) for n in negs) / 16000)
     assert rc == 0 and dets == [], err
+
+
+def test_missing_portaudio_library_is_a_device_error(monkeypatch):
+    """sounddevice raises OSError at import when libportaudio is absent: a DeviceError with the fix."""
+    from kws import live
+    from kws.errors import DeviceError
+
+    class NoPortAudio:
+        def find_spec(self, name, path=None, target=None):
+            if name == "sounddevice":
+                raise OSError("PortAudio library not found")
+            return None
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
+    with pytest.raises(DeviceError, match="libportaudio2"):
+        live.devices_report()
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # the package itself missing
+    with pytest.raises(DeviceError, match="pip install sounddevice"):
+        live.input_devices()
