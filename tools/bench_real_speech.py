@@ -87,13 +87,16 @@ def run_keyword(keyword: str, args: argparse.Namespace, workdir: Path) -> dict:
     from kws.train.api import TrainOptions, train_keyword
 
     halves = sc_clips(exclude_word=keyword)
-    negatives_a = link_tree(halves["A"], workdir / "sc_half_A" / keyword)
-    data = workdir / "data" / f"{keyword}-{args.preset}"
-    build_dataset(BuildOptions(keyword=keyword, out=data, preset=args.preset, negatives=[negatives_a], seed=0,
+    if args.synthetic_only:  # no real audio at all in training (tests the "real = negative" shortcut)
+        negatives, variant = [], "-synth"
+    else:
+        negatives, variant = [link_tree(halves["A"], workdir / "sc_half_A" / keyword)], ""
+    data = workdir / "data" / f"{keyword}-{args.preset}{variant}"
+    build_dataset(BuildOptions(keyword=keyword, out=data, preset=args.preset, negatives=negatives, seed=0,
                                workers=args.workers))
     out: dict = {}
     for method in args.methods:
-        tag = f"{keyword}-{method}-{args.model}"
+        tag = f"{keyword}-{method}-{args.model}{variant}"
         r = train_keyword(TrainOptions(keyword=keyword, data=data, method=method, model=args.model, epochs=args.epochs,
                                        seed=0, run_dir=workdir / "runs" / tag, out=workdir / "bundles" / f"{tag}.kws",
                                        desc=tag))
@@ -128,7 +131,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines = ["## Real speech: keywords trained from text alone",
              "",
              f"Training: synthesized keyword + synthesized negatives/close negatives + real Speech Commands "
-             f"(v0.02 test set) negatives from speaker half A; preset `{args.preset}`, {args.model}, "
+             f"(v0.02 test set) negatives from speaker half A (rows marked synthetic-only: no real audio in "
+             f"training at all); preset `{args.preset}`, {args.model}, "
              f"epochs {args.epochs or 'default'}, seed 0. Test: real keyword clips (athena: Mycroft Precise "
              f"community; stop: Speech Commands half B, never in training) vs real half-B Speech Commands words, "
              f"Mycroft not-wake-words and the synthesized test-split close negatives.",
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="runs/bench/real_speech")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--synthetic-only", action="store_true",
+                   help="train without the real half-A negatives (everything in training synthesized)")
     args = p.parse_args(argv)
     if not SC_DIR.is_dir() or not MYCROFT.is_dir():
         print(f"real-speech corpora not found under {SHARED} (set KWS_SHARED_DATA)", file=sys.stderr)
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     res_path = workdir / "results.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {}
     for kw in args.keywords:
-        results[kw] = run_keyword(kw, args, workdir)  # each training run resumes from its checkpoints
+        results[kw + (" (synthetic-only training)" if args.synthetic_only else "")] = run_keyword(kw, args, workdir)  # each training run resumes from its checkpoints
         atomic_write_text(res_path, json.dumps(results, indent=1) + "\n")
     md = report(results, args)
     print(md)
