@@ -54,7 +54,8 @@ class TrainHparams:
     ascent_steps: normalized gradient-ascent steps per batch (EdgeML uses 50; 5 keeps CPU training
         fast and already moves h well: see tests). ascent_step_size: Euclidean length of each step.
     lf_metric / sigma_floor: the DROCC-LF norm, see kws.train.losses.lf_weights.
-    patience: stop after this many epochs without a better validation score (0 = never stop early).
+    patience: stop after this many epochs without a better validation score, but not before half
+        of `epochs` (0 = never stop early).
     select_after_warmup: for the DROCC methods, pick the best epoch among those with the
         adversarial term (otherwise a CE-only warm-up epoch could be "DROCC's" model).
     sparsity: FastGRNN kept fraction of W and U; < 1 runs the three-stage schedule (dense, IHT,
@@ -375,7 +376,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif selectable:
             since_best += 1
-        if hp.patience and since_best >= hp.patience:
+        # never before half the epochs: RNNs often sit on a plateau for a while before they learn
+        if hp.patience and since_best >= hp.patience and epoch + 1 >= hp.epochs // 2:
             stopped_early = True
         log.info("%s epoch %d/%d: loss %.4f (ce %.4f, adv %.4f), val recall@3%% %.3f @5%% %.3f AUC %.4f%s",
                  desc or method, epoch + 1, hp.epochs, row["loss"], row["ce"], row["adv"], row["val_recall_3"],
