@@ -96,9 +96,9 @@ def run_keyword(keyword: str, args: argparse.Namespace, workdir: Path) -> dict:
                                workers=args.workers))
     out: dict = {}
     for method in args.methods:
-        tag = f"{keyword}-{method}-{args.model}{variant}"
+        tag = f"{keyword}-{method}-{args.model}{variant}" + (f"-seed{args.seed}" if args.seed else "")
         r = train_keyword(TrainOptions(keyword=keyword, data=data, method=method, model=args.model, epochs=args.epochs,
-                                       seed=0, run_dir=workdir / "runs" / tag, out=workdir / "bundles" / f"{tag}.kws",
+                                       seed=args.seed, run_dir=workdir / "runs" / tag, out=workdir / "bundles" / f"{tag}.kws",
                                        desc=tag))
         bundle = load_bundle(r.bundle)
         fc = bundle.feature_config
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="runs/bench/real_speech")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="training seed (the dataset is the same)")
     p.add_argument("--synthetic-only", action="store_true",
                    help="train without the real half-A negatives (everything in training synthesized)")
     args = p.parse_args(argv)
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     res_path = workdir / "results.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {}
     for kw in args.keywords:
-        results[kw + (" (synthetic-only training)" if args.synthetic_only else "")] = run_keyword(kw, args, workdir)  # each training run resumes from its checkpoints
+        name = kw + (" (synthetic-only training)" if args.synthetic_only else "") + (f" seed {args.seed}" if args.seed else "")
+        results[name] = run_keyword(kw, args, workdir)  # each training run resumes from its checkpoints
         atomic_write_text(res_path, json.dumps(results, indent=1) + "\n")
     md = report(results, args)
     print(md)
