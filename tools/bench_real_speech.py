@@ -133,7 +133,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
              f"Training: synthesized keyword + synthesized negatives/close negatives + real Speech Commands "
              f"(v0.02 test set) negatives from speaker half A (rows marked synthetic-only: no real audio in "
              f"training at all); preset `{args.preset}`, {args.model}, "
-             f"epochs {args.epochs or 'default'}, seed 0. Test: real keyword clips (athena: Mycroft Precise "
+             f"epochs {args.epochs or 'default'}, seed 0 unless the row says otherwise. Test: real keyword clips (athena: Mycroft Precise "
              f"community; stop: Speech Commands half B, never in training) vs real half-B Speech Commands words, "
              f"Mycroft not-wake-words and the synthesized test-split close negatives.",
              "",
