@@ -17,6 +17,7 @@ import soundfile as sf
 from kws.audio import load_audio
 from kws.data import builder as B
 from kws.data.builder import BuildOptions, assign_speaker_splits, build_dataset, parse_sizes, resolve_sizes
+from kws.data.confusables import TABLE9, sound_distance
 from kws.data.dataset import load_split
 from kws.data.manifest import read_manifest
 from kws.errors import DataError
@@ -58,8 +59,14 @@ def test_sizes_parsing_and_presets():
     assert parse_sizes("train_pos=5, eval_each=3") == {"train_pos": 5, **{f"{s}_{k}": 3 for s in ("val", "test")
                                                                          for k in ("pos", "neg", "close")}}
     assert resolve_sizes("paper", None, False) == B.PRESETS["paper"]
-    s = resolve_sizes("paper", None, True)
-    assert s["train_close"] == 666 and s["train_neg"] + s["train_close"] == 2000
+    assert resolve_sizes("paper", None, "none") == B.PRESETS["paper"]
+    for mode in ("disjoint", "all", True):
+        s = resolve_sizes("paper", None, mode)
+        assert s["train_close"] == 500 and s["train_neg"] == 1500
+        assert {k: v for k, v in s.items() if not k.startswith("train_")} == \
+            {k: v for k, v in B.PRESETS["paper"].items() if not k.startswith("train_")}
+    with pytest.raises(DataError, match="none, disjoint, all"):
+        BuildOptions(keyword="marvin", out=Path("x"), close_negatives_in_train="some")
     for bad in ("train_pos", "bogus=3", "train_pos=-1", "train_pos=x"):
         with pytest.raises(DataError, match="--sizes"):
             parse_sizes(bad)
@@ -91,9 +98,20 @@ def test_build_manifest_counts_splits_and_features(built):
         assert count[(s, "negative")] + count[(s, "noise")] == sizes[f"{s}_neg"]
         assert count[(s, "noise")] == round(0.05 * sizes[f"{s}_neg"])
     assert count[("val", "close_negative")] == count[("test", "close_negative")] == 10
-    assert count[("train", "close_negative")] == 0  # never seen in training (paper protocol)
-    close_texts = {c["text"] for c in info["close_negatives"]}
-    assert not any(r.text in close_texts for r in recs if r.split == "train")
+    # default "disjoint": a quarter of the train negative budget are close negatives, the sizes stay
+    assert info["close_negatives_in_train"] == "disjoint"
+    assert count[("train", "close_negative")] == sizes["train_close"] == 10 and sizes["train_neg"] == 30
+    # val/test close negatives are exactly the paper's Table 9 words for marvin
+    eval_words = {r.text for r in recs if r.split != "train" and r.kind == "close_negative"}
+    assert eval_words == set(TABLE9["marvin"]) == {c["text"] for c in info["close_negatives"]}
+    # train close negatives: word-disjoint from val/test, no near-homophone of a val/test word
+    train_words = {r.text for r in recs if r.split == "train" and r.kind == "close_negative"}
+    assert len(train_words) >= 5 and train_words <= {c["text"] for c in info["close_negatives_train"]}
+    assert not train_words & eval_words
+    assert not any(r.text in eval_words for r in recs if r.split == "train")
+    for t in train_words:
+        assert all(sound_distance(t, e) > 0.5 for e in eval_words), t
+    assert "[['A@vIn]]" not in train_words  # "arvin" spelled in phonemes is still "arvin"
     for r in recs:
         assert (out / r.path).is_file() and r.path == f"clips/{r.split}/{r.id}.wav"
         assert r.label == (r.kind == "positive")
@@ -272,14 +290,29 @@ def test_speech_commands_tree_gives_real_data_split_by_speaker(tmp_path, cache):
     assert "real:speech_commands" in summary.table()
 
 
-def test_close_negatives_in_train_option_is_recorded(tmp_path, cache):
+@pytest.mark.parametrize("mode", ["none", "all"])
+def test_close_negatives_in_train_none_and_all(tmp_path, cache, built, mode):
     out = tmp_path / "ds"
-    build_dataset(opts(out, cache, close_negatives_in_train=True, sizes="train_pos=4,train_neg=9,eval_each=3"))
+    small = "train_pos=4,train_neg=12,eval_each=3"
+    # "none" with the default sizes: its val/test must be the very clips of the "disjoint" build
+    summary = build_dataset(opts(out, cache, close_negatives_in_train=mode, sizes=SIZES if mode == "none" else small))
     recs = read_manifest(out / "manifest.jsonl")
     info = json.loads((out / "dataset.json").read_text())
-    assert info["close_negatives_in_train"] is True and info["close_negative_splits"] == ["train", "val", "test"]
-    assert sum(r.split == "train" and r.kind == "close_negative" for r in recs) == 3
-    assert info["sizes"]["train_neg"] == 6
+    assert info["close_negatives_in_train"] == mode
+    train_close = [r for r in recs if r.split == "train" and r.kind == "close_negative"]
+    eval_words = set(TABLE9["marvin"])
+    if mode == "none":  # the paper's protocol: no close negative in train, full generic budget
+        assert not train_close and info["close_negative_splits"] == ["val", "test"]
+        assert info["sizes"]["train_neg"] == 40 and info["close_negatives_train"] == []
+        assert not any(r.text in eval_words for r in recs if r.split == "train")
+        assert "close negatives in train: none" in summary.table()
+        for split in ("val", "test"):
+            a, b = load_split(out, split), load_split(built[0], split)
+            assert [r.to_json() for r in a.records] == [r.to_json() for r in b.records]
+            np.testing.assert_array_equal(np.asarray(a.x), np.asarray(b.x))
+    else:
+        assert len(train_close) == 3 and {r.text for r in train_close} <= eval_words
+        assert info["close_negative_splits"] == ["train", "val", "test"] and info["sizes"]["train_neg"] == 9
 
 
 def test_load_split_errors_are_clear(tmp_path, built):
@@ -300,7 +333,8 @@ def test_cli_build_in_parallel_equals_inline_build(tmp_path, cache, monkeypatch,
     assert rc == 0
     printed = capsys.readouterr().out
     assert "speakers per split" in printed and "this run:" in printed
-    inline = build_dataset(opts(tmp_path / "inline", cache, sizes=sizes, seed=5, workers=1, max_close_negatives=30))
+    inline = build_dataset(opts(tmp_path / "inline", cache, sizes=sizes, seed=5, workers=1,
+                                  max_close_negatives=BuildOptions.max_close_negatives))
     assert inline.rendered == inline.total() == 6 + 8 + 2 * 12
     assert (tmp_path / "cli" / "manifest.jsonl").read_text() == (tmp_path / "inline" / "manifest.jsonl").read_text()
     for s in ("train", "val", "test"):

@@ -120,3 +120,38 @@ def test_phrase_keywords_use_each_word_and_swap_one_word():
     assert swaps and all(len(t.split()) == 2 for t in swaps)
     assert any(t.startswith("hey ") for t in swaps) and any(t.endswith(" computer") for t in swaps)
     assert any(c.how == "phoneme_edit" for c in got)
+
+
+@needs_espeak
+def test_near_homophones_are_dropped_and_table9_is_the_eval_list():
+    # the near-homophones of "marvin" the first lists held: vowel within its class, nasal swaps
+    for t in ("[[m'A@vi:n]]", "[[m'A@vIm]]", "[[n'A@vIn]]", "[[m'A@vEn]]", "[[m'O@vIn]]"):
+        assert cf.near_homophone(t, "marvin"), t
+    # real misses stay: another consonant class, a deleted consonant, another word
+    for t in ("[[b'A@vIn]]", "[[m'A@vId]]", "arvin", "martin", "mar", "marlin"):
+        assert not cf.near_homophone(t, "marvin"), t
+    assert cf.near_homophone("marlen", "marlin") and cf.near_homophone("[['A@vIn]]", "arvin")
+    assert cf.weighted_distance(("M", "AA1", "R", "V", "IH0", "N"), ("M", "AA1", "R", "V", "IY0", "N")) == 0.25
+    for kw, table in cf.TABLE9.items():
+        sp = cf.split_close_negatives(kw)
+        assert [c.text for c in sp.eval] == table
+        train = [c.text for c in sp.train]
+        assert len(train) >= 20 and not set(train) & set(table)
+        assert not any(cf.near_homophone(t, e) for t in train for e in table + [kw])
+    assert cf.split_close_negatives("marvin") == cf.split_close_negatives("marvin")  # deterministic
+
+
+@needs_espeak
+def test_other_keywords_split_every_other_generated_word():
+    sp = cf.split_close_negatives("sheila")
+    ev, train = [c.text for c in sp.eval], [c.text for c in sp.train]
+    assert len(ev) == cf.EVAL_WORDS and not set(ev) & set(train)
+    for part in (ev, train):  # both sides get every generated kind
+        kinds = {c.how for c in sp.eval + sp.train if c.text in part}
+        assert {"subword", "dictionary", "phoneme_edit"} <= kinds
+    assert "[[S'Il@]]" in [t for t, _ in sp.dropped]  # i: -> I: same vowel class
+    assert not any(cf.near_homophone(t, e) for t in train for e in ev + ["sheila"])
+    # "none" and "disjoint" share the eval list: it does not depend on the train pool
+    assert [c.text for c in cf.split_close_negatives("sheila", pool=30).eval] == ev
+    user = cf.split_close_negatives("sheila", extra=["shelter"], replace=True)
+    assert [c.text for c in user.eval] == ["shelter"] and user.train == []

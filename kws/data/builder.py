@@ -15,8 +15,18 @@ Stages (each resumable; rerunning the same command reuses what exists):
 
 Splits are disjoint by speaker: each TTS voice family (`Voice.speaker`) and each real speaker
 belongs to exactly one split (seeded hash ranking, about 70/15/15 per engine / per real corpus
-pool), so test voices are never heard in training. Close negatives go to val/test only unless
-`close_negatives_in_train` (the paper's protocol: the detector must not have seen them).
+pool), so test voices are never heard in training.
+
+Close negatives (`kws.data.confusables.split_close_negatives`): val/test get the Table 9 words
+for marvin/forward/seven/follow (DROCC paper, Appendix E.5), else every other word of the ranked
+generated list (up to 15); near-homophones of the keyword are dropped everywhere. The train split
+gets, by `close_negatives_in_train`:
+- "disjoint" (default): the other generated words (of the first `max_close_negatives`), minus any
+  near-homophone of a val/test word, so the test words stay unheard; they take 25% of the train
+  negative budget (paper preset: 1500 generic + 500 close), so the split sizes stay as given;
+- "none": no close negatives in train (the paper's protocol);
+- "all": the val/test words themselves (25% of the budget too).
+Val/test are the same clips whichever mode is chosen (same words, voices and seeds).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from kws.data.manifest import ClipRecord
 from kws.errors import AudioError, DataError
 from kws.util import atomic_path, atomic_write_text, progress
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: Table 9 eval lists, near-homophone filter, close_negatives_in_train modes
 SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.70, 0.15, 0.15)
 KIND_KEYS = {"pos": "positive", "neg": "negative", "close": "close_negative"}
@@ -75,7 +85,7 @@ class BuildOptions:
     sizes: str | dict[str, int] | None = None  # overrides, "train_pos=1000,eval_each=600"
     seed: int = 0
     workers: int | None = None
-    close_negatives_in_train: bool = False  # default: val/test only (paper protocol)
+    close_negatives_in_train: str = "disjoint"  # none | disjoint | all (see the module doc)
     engines: list[str] | None = None  # TTS engines (default: all installed)
     tts_cache: Path | None = None  # default kws.data.tts.default_cache_dir()
     utterance_reuse: int = 2  # clips per distinct synthesized utterance (each with other augmentation)
@@ -83,7 +93,24 @@ class BuildOptions:
     real_positive_share: float = 0.5  # at most this share of positives from --positives
     real_negative_share: float = 0.5  # at most this share of negatives from --negatives
     augment: bool = True
-    max_close_negatives: int = 30
+    max_close_negatives: int = 60  # generated close-negative words considered (val/test + train)
+
+    def __post_init__(self) -> None:
+        self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
+
+
+CLOSE_MODES = ("none", "disjoint", "all")
+TRAIN_CLOSE_SHARE = 0.25  # share of the train negative budget given to close negatives
+
+
+def close_mode(value: str | bool) -> str:
+    """"none" | "disjoint" | "all"; the old boolean means "all" (True) or "none" (False)."""
+    if isinstance(value, bool):
+        return "all" if value else "none"
+    v = str(value).strip().lower()
+    if v not in CLOSE_MODES:
+        raise DataError(f"close_negatives_in_train: {value!r} is not one of {', '.join(CLOSE_MODES)}")
+    return v
 
 
 def parse_sizes(spec: str | dict[str, int] | None) -> dict[str, int]:
@@ -122,19 +149,20 @@ def parse_sizes(spec: str | dict[str, int] | None) -> dict[str, int]:
     return out
 
 
-def resolve_sizes(preset: str, sizes: str | dict[str, int] | None, close_in_train: bool) -> dict[str, int]:
+def resolve_sizes(preset: str, sizes: str | dict[str, int] | None, close_in_train: str | bool) -> dict[str, int]:
     if preset not in PRESETS:
         raise DataError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     s = dict(PRESETS[preset])
     override = parse_sizes(sizes)
     s.update(override)
-    if close_in_train and "train_close" not in override:
-        # keep the train split's "other" words (the paper's 2000): a third become close negatives
-        s["train_close"] = s["train_neg"] // 3
+    in_train = close_mode(close_in_train) != "none"
+    if in_train and "train_close" not in override:
+        # keep the train split's "other" words (the paper's 2000): a quarter become close negatives
+        s["train_close"] = int(s["train_neg"] * TRAIN_CLOSE_SHARE)
         s["train_neg"] -= s["train_close"]
-    if s["train_close"] and not close_in_train:
-        raise DataError("--sizes gives train_close but close negatives are kept out of training by default; "
-                        "also pass --close-negatives-in-train")
+    if s["train_close"] and not in_train:
+        raise DataError("--sizes gives train_close but --close-negatives-in-train is none; "
+                        "pass --close-negatives-in-train disjoint (or all)")
     return s
 
 
@@ -387,10 +415,21 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     skipped: list[tuple[str, str]] = []
     bad: set[str] = set()
 
-    close = confusables.close_negatives(keyword, extra=opts.close_negatives or (),
-                                        replace=opts.replace_close_negatives, max_words=opts.max_close_negatives)
-    close_texts = {c.text.lower() for c in close}
-    generic = words.generic_negative_words(keyword, exclude=[c.text for c in close])
+    asked_sizes = sizes
+    mode = close_mode(opts.close_negatives_in_train)
+    split_cn = confusables.split_close_negatives(keyword, extra=opts.close_negatives or (),
+                                                 replace=opts.replace_close_negatives, pool=opts.max_close_negatives)
+    close = split_cn.eval  # val/test
+    close_train = split_cn.train if mode == "disjoint" else list(close) if mode == "all" else []
+    if not close_train and sizes["train_close"]:  # nothing to put there: the budget goes back
+        sizes = dict(sizes, train_neg=sizes["train_neg"] + sizes["train_close"], train_close=0)
+    close_texts = {c.text.lower() for c in close + split_cn.train}
+    # generic negatives: never a close negative or a dropped near-homophone of the keyword, and
+    # never a near-homophone of a val/test close negative ("four" for "for"): that would leak it
+    generic = words.generic_negative_words(
+        keyword, exclude=[c.text for c in close + split_cn.train] + [t for t, _ in split_cn.dropped])
+    generic = [w for w in generic
+               if not any(confusables.near_homophone(w, c.text, use_espeak=False) for c in close)]
 
     # speakers: TTS voice families stratified by engine, real speakers pooled
     bases = tts.base_voices(opts.engines)
@@ -451,10 +490,11 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
             clips.append({"split": split, "kind": kind, "src": {"type": "tts", "group": group,
                                                                 "utt": base + j % len(kept)}})
 
-    def add_real(split: str, kind: str, n: int, cands: list[_Candidate]) -> int:
+    def add_real(split: str, kind: str, n: int, cands: list[_Candidate], texts: set[str] | None = None) -> int:
         if n <= 0:
             return 0
-        pool = [c for c in cands if c.kind == kind and real_split.get(c.speaker) == split]
+        pool = [c for c in cands if c.kind == kind and real_split.get(c.speaker) == split
+                and (texts is None or c.text.lower() in texts)]
         rng = np.random.default_rng([seed, zlib.crc32(f"real:{split}:{kind}".encode())])
         chosen = _take_valid(pool, n, rng, skipped, bad)
         for c in chosen:
@@ -462,9 +502,9 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
                           "src": {"type": "file", "path": c.path, "start": c.start}})
         return len(chosen)
 
-    close_in = {s: (s != "train" or opts.close_negatives_in_train) for s in SPLITS}
-    close_list = [c.text for c in close]
+    close_in = {s: (s != "train" or bool(close_train and sizes["train_close"])) for s in SPLITS}
     for split in SPLITS:
+        close_list = [c.text for c in (close_train if split == "train" else close)]
         n_pos, n_neg = sizes[f"{split}_pos"], sizes[f"{split}_neg"]
         n_close = sizes[f"{split}_close"] if close_in[split] else 0
         # positives: real recordings first (up to their share), synthesis for the rest
@@ -479,7 +519,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         add_tts_group(split, "negative", n_generic - got, generic, f"{split}:negative")
         # close negatives (val/test only unless asked): real corpus words that are close, then synthesis
         n_real = round(opts.real_negative_share * n_close) if neg_cands else 0
-        got = add_real(split, "close_negative", n_real, neg_cands)
+        got = add_real(split, "close_negative", n_real, neg_cands, {t.lower() for t in close_list})
         add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
 
     # stable ids: <split>-<kind>-<n> in plan order
@@ -489,9 +529,14 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         c["id"] = f"{c['split']}-{c['kind'].replace('_', '-')}-{counters[key]:05d}"
         counters[key] += 1
     return {
-        "fingerprint": _fingerprint(opts, sizes),
+        "fingerprint": _fingerprint(opts, asked_sizes),
         "keyword": keyword,
+        "sizes": sizes,
         "close_negatives": [{"text": c.text, "how": c.how, "note": c.note} for c in close],
+        "close_negatives_train": [{"text": c.text, "how": c.how, "note": c.note} for c in close_train]
+        if close_in["train"] else [],
+        "close_negatives_dropped": [list(x) for x in split_cn.dropped],
+        "close_negatives_in_train": mode,
         "close_negative_splits": [s for s in SPLITS if close_in[s]],
         "generic_words": len(generic),
         "tts_speakers": tts_speakers,
@@ -679,7 +724,7 @@ class DatasetSummary:
     sizes: dict[str, int]
     counts: dict[str, dict[str, dict[str, int]]]  # split -> kind -> source group -> clips
     speakers: dict[str, int]  # split -> distinct speakers (noise clips excluded)
-    close_negatives: list[dict[str, str]]
+    close_negatives: list[dict[str, str]]  # val/test
     close_negative_splits: list[str]
     skipped: list[tuple[str, str]]
     tts: dict[str, Any]
@@ -688,6 +733,9 @@ class DatasetSummary:
     rendered: int = 0  # clips rendered by this run (0 = everything reused)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # this run's time per stage
     shared_speakers: int = 0  # speakers found in more than one split (0 by construction; checked)
+    close_negatives_in_train: str = "none"
+    close_negatives_train: list[dict[str, str]] = field(default_factory=list)
+    close_negatives_dropped: list[list[str]] = field(default_factory=list)
 
     def total(self, split: str | None = None) -> int:
         return sum(n for s, kinds in self.counts.items() if split in (None, s)
@@ -713,8 +761,14 @@ class DatasetSummary:
         shape = ", ".join(f"{s} {tuple(v)}" for s, v in self.feature_shape.items())
         lines.append(f"features: {shape}")
         cn = ", ".join(f"{c['text']} ({c['how']})" for c in self.close_negatives)
-        where = "/".join(self.close_negative_splits) or "no split"
-        lines.append(f"close negatives ({len(self.close_negatives)}, in {where}): {cn or 'none'}")
+        lines.append(f"close negatives in val/test ({len(self.close_negatives)}): {cn or 'none'}")
+        tr = ", ".join(c["text"] for c in self.close_negatives_train)
+        how = {"none": "none (paper protocol)", "disjoint": "word-disjoint from val/test",
+               "all": "the val/test words"}[self.close_negatives_in_train]
+        lines.append(f"close negatives in train: {how}" + (f" ({len(self.close_negatives_train)}): {tr}" if tr else ""))
+        if self.close_negatives_dropped:
+            lines.append(f"dropped as near-homophones ({len(self.close_negatives_dropped)}): "
+                         + ", ".join(f"{t} ({why.split(' (')[0]})" for t, why in self.close_negatives_dropped))
         t = self.tts
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(t.get("reasons", {}).items()))
         lines.append(f"speech synthesis: {t.get('utterances', 0)} distinct utterances, "
@@ -754,7 +808,9 @@ def _summarize(plan: dict, recipes: dict, records: list[ClipRecord], opts: Build
                           counts=counts, speakers={s: len(spk[s]) for s in SPLITS},
                           close_negatives=plan["close_negatives"], close_negative_splits=plan["close_negative_splits"],
                           skipped=[tuple(x) for x in skipped], tts=recipes["tts"], feature_shape=feature_shape,
-                          shared_speakers=shared)
+                          shared_speakers=shared, close_negatives_in_train=plan["close_negatives_in_train"],
+                          close_negatives_train=plan["close_negatives_train"],
+                          close_negatives_dropped=plan["close_negatives_dropped"])
 
 
 # ---------------------------------------------------------------- the build
@@ -922,6 +978,7 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
                for s in SPLITS for c in clips if c["split"] == s]
     manifest_text = "".join(r.to_json() + "\n" for r in records)
     _write_text_if_changed(out / "manifest.jsonl", manifest_text)
+    sizes = plan.get("sizes", sizes)  # the plan may hand an unusable train_close back to train_neg
     summary = _summarize(plan, recipes, records, opts, sizes, feature_shape, skipped)
     info = {
         "format": "kws-dataset", "format_version": 1, "keyword": plan["keyword"], "seed": opts.seed,
@@ -929,7 +986,9 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
         "counts": summary.counts,
         "speakers": {s: sorted({r.speaker for r in records if r.split == s and r.kind != "noise"}) for s in SPLITS},
         "close_negatives": plan["close_negatives"], "close_negative_splits": plan["close_negative_splits"],
-        "close_negatives_in_train": opts.close_negatives_in_train, "skipped": [list(x) for x in skipped],
+        "close_negatives_in_train": plan["close_negatives_in_train"],
+        "close_negatives_train": plan["close_negatives_train"],
+        "close_negatives_dropped": plan["close_negatives_dropped"], "skipped": [list(x) for x in skipped],
         "tts": recipes["tts"], "options": fp,
     }
     _write_json_if_changed(out / "dataset.json", info)

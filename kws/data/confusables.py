@@ -17,6 +17,18 @@ Words missing from the CMU dictionary ("zorblax") get their phonemes from espeak
 
 Ranking is deterministic: user words, then Table 9, then the generated kinds interleaved
 (subword, dictionary, phoneme_edit, each in its own ranked order) until `max_words`.
+
+Near-homophones (`sound_distance`, `near_homophone`): a weighted phoneme edit distance on ARPAbet
+(CMU and/or espeak-ng's reading, the smaller distance counts). A change costs 1, except
+- an unstressed vowel for another unstressed vowel: 0.25 (reduced vowels are barely told apart:
+  "marvin"/"marveen"/"marven"),
+- a vowel for its long/short or tense/lax partner in the same vowel class (IY/IH, UW/UH, EY/EH,
+  AA/AO/AH stressed): 0.5,
+- a nasal for a nasal (m/n/ng: "narvin", "marvim") or a voicing pair (p/b, t/d, f/v, s/z...): 0.5.
+Two sounds at distance <= 0.5 are near-homophones: a listener (and a detector) may hear one as the
+other, so such a "close negative" of the keyword is dropped (it is the keyword, not a miss), and
+a training close negative that is near a val/test close negative is dropped (it would leak the test
+word into training). `split_close_negatives` applies both rules.
 """
 
 from __future__ import annotations
@@ -520,6 +532,130 @@ def close_negatives(keyword: str, extra: Iterable[str] = (), replace: bool = Fal
             break
         add(c)
     return out
+
+
+# ---------------------------------------------------------------- near-homophones and splits
+VOWEL_CLASSES = [{"IY", "IH"}, {"UW", "UH"}, {"EY", "EH"}, {"AA", "AO", "AH"}]
+NASALS = {"M", "N", "NG"}
+VOICING = [{"P", "B"}, {"T", "D"}, {"K", "G"}, {"F", "V"}, {"S", "Z"}, {"SH", "ZH"}, {"CH", "JH"}, {"TH", "DH"}]
+NEAR_HOMOPHONE = 0.5
+
+
+def _sub_cost(a: str, b: str) -> float:
+    ba, bb = _strip([a])[0], _strip([b])[0]
+    if ba == bb:
+        return 0.0
+    va, vb = ba in VOWELS, bb in VOWELS
+    if va and vb:
+        if a[-1:] in ("0", "") and b[-1:] in ("0", ""):
+            return 0.25  # both unstressed (or stress unknown)
+        return 0.5 if any(ba in c and bb in c for c in VOWEL_CLASSES) else 1.0
+    if va or vb:
+        return 1.0
+    if (ba in NASALS and bb in NASALS) or any(ba in c and bb in c for c in VOICING):
+        return 0.5
+    return 1.0
+
+
+def weighted_distance(a: Sequence[str], b: Sequence[str]) -> float:
+    """Edit distance between two ARPAbet sequences with the costs of the module doc."""
+    prev = [float(j) for j in range(len(b) + 1)]
+    for i, x in enumerate(a, 1):
+        cur = [float(i)]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + _sub_cost(x, y)))
+        prev = cur
+    return prev[-1]
+
+
+@functools.lru_cache(maxsize=8192)
+def sounds(text: str, use_espeak: bool = True) -> tuple[tuple[str, ...], ...]:
+    """The ARPAbet readings of `text` (CMU pronunciations and espeak-ng's); () when unknown."""
+    out: list[tuple[str, ...]] = []
+    if not text.startswith("[["):
+        by_word = _cmu()[0]
+        ws = _words(text)
+        if ws and all(w in by_word for w in ws):
+            if len(ws) == 1:
+                out += by_word[ws[0]]
+            else:
+                out.append(tuple(p for w in ws for p in by_word[w][0]))
+    if use_espeak:
+        tok = espeak_tokens(text)
+        if tok:
+            out.append(espeak_to_arpa(tok))
+    return tuple(dict.fromkeys(o for o in out if o))
+
+
+def sound_distance(a: str, b: str, use_espeak: bool = True) -> float:
+    """Smallest weighted distance between any readings of `a` and `b` (inf when one is unknown);
+    `use_espeak=False` reads `a` from the CMU dictionary only (fast, for long word lists)."""
+    sa, sb = sounds(a, use_espeak), sounds(b, True)
+    best = float("inf")
+    for x in sa:
+        for y in sb:
+            if abs(len(x) - len(y)) <= 1 + int(best > 1):  # a longer gap costs more than "near"
+                best = min(best, weighted_distance(x, y))
+    return best
+
+
+def near_homophone(a: str, b: str, use_espeak: bool = True) -> bool:
+    return sound_distance(a, b, use_espeak) <= NEAR_HOMOPHONE
+
+
+EVAL_WORDS = 15  # val/test close-negative words for keywords outside Table 9
+TRAIN_POOL = 60  # generated words considered for the train side
+
+
+@dataclass(frozen=True)
+class CloseNegativeSplit:
+    """Which close negatives go where: `eval` in val/test, `train` (word-disjoint from `eval`,
+    no near-homophone of an `eval` word) for the train split, `dropped` (text, reason)."""
+    eval: list[Confusable]
+    train: list[Confusable]
+    dropped: list[tuple[str, str]]
+
+
+def split_close_negatives(keyword: str, extra: Iterable[str] = (), replace: bool = False,
+                          eval_words: int = EVAL_WORDS, pool: int = TRAIN_POOL) -> CloseNegativeSplit:
+    """The paper's protocol plus word-disjoint training close negatives.
+
+    val/test (`eval`): user words (`extra`) always; then for a Table 9 keyword exactly its Table 9
+    words (DROCC paper, Appendix E.5); otherwise every other word of the ranked generated list (so
+    val/test and train each get every kind: subword, dictionary, phoneme_edit) up to `eval_words`.
+    train (`train`): the other generated words of the first `pool`, minus any near-homophone of an
+    `eval` word. Generated words that are near-homophones of the keyword are dropped everywhere.
+    The eval list does not depend on `pool`, so "none" and "disjoint" builds share val/test."""
+    kw = normalize_keyword(keyword)
+    extra = list(extra)
+    # a prefix of one long ranking: the eval words never depend on `pool`
+    ranked = close_negatives(kw, extra=extra, replace=replace, max_words=2 * max(pool, 2 * eval_words) + len(extra) + 5)
+    dropped: list[tuple[str, str]] = []
+    kept: list[Confusable] = []
+    for c in ranked:
+        if c.how in ("generated", "subword", "dictionary", "phoneme_edit") and near_homophone(c.text, kw):
+            dropped.append((c.text, f"near-homophone of {kw!r} ({c.note})"))
+        else:
+            kept.append(c)
+    user = [c for c in kept if c.how == "user"]
+    table = [c for c in kept if c.how == "table9"]
+    gen_all = [c for c in kept if c.how not in ("user", "table9")]
+    gen = gen_all[:pool]
+    if replace:
+        return CloseNegativeSplit(user, [], dropped)
+    if table:
+        ev, rest = user + table, gen
+    else:
+        picked = gen_all[0::2][:eval_words]
+        ev, rest = user + picked, [c for c in gen if c not in picked]
+    train = []
+    for c in rest:
+        near = next((e.text for e in ev if near_homophone(c.text, e.text)), None)
+        if near is not None:
+            dropped.append((c.text, f"near-homophone of val/test word {near!r}"))
+        else:
+            train.append(c)
+    return CloseNegativeSplit(ev, train, dropped)
 
 
 def summary(items: Sequence[Confusable]) -> str:
