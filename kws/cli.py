@@ -175,8 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replace-close-negatives", action="store_true",
                    help="use only the --close-negatives given instead of adding them to the generated list")
     s.add_argument("--sizes", default=None, help="override sizes, e.g. train_pos=1000,train_neg=2000,eval_each=600")
-    s.add_argument("--close-negatives-in-train", action="store_true",
-                   help="also put close negatives in the training split (default: val/test only, as in the paper)")
+    s.add_argument("--close-negatives-in-train", nargs="?", const="all", default="disjoint",
+                   choices=["none", "disjoint", "all"],
+                   help="close negatives in the training split: disjoint (default: generated words that are "
+                        "never in val/test), none (the paper's protocol), all (the val/test words too; the "
+                        "flag alone means all)")
     s.add_argument("--engine", action="append", default=None,
                    help="speech-synthesis engine to use (espeak-ng, flite, festival); repeatable; default all installed")
     _common_args(s)
