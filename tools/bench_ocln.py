@@ -41,8 +41,8 @@ PAPER = {
 }
 
 
-def run_key(keyword: str, method: str, model: str, seed: int) -> str:
-    return f"{keyword}/{method}/{model}/seed{seed}"
+def run_key(keyword: str, method: str, model: str, seed: int, tag: str = "") -> str:
+    return f"{keyword}/{method}{tag}/{model}/seed{seed}"
 
 
 def load_results(path: Path) -> dict:
@@ -84,7 +84,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
     corpus = ("Speech Commands tree " + str(args.speech_commands)) if args.speech_commands else \
         "synthesized by the dataset builder (TTS positives, negatives and close negatives; no real speech)"
     lines = [
-        "## OCLN wake-word experiment (paper Section 5.2)",
+        "## OCLN wake-word experiment (paper Section 5.2)" + (f" — variant `{args.tag}` {args.train_hparams}" if args.tag else ""),
         "",
         f"Corpus: {corpus}; preset `{args.preset}`; epochs {args.epochs or 'default'}; "
         f"recall on the TEST split at the threshold giving 3% / 5% FPR over its negatives (generic + close), "
@@ -96,13 +96,13 @@ def report(results: dict, args: argparse.Namespace) -> str:
     for kw in args.keywords:
         for method in args.methods:
             for model in args.models:
-                rs = [runs[k] for k in (run_key(kw, method, model, s) for s in range(args.seeds)) if k in runs]
+                rs = [runs[k] for k in (run_key(kw, method, model, s, args.tag) for s in range(args.seeds)) if k in runs]
                 if not rs:
                     continue
                 paper = PAPER.get(method, {}).get(kw)
                 paper_s = f"{paper[0]} / {paper[1]} (LSTM)" if paper else "-"
                 lines.append(
-                    f"| {kw} | {method} | {model} | {len(rs)} | {mean_std([r['test_recall_0.03'] for r in rs])} | "
+                    f"| {kw} | {method}{args.tag} | {model} | {len(rs)} | {mean_std([r['test_recall_0.03'] for r in rs])} | "
                     f"{mean_std([r['test_recall_0.05'] for r in rs])} | "
                     f"{mean_std([r['test_close_fpr_0.03'] or 0.0 for r in rs])} | "
                     f"{np.mean([r['test_auc'] for r in rs]):.3f} | {paper_s} | "
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true", help="do not rewrite the BENCHMARKS.md section")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    p.add_argument("--tag", default="", help="suffix for run folders/keys of a variant, e.g. -gradient")
+    p.add_argument("--train-hparams", default="{}", help='JSON overrides of TrainHparams, e.g. {"lf_metric": "gradient"}')
+    p.add_argument("--section", default="ocln", help="BENCHMARKS.md section to rewrite")
     p.add_argument("--note", action="append", default=[], help="a line to add under the table (repeatable)")
     args = p.parse_args(argv)
 
@@ -136,14 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     res_path = Path(args.results) if args.results else workdir / "results.json"
     results = load_results(res_path)
-    settings = {"preset": args.preset, "epochs": args.epochs, "hidden": args.hidden,
+    train_hp = json.loads(args.train_hparams)
+    settings = {"preset": args.preset, "epochs": args.epochs, "hidden": args.hidden, **({"train_hparams": train_hp} if train_hp else {}),
                 "speech_commands": str(args.speech_commands) if args.speech_commands else None}
     for kw in args.keywords:
         data = None
         for method in args.methods:
             for model in args.models:
                 for seed in range(args.seeds):
-                    key = run_key(kw, method, model, seed)
+                    key = run_key(kw, method, model, seed, args.tag)
                     if args.report_only or (key in results["runs"]
                                             and results["runs"][key].get("settings") == settings):
                         continue
@@ -151,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     tag = key.replace("/", "-")
                     r = train_keyword(TrainOptions(keyword=kw, data=data, method=method, model=model,
                                                    epochs=args.epochs, hidden=args.hidden, seed=seed,
+                                                   train_hparams=train_hp,
                                                    run_dir=workdir / "runs" / tag,
                                                    out=workdir / "bundles" / f"{tag}.kws", desc=tag))
                     results["runs"][key] = {**r.summary(), "settings": settings}
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         from tools.report import update_section
 
-        update_section("ocln", md)
+        update_section(args.section, md)
     return 0
 
 
