@@ -65,6 +65,10 @@ def build_data(keyword: str, args: argparse.Namespace, workdir: Path) -> Path:
         negatives = [sc]
         if (sc / keyword).is_dir():
             positives = [sc / keyword]
+    if (out / "dataset.json").exists() and args.reuse_data:
+        # finished earlier (dataset.json is written last); a newer builder may refuse its options
+        print(f"dataset {out} reused as built", flush=True)
+        return out
     t0 = time.time()
     summary = build_dataset(BuildOptions(keyword=keyword, out=out, preset=args.preset, positives=positives,
                                          negatives=negatives, seed=0, workers=args.workers))
@@ -128,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true", help="do not rewrite the BENCHMARKS.md section")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    p.add_argument("--rebuild-data", dest="reuse_data", action="store_false",
+                   help="run the dataset builder even when a finished dataset folder exists")
     p.add_argument("--tag", default="", help="suffix for run folders/keys of a variant, e.g. -gradient")
     p.add_argument("--train-hparams", default="{}", help='JSON overrides of TrainHparams, e.g. {"lf_metric": "gradient"}')
     p.add_argument("--section", default="ocln", help="BENCHMARKS.md section to rewrite")

@@ -92,8 +92,9 @@ def run_keyword(keyword: str, args: argparse.Namespace, workdir: Path) -> dict:
     else:
         negatives, variant = [link_tree(halves["A"], workdir / "sc_half_A" / keyword)], ""
     data = workdir / "data" / f"{keyword}-{args.preset}{variant}"
-    build_dataset(BuildOptions(keyword=keyword, out=data, preset=args.preset, negatives=negatives, seed=0,
-                               workers=args.workers))
+    if not (data / "dataset.json").exists():  # finished datasets are reused as built
+        build_dataset(BuildOptions(keyword=keyword, out=data, preset=args.preset, negatives=negatives, seed=0,
+                                   workers=args.workers))
     out: dict = {}
     for method in args.methods:
         tag = f"{keyword}-{method}-{args.model}{variant}" + (f"-seed{args.seed}" if args.seed else "")
