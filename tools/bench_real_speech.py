@@ -147,6 +147,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
                          f"{100 * (r['close_fpr_0.03'] or 0):.1f}% | {r['auc']:.3f} | "
                          f"{100 * r['calibrated_recall_0.03']:.1f}% / {100 * r['calibrated_fpr_0.03']:.1f}% | "
                          f"{100 * r['synth_test_recall_0.03']:.1f}% |")
+    lines += [""] + [f"- {n}" for n in getattr(args, "note", [])]
     return "\n".join(lines)
 
 
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="runs/bench/real_speech")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report results.json")
+    p.add_argument("--note", action="append", default=[], help="a line under the table (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="training seed (the dataset is the same)")
     p.add_argument("--synthetic-only", action="store_true",
                    help="train without the real half-A negatives (everything in training synthesized)")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir)
     res_path = workdir / "results.json"
     results = json.loads(res_path.read_text()) if res_path.exists() else {}
-    for kw in args.keywords:
+    for kw in ([] if args.report_only else args.keywords):
         name = kw + (" (synthetic-only training)" if args.synthetic_only else "") + (f" seed {args.seed}" if args.seed else "")
         results[name] = run_keyword(kw, args, workdir)  # each training run resumes from its checkpoints
         atomic_write_text(res_path, json.dumps(results, indent=1) + "\n")
