@@ -462,7 +462,11 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
     from report import update_section
 
     def pct(v):
-        return "n/a (never that few FA)" if v[0] is None else f"{100 * v[0]:.1f}% (threshold {v[1]:.3f})"
+        if v[0] is None:
+            return "n/a"
+        if v[0] >= 1.0:
+            return "100% (no threshold detects any keyword at this FA rate)"
+        return f"{100 * v[0]:.1f}% (threshold {v[1]:.3f})"
 
     lines = [
         "## Streaming detection: false accepts per hour, false rejects, cost",
