@@ -382,3 +382,15 @@ def test_write_clip_holds_the_samples_save_wav_writes(tmp_path, speechlike):
     save_wav(tmp_path / "b.wav", x)
     assert (tmp_path / "a.wav").stat().st_size == B.CLIP_BYTES
     np.testing.assert_array_equal(load_audio(tmp_path / "a.wav"), load_audio(tmp_path / "b.wav"))
+
+
+def test_cli_close_negatives_in_train_choices():
+    from kws.cli import build_parser
+
+    p = build_parser()
+    base = ["data", "build", "--keyword", "marvin", "--out", "x"]
+    assert p.parse_args(base).close_negatives_in_train == "disjoint"  # the product default
+    assert p.parse_args(base + ["--close-negatives-in-train"]).close_negatives_in_train == "all"  # old flag
+    assert p.parse_args(base + ["--close-negatives-in-train", "none"]).close_negatives_in_train == "none"
+    with pytest.raises(SystemExit):
+        p.parse_args(base + ["--close-negatives-in-train", "some"])
