@@ -22,18 +22,9 @@ def export_bundle(bundle_path: str | Path, fmt: str = "onnx", out: str | Path = 
         return export_onnx(bundle_path, out, int8=int8, data_dir=str(data_dir) if data_dir else None)
     if fmt == "c":
         try:
-            import firmware_export
-            generate = firmware_export.generate
-        except (ImportError, AttributeError):
-            raise ExportError("the C library generator (firmware_export.generate) is not available in this "
-                              "installation of kws; export --format onnx instead") from None
-        from kws.bundle import load_bundle
-
-        bundle = load_bundle(bundle_path)
-        import inspect
-
-        # calibration data goes through when the generator accepts it (it quantizes via kws.quantize)
-        if data_dir is not None and "data_dir" in inspect.signature(generate).parameters:
-            return generate(bundle, out, data_dir=data_dir)
-        return generate(bundle, out)
+            from firmware_export import generate
+        except ImportError:
+            raise ExportError("the C library generator (firmware_export) is not installed with this copy of kws; "
+                              "export --format onnx instead") from None
+        return generate(bundle_path, out, data_dir=data_dir)
     raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
