@@ -80,7 +80,9 @@ def listen_while_playing(env: dict, bundle: Path, wav: Path | None, args: list[s
         time.sleep(lead)
         t_play = time.time()
         subprocess.run(["paplay", str(wav)], env=env, check=True, timeout=30)
-    out, _ = proc.communicate(timeout=duration + 30)
+    # stderr belongs to the reader thread alone (communicate() would race it for the summary line)
+    proc.wait(timeout=duration + 30)
+    out = proc.stdout.read()
     t.join(timeout=5)
     dets = []
     for line in out.splitlines():
