@@ -141,16 +141,50 @@ def to_float32(chunk: np.ndarray) -> np.ndarray:
     return f
 
 
-def fit_to_window(x: np.ndarray, n_samples: int = SAMPLE_RATE) -> np.ndarray:
+def trim_silence(x: np.ndarray, top_db: float = 40.0, frame: int = SAMPLE_RATE // 100) -> np.ndarray:
+    """The stretch from the first to the last 10 ms frame whose mean power is within `top_db` of the
+    loudest frame (leading/trailing near-silence removed); an all-zero clip is returned unchanged."""
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0] // frame
+    if n == 0:
+        return x.copy()
+    p = np.mean(np.square(x[:n * frame].reshape(n, frame), dtype=np.float64), axis=1)
+    if p.max() <= 0:
+        return x.copy()
+    on = np.flatnonzero(p >= p.max() * 10.0 ** (-top_db / 10.0))
+    return x[on[0] * frame:min(x.shape[0], (on[-1] + 1) * frame)].copy()
+
+
+def fit_to_window(x: np.ndarray, n_samples: int = SAMPLE_RATE, align: str = "center",
+                  tail_samples: int = 0) -> np.ndarray:
     """Make a clip exactly `n_samples` long (the documented rule for clips vs the model window).
 
-    Shorter: zero-pad symmetrically so the clip is centred (the odd extra zero goes at the end).
-    Longer: keep the `n_samples` stretch with the largest energy sum(x**2), candidates every 10 ms
-    (160 samples) plus the stretch ending at the last sample; ties go to the earliest.
+    align="center" (the documented default rule): shorter: zero-pad symmetrically so the clip is
+    centred (the odd extra zero goes at the end). Longer: keep the `n_samples` stretch with the
+    largest energy sum(x**2), candidates every 10 ms (160 samples) plus the stretch ending at the
+    last sample; ties go to the earliest.
+
+    align="end": trim leading/trailing near-silence (`trim_silence`), keep the loudest
+    `n_samples - tail_samples` stretch if still longer (same rule as above), and place the sound so it
+    ends `tail_samples` before the window end (zeros before and after). The streaming detector
+    scores a window every 100 ms, so a window ending just after the word is always among those
+    scored; a recurrent model reads its last state, which then still remembers the word.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"expected 1-D audio, got shape {x.shape}")
+    if align == "end":
+        if not 0 <= tail_samples < n_samples:
+            raise ValueError(f"tail_samples must be in [0, {n_samples}), got {tail_samples}")
+        body = n_samples - int(tail_samples)
+        y = trim_silence(x)
+        if y.shape[0] > body:
+            y = fit_to_window(y, body)
+        out = np.zeros(n_samples, dtype=np.float32)
+        out[body - y.shape[0]:body] = y
+        return out
+    if align != "center":
+        raise ValueError(f"align must be 'center' or 'end', got {align!r}")
     n = x.shape[0]
     if n == n_samples:
         return x.copy()

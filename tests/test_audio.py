@@ -267,6 +267,31 @@ def test_fit_long_clip_end_candidate_and_exact():
     np.testing.assert_array_equal(fit_to_window(z, 16000), z)
 
 
+def test_fit_end_aligned_trims_and_ends_before_tail(rng):
+    x = np.zeros(12000, dtype=np.float32)
+    x[3000:8000] = 0.3 * rng.standard_normal(5000).astype(np.float32)  # 0.31 s of sound in silence
+    y = fit_to_window(x, 16000, align="end", tail_samples=1600)
+    assert y.shape == (16000,) and y.dtype == np.float32
+    nz = np.flatnonzero(y)
+    # leading/trailing silence trimmed (10 ms grid): the sound ends exactly at 16000 - 1600
+    assert nz[-1] == 14399 and y[14400:].sum() == 0
+    np.testing.assert_array_equal(y[nz[0]:nz[-1] + 1], x[3000:8000])
+    # a sound longer than the window minus the tail keeps its loudest stretch, still ending there
+    long = 0.01 * rng.standard_normal(40000).astype(np.float32)
+    long[20000:26000] += 0.5
+    z = fit_to_window(long, 16000, align="end", tail_samples=4000)
+    assert z[12000:].sum() == 0 and np.all(z[:12000] != 0)
+    i = int(np.flatnonzero(long == z[0])[0])
+    np.testing.assert_array_equal(z[:12000], long[i:i + 12000])
+    assert i <= 20000 and i + 12000 >= 26000
+    # the documented centring rule stays the default
+    np.testing.assert_array_equal(fit_to_window(x, 16000), fit_to_window(x, 16000, align="center"))
+    with pytest.raises(ValueError, match="align"):
+        fit_to_window(x, 16000, align="left")
+    with pytest.raises(ValueError, match="tail_samples"):
+        fit_to_window(x, 16000, align="end", tail_samples=16000)
+
+
 # --- save_wav -------------------------------------------------------------------------------------
 
 def test_save_wav_roundtrip_and_atomic(tmp_path):

@@ -152,3 +152,24 @@ def test_noise_segment_uses_given_clips_or_generates(rng):
     assert seg.size == 16000 and set(np.round(seg, 5)) <= set(np.round(clip, 5))
     gen = Augmenter(noise=[], seed=0).noise_segment(16000, rng)
     assert gen.size == 16000 and abs(gen.std() - 1.0) < 0.05
+
+
+def test_place_puts_a_length_changed_clip_back_end_aligned(rng):
+    from kws.audio import fit_to_window
+
+    x = np.zeros(16000, dtype=np.float32)
+    x[9000:14000] = 0.3 * rng.standard_normal(5000).astype(np.float32)  # ends 0.125 s before the end
+    cfg = AugmentConfig.none()
+    slow = Augmenter(seed=0, config=AugmentConfig(**{**cfg.__dict__, "p_speed": 1.0, "speed": (0.9, 0.9)}))
+
+    def place(y):
+        return fit_to_window(y, 16000, align="end", tail_samples=2000)
+
+    y = slow.apply(x, np.random.default_rng(1), place=place)
+    assert y.shape == (16000,)
+    nz = np.flatnonzero(np.abs(y) > 1e-3)
+    # slowed to ~5555 samples of sound, still ending within 10 ms of 16000 - 2000
+    assert 13840 <= nz[-1] < 14000 and 5200 < nz[-1] - nz[0] < 5700
+    # without `place` the default centring rule applies
+    c = slow.apply(x, np.random.default_rng(1))
+    assert np.flatnonzero(np.abs(c) > 1e-3)[-1] > 14500

@@ -394,3 +394,35 @@ def test_cli_close_negatives_in_train_choices():
     assert p.parse_args(base + ["--close-negatives-in-train", "none"]).close_negatives_in_train == "none"
     with pytest.raises(SystemExit):
         p.parse_args(base + ["--close-negatives-in-train", "some"])
+
+
+def test_clips_centred_by_default_or_end_aligned(built, cache):
+    """align="center" (default) centres the utterance; align="end" ends it 0.05-0.3 s before the
+    window end, for every kind alike (position is no cue). Only an end-aligned build changes the
+    options fingerprint, so centred folders of before stay valid."""
+    from kws.data import tts
+
+    out, _ = built
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["align"] == "center" and "align" not in info["options"]
+    end_opts = opts(out, cache, align="end")
+    assert B._fingerprint(end_opts, {})["align"] == "end"
+    with pytest.raises(DataError, match="other options.*align"):
+        build_dataset(end_opts)
+    with pytest.raises(DataError, match="align"):
+        BuildOptions(keyword="marvin", out=Path("x"), align="left")
+    voice = B._voice_dict(tts.base_voices(["espeak-ng"])[0])
+    ends = {}
+    for align in ("end", "center"):
+        B._init_worker({"seed": 0, "augment": False, "align": align, "cache_dir": str(cache), "noise": False,
+                        "augmenter": None})
+        for text in ("marvin", "market", "ok"):
+            x = B._render_one({"id": f"train-positive-{text}", "src": {"type": "tts", "text": text, "voice": voice}})
+            loud = np.flatnonzero(np.abs(x) > 0.01 * np.abs(x).max())
+            ends[align, text] = (loud[0], loud[-1])
+    for text in ("marvin", "market", "ok"):
+        first, last = ends["end", text]
+        assert 16000 - 0.3 * 16000 - 160 <= last <= 16000 - 0.05 * 16000, (text, last)
+        c_first, c_last = ends["center", text]
+        assert abs((c_first + c_last) / 2 - 8000) < 1600  # centred (synthesis keeps a little silence)
+    B._init_worker({})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kws.models import build_model, normalize_hparams, weight_shapes
+from kws.models import build_model, fastgrnn, normalize_hparams, weight_shapes
 from kws.models.reference import ReferenceModel
 from kws.models.sparsity import IHTSchedule, sparsity_stage
 
@@ -139,6 +139,12 @@ def test_fastgrnn_init_and_names():
     m = build_model("fastgrnn", 32)
     assert m.hparams == {"hidden": 32, "w_rank": None, "u_rank": None, "nonlinearity": "standard"}
     assert m.zeta.item() == 1.0 and m.nu.item() == -4.0
+    # update-gate bias: long memory at the start (a word must survive ~0.3 s to the window end)
+    assert torch.all(m.b_z == fastgrnn.BZ_INIT) and torch.all(m.b_h == 1.0)
+    assert torch.all(build_model("fastgrnn", 32, bz_init=1.0).b_z == 1.0)
+    lstm = build_model("lstm", 32, hidden=8)
+    forget = lstm.lstm.bias_ih_l0[8:16] + lstm.lstm.bias_hh_l0[8:16]
+    assert torch.allclose(forget, torch.ones(8)) and "bz_init" not in m.hparams
     assert {k: tuple(v.shape) for k, v in m.state_dict().items()} == weight_shapes("fastgrnn", 32, m.hparams)
     lr = build_model("fastgrnn", 32, hidden=16, w_rank=4, u_rank=6)
     assert set(lr.state_dict()) == {"W1", "W2", "U1", "U2", "b_z", "b_h", "zeta", "nu", "head.weight", "head.bias"}

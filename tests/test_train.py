@@ -205,9 +205,28 @@ def test_tiny_model_learns_separable_toy_problem(method, tmp_path):
         assert all(h["adv"] > 0 for h in res.history[2:]) and all(h["adv"] == 0 for h in res.history[:2])
 
 
+def test_spec_mask_masks_one_span_and_band_per_example():
+    from kws.train.trainer import spec_mask
+
+    x = torch.ones(64, 20, 8)
+    y = spec_mask(x, 5, 3, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and torch.equal(spec_mask(x, 0, 0, torch.Generator()), x)
+    for i in range(64):
+        zero_t = (y[i] == 0).all(dim=1)  # frames masked across every coefficient
+        zero_f = (y[i] == 0).all(dim=0)
+        for z, width in ((zero_t, 5), (zero_f, 3)):
+            idx = torch.nonzero(z).ravel()
+            assert len(idx) <= width and (len(idx) == 0 or idx[-1] - idx[0] + 1 == len(idx))  # one span
+    widths = {int((y[i] == 0).all(dim=1).sum()) for i in range(64)}
+    assert widths == set(range(6))  # 0..time_mask frames
+    with pytest.raises(ValueError, match="time_mask"):
+        TrainHparams(time_mask=-1)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     train, val = toy_split(64, 64, 3), toy_split(40, 40, 4)
-    hp = dict(TOY_HP, warmup_epochs=1, select_after_warmup=False)
+    # masking comes from the epoch's seed, so a resumed run is identical
+    hp = dict(TOY_HP, warmup_epochs=1, select_after_warmup=False, time_mask=1, freq_mask=1)
 
     def run(run_dir, epochs):
         torch.manual_seed(7)

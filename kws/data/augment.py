@@ -237,7 +237,10 @@ class Augmenter:
         start = int(rng.integers(0, clip.size - n + 1))
         return clip[start:start + n].astype(np.float32)
 
-    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def apply(self, x: np.ndarray, rng: np.random.Generator, place=None) -> np.ndarray:
+        """`place(y) -> n samples`: how a clip whose length speed/pitch/reverb changed is put back
+        into the window (default `fit_to_window(y, n)`, centring; the builder passes its end
+        alignment so the word keeps its place)."""
         from kws.audio import fit_to_window
 
         c = self.config
@@ -252,7 +255,7 @@ class Augmenter:
             bank = self.rir_bank()
             y = reverberate(y, bank[int(rng.integers(len(bank)))])
         if y.size != n:
-            y = fit_to_window(y, n)
+            y = fit_to_window(y, n) if place is None else place(y)
         if rng.random() < c.p_shift:
             m = int(c.max_shift_seconds * SAMPLE_RATE)
             y = shift(y, int(rng.integers(-m, m + 1)))

@@ -28,6 +28,13 @@ class RecurrentKws(KwsModel):
         cls = nn.LSTM if kind == "lstm" else nn.GRU
         # The attribute name is the kind so state_dict keys read "lstm.weight_ih_l0" / "gru...".
         setattr(self, kind, cls(self.n_features, h, num_layers=1, batch_first=True))
+        if kind == "lstm":
+            # forget-gate bias 1 (Jozefowicz et al. 2015): the cell keeps what it saw instead of
+            # halving it every frame at the start of training; PyTorch orders gates i, f, g, o and
+            # adds bias_ih + bias_hh, so each forget slice is set to 0.5
+            with torch.no_grad():
+                self.lstm.bias_ih_l0[h:2 * h].fill_(0.5)
+                self.lstm.bias_hh_l0[h:2 * h].fill_(0.5)
         self.head = nn.Linear(h, 1)
 
     @property

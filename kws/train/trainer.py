@@ -78,6 +78,12 @@ class TrainHparams:
     patience: int = 10
     select_after_warmup: bool = True
     sparsity: float = 1.0
+    time_mask: int = 0
+    freq_mask: int = 0
+
+    def __post_init__(self) -> None:
+        if self.time_mask < 0 or self.freq_mask < 0:
+            raise ValueError("time_mask and freq_mask must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,6 +125,22 @@ class FitResult:
     stopped_early: bool = False
     curve: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def spec_mask(x: torch.Tensor, time_mask: int, freq_mask: int, gen: torch.Generator) -> torch.Tensor:
+    """SpecAugment-style masking of a normalized batch [B, T, F]: per example one span of
+    0..time_mask frames and one band of 0..freq_mask coefficients set to 0 (the training mean)."""
+    b, t, f = x.shape
+    keep = torch.ones(b, t, f, dtype=torch.bool)
+    for width, size, dim in ((time_mask, t, 1), (freq_mask, f, 2)):
+        if width <= 0:
+            continue
+        w = torch.randint(0, width + 1, (b,), generator=gen)
+        start = (torch.rand(b, generator=gen) * (size - w + 1).float()).long()
+        pos = torch.arange(size)
+        m = (pos[None, :] >= start[:, None]) & (pos[None, :] < (start + w)[:, None])  # [B, size]
+        keep &= ~(m[:, :, None] if dim == 1 else m[:, None, :])
+    return x * keep
 
 
 # ---------------------------------------------------------------- scoring
@@ -346,7 +368,10 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0}
         for bi in range(n_batches):
             idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
-            loss, parts = method_loss(method, model, x_tr_t[idx], y_tr_t[idx], adversarial=adversarial,
+            xb = x_tr_t[idx]
+            if hp.time_mask or hp.freq_mask:
+                xb = spec_mask(xb, hp.time_mask, hp.freq_mask, gen)
+            loss, parts = method_loss(method, model, xb, y_tr_t[idx], adversarial=adversarial,
                                       radius=hp.radius, gamma=hp.gamma, mu=hp.mu, steps=hp.ascent_steps,
                                       step_size=hp.ascent_step_size, weights=weights, generator=gen)
             opt.zero_grad(set_to_none=True)
