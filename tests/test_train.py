@@ -221,12 +221,34 @@ def test_spec_mask_masks_one_span_and_band_per_example():
     assert widths == set(range(6))  # 0..time_mask frames
     with pytest.raises(ValueError, match="time_mask"):
         TrainHparams(time_mask=-1)
+    with pytest.raises(ValueError, match="ema"):
+        TrainHparams(ema=1.0)
+
+
+def test_weight_average_is_what_is_validated_and_returned(tmp_path):
+    train, val = toy_split(120, 120, 0), toy_split(60, 60, 1)
+    torch.manual_seed(0)
+    model = TinyNet(4, 3)
+    first = {k: v.clone() for k, v in model.state_dict().items()}
+    res = fit(model, train, val, "bce", TrainHparams(**dict(TOY_HP, ema=0.9, epochs=3)), tmp_path, seed=0)
+    from kws.train.trainer import _load_checkpoint
+
+    groups, state = _load_checkpoint(tmp_path / CHECKPOINT)
+    raw, ema = groups["model"], groups["ema"]
+    assert set(ema) == set(first) and any(not torch.equal(raw[k], ema[k]) for k in raw)
+    # the returned model holds averaged weights (the best epoch's average), not the last raw ones
+    got = res.model.state_dict()
+    assert any(not torch.equal(got[k], raw[k]) for k in raw)
+    if res.best_epoch == 3:
+        assert all(torch.equal(got[k], ema[k]) for k in ema)
+    assert res.best["val_recall_3"] > 0.8
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     train, val = toy_split(64, 64, 3), toy_split(40, 40, 4)
-    # masking comes from the epoch's seed, so a resumed run is identical
-    hp = dict(TOY_HP, warmup_epochs=1, select_after_warmup=False, time_mask=1, freq_mask=1)
+    # masking comes from the epoch's seed and the weight average is checkpointed, so a resumed
+    # run is identical
+    hp = dict(TOY_HP, warmup_epochs=1, select_after_warmup=False, time_mask=1, freq_mask=1, ema=0.9)
 
     def run(run_dir, epochs):
         torch.manual_seed(7)
