@@ -1,7 +1,7 @@
 """`make demo`: text to device for "marvin" in one go.
 
 1. build a speaker-disjoint dataset from speech synthesis (paper preset),
-2. train a DROCC-LF FastGRNN and print its test table,
+2. train a FastGRNN with `kws train`'s defaults and print its validation/test table,
 3. export int8 ONNX and the C library (host-verified, Cortex-M sized),
 4. run the streaming detector on a demo recording made of held-out voices.
 
@@ -34,9 +34,10 @@ def run_demo(workdir: Path, quick: bool = False) -> int:
     summary = build_dataset(BuildOptions(keyword=KEYWORD, out=data_dir, preset="small" if quick else "paper"))
     print(summary.table())
 
-    _banner("2/4 training DROCC-LF FastGRNN (validation picks the model; test is reported)")
-    result = train_keyword(TrainOptions(keyword=KEYWORD, data=data_dir, out=bundle,
-                                        run_dir=workdir / "run", epochs=3 if quick else None))
+    opts = TrainOptions(keyword=KEYWORD, data=data_dir, out=bundle, run_dir=workdir / "run",
+                        epochs=3 if quick else None)
+    _banner(f"2/4 training a {opts.model} detector ({opts.method}; validation picks the model, test is reported)")
+    result = train_keyword(opts)
     print(result.table())
 
     _banner("3/4 export: int8 ONNX and the C library")
