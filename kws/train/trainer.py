@@ -60,6 +60,8 @@ class TrainHparams:
         adversarial term (otherwise a CE-only warm-up epoch could be "DROCC's" model).
     sparsity: FastGRNN kept fraction of W and U; < 1 runs the three-stage schedule (dense, IHT,
         retrain on a fixed support), each a third of the epochs.
+    time_mask, freq_mask: SpecAugment-style masking of each training batch (`spec_mask`; 0 = off;
+        kws.train.api turns it on for FastGRNN). ema: weight averaging per step (0 = off).
     """
 
     epochs: int = 40
