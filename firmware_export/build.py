@@ -41,7 +41,7 @@ def _check(p: subprocess.CompletedProcess, what: str, cwd: Path) -> None:
 
 def host_build(out: Path, cc: str = "gcc", extra: list[str] | None = None, name: str = "harness") -> Path:
     """Build the host harness: gcc -O2 -Wall -Wextra -Werror -std=c99. Returns the executable."""
-    out = Path(out)
+    out = Path(out).resolve()
     (out / "build").mkdir(exist_ok=True)
     exe = out / "build" / name
     cmd = [cc, *HOST_FLAGS, *(extra or []), "-o", str(exe), *LIB_SRC, *HARNESS_SRC, "harness/host_main.c"]
@@ -56,7 +56,7 @@ def run_harness(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> tuple[bo
 
 
 def arm_build_objects(out: Path) -> list[Path]:
-    out = Path(out)
+    out = Path(out).resolve()
     (out / "build").mkdir(exist_ok=True)
     objs = []
     for src in LIB_SRC:
@@ -100,7 +100,7 @@ def _sections(obj: Path, cwd: Path) -> dict[str, int]:
 def arm_size(out: Path) -> ArmSize:
     """Cortex-M4 sizes of the library: flash = text + rodata (+ data init), RAM = data + bss +
     kws_state_t + stack (sum of all the library's stack frames: an upper bound on the deepest chain)."""
-    out = Path(out)
+    out = Path(out).resolve()
     objs = arm_build_objects(out)
     tot = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
     by_file = {}
@@ -132,7 +132,7 @@ def arm_size(out: Path) -> ArmSize:
 
 
 def qemu_build(out: Path) -> Path:
-    out = Path(out)
+    out = Path(out).resolve()
     (out / "build").mkdir(exist_ok=True)
     elf = out / "build" / "harness_m4.elf"
     cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, "-nostdlib", "-static", "-Wl,--gc-sections", "-e", "_start",
@@ -143,7 +143,7 @@ def qemu_build(out: Path) -> Path:
 
 def example_build(out: Path) -> Path:
     """Compile examples/main.c for Cortex-M4 (-c: no board to link against)."""
-    out = Path(out)
+    out = Path(out).resolve()
     (out / "build").mkdir(exist_ok=True)
     obj = out / "build" / "example_main.m4.o"
     _check(_run(["arm-none-eabi-gcc", *ARM_FLAGS, "-c", "examples/main.c", "-o", str(obj)], out),
@@ -154,7 +154,7 @@ def example_build(out: Path) -> Path:
 def verify_all(out: Path) -> list[str]:
     """Host harness (must pass), Cortex-M4 sizes, the example, and the Thumb harness under qemu;
     returns summary lines, each saying what ran or why it was skipped."""
-    out = Path(out)
+    out = Path(out).resolve()
     lines = []
     if have("gcc"):
         ok, text = run_harness([str(host_build(out))], out)

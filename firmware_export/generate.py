@@ -329,7 +329,7 @@ def generate(bundle_path: str | Path | Any, out_dir: str | Path, *, data_dir: st
     if bundle.model_kind != "fastgrnn":
         raise ExportError(f"{bundle.path}: the C library supports FastGRNN bundles only; this one is "
                           f"{bundle.model_kind} (export it with --format onnx instead)")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # the build runs with cwd=out: relative paths would point elsewhere
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder; choose another --out")
     fc = bundle.feature_config

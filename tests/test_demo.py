@@ -4,6 +4,7 @@ all run and leave their artifacts; a rerun resumes instead of redoing the work."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,11 +12,14 @@ from kws.demo import KEYWORD, run_demo
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
-    assert run_demo(tmp_path, quick=True) == 0
+def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # a relative work folder, as `make demo` uses (the C build runs elsewhere)
+    work = Path("demo")
+    assert run_demo(work, quick=True) == 0
     out = capsys.readouterr().out
     for step in ("1/4", "2/4", "3/4", "4/4"):
         assert step in out
+    tmp_path = tmp_path / work
     bundle = tmp_path / f"{KEYWORD}.kws"
     assert bundle.is_file()
     assert (tmp_path / "onnx" / "model_window_int8.onnx").is_file()
@@ -25,5 +29,5 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert (tmp_path / "demo_stream.wav").is_file() and "detections of 'marvin'" in out
 
     clips = sorted(p.stat().st_mtime_ns for p in (tmp_path / "data" / "clips").rglob("*.wav"))
-    assert run_demo(tmp_path, quick=True) == 0  # resumes: the dataset is reused, not rebuilt
+    assert run_demo(work, quick=True) == 0  # resumes: the dataset is reused, not rebuilt
     assert sorted(p.stat().st_mtime_ns for p in (tmp_path / "data" / "clips").rglob("*.wav")) == clips

@@ -58,7 +58,7 @@ def build_data(keyword: str, args: argparse.Namespace, workdir: Path) -> Path:
     from kws.data.builder import BuildOptions, build_dataset
 
     corpus = "speech-commands" if args.speech_commands else "synth"
-    out = workdir / "data" / f"{keyword}-{corpus}-{args.preset}"
+    out = workdir / "data" / f"{keyword}-{corpus}-{args.preset}-cn{args.close_negatives_in_train}"
     positives, negatives = [], []
     if args.speech_commands:
         sc = Path(args.speech_commands)
@@ -71,7 +71,8 @@ def build_data(keyword: str, args: argparse.Namespace, workdir: Path) -> Path:
         return out
     t0 = time.time()
     summary = build_dataset(BuildOptions(keyword=keyword, out=out, preset=args.preset, positives=positives,
-                                         negatives=negatives, seed=0, workers=args.workers))
+                                         negatives=negatives, seed=0, workers=args.workers,
+                                         close_negatives_in_train=args.close_negatives_in_train))
     print(summary.table() if time.time() - t0 > 5 else f"dataset {out} ready", flush=True)
     return out
 
@@ -90,7 +91,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines = [
         "## OCLN wake-word experiment (paper Section 5.2)" + (f" — variant `{args.tag}` {args.train_hparams}" if args.tag else ""),
         "",
-        f"Corpus: {corpus}; preset `{args.preset}`; epochs {args.epochs or 'default'}; "
+        f"Corpus: {corpus}; preset `{args.preset}`; close negatives in train: `{args.close_negatives_in_train}`"
+        f"{' (the paper protocol)' if args.close_negatives_in_train == 'none' else ''}; epochs {args.epochs or 'default'}; "
         f"recall on the TEST split at the threshold giving 3% / 5% FPR over its negatives (generic + close), "
         f"model chosen on validation. Mean ± std over seeds (n = number of seeds finished).",
         "",
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: kws train's default)")
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--preset", default="paper", help="dataset preset (paper or small)")
+    p.add_argument("--close-negatives-in-train", default="none", choices=["none", "disjoint", "all"],
+                   help="none = the paper's protocol (close negatives only in val/test); disjoint = kws's "
+                        "product default (other close-negative words in train)")
     p.add_argument("--speech-commands", default=None, metavar="DIR", help="Speech Commands tree (default: synthesize)")
     p.add_argument("--workdir", default="runs/bench/ocln", help="datasets, checkpoints, bundles (rerun resumes)")
     p.add_argument("--results", default=None, help="results JSON (default WORKDIR/results.json)")
