@@ -106,6 +106,13 @@ def dataset_keyword(data_dir: Path) -> str | None:
     return str(kw) if kw is not None else None
 
 
+def require_dataset_keyword(data_dir: Path, keyword: str, fix: str) -> None:
+    """DataError when DIR/dataset.json names another keyword than `keyword` (`fix` says what to do)."""
+    kw = dataset_keyword(data_dir)
+    if kw is not None and kw.strip().lower() != keyword.strip().lower():
+        raise DataError(f"{data_dir} is a dataset for '{kw}', not '{keyword}'; {fix}")
+
+
 def bundle_scores(bundle: Any, x_raw: np.ndarray, int8: bool = False, batch_size: int = 512,
                   data_dir: str | Path | None = None) -> np.ndarray:
     """Scores (sigmoid of the last logit) of raw log-mel windows x_raw [N, T, F] under a loaded bundle."""
@@ -139,10 +146,8 @@ def evaluate_bundle(bundle_path: str | Path, data_dir: str | Path, split: str = 
     if data.feature_config != bundle.feature_config:
         raise DataError(f"{data_dir} was featurized with {data.feature_config} but {bundle_path} expects "
                         f"{bundle.feature_config}; rebuild the dataset with the bundle's feature settings")
-    data_keyword = dataset_keyword(data_dir)
-    if data_keyword is not None and data_keyword.strip().lower() != bundle.keyword.strip().lower():
-        raise DataError(f"{data_dir} is a dataset for '{data_keyword}' but {bundle_path} detects "
-                        f"'{bundle.keyword}'; evaluate on a dataset built for '{bundle.keyword}'")
+    require_dataset_keyword(data_dir, bundle.keyword,
+                            f"{bundle_path} detects '{bundle.keyword}': evaluate on a dataset built for it")
     if len(data.y) == 0:
         raise DataError(f"{data_dir}: split {split!r} is empty")
     scores = bundle_scores(bundle, data.x, int8=int8, data_dir=data_dir)

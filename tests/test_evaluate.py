@@ -183,3 +183,12 @@ def test_kws_eval_cli_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "AUC" in out and "at this split's 3% thr" in out
     assert main(["eval", str(tmp_path / "nope.kws"), "--data", str(a)]) == 2  # a clear error, no traceback
+
+
+def test_train_keyword_refuses_a_dataset_for_another_keyword(tmp_path):
+    from kws.errors import DataError as DE
+    from kws.train.api import TrainOptions, train_keyword
+
+    d = write_toy_dataset(tmp_path / "d", keyword="seven", sizes=(4, 4, 3, 3, 3))
+    with pytest.raises(DE, match="'seven', not 'marvin'.*--keyword"):
+        train_keyword(TrainOptions(keyword="marvin", data=d, out=tmp_path / "m.kws", run_dir=tmp_path / "run"))

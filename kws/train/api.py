@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from kws.errors import DataError, KwsError
-from kws.evaluate import FPRS, dataset_keyword, fpr_key, split_metrics
+from kws.evaluate import FPRS, fpr_key, require_dataset_keyword, split_metrics
 
 # Epochs that train the paper-preset marvin dataset in a few minutes on 2 cores (see BENCHMARKS.md).
 DEFAULT_EPOCHS = {"fastgrnn": 80, "lstm": 30, "gru": 30}
@@ -179,10 +179,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     elif not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such dataset folder; build one with `kws data build --keyword "
                         f"{opts.keyword} --out {data_dir}` or leave out --data to build it automatically")
-    kw = dataset_keyword(data_dir)
-    if kw is not None and kw.strip().lower() != opts.keyword.strip().lower():
-        raise DataError(f"{data_dir} was built for '{kw}', not '{opts.keyword}'; pass the matching "
-                        f"--keyword or another --data folder")
+    require_dataset_keyword(data_dir, opts.keyword, "pass the matching --keyword or another --data folder")
 
     train_split = load_split(data_dir, "train")
     val_split = load_split(data_dir, "val")
