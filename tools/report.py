@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-HEADER = "# Benchmarks\n\nEvery section is rewritten by the tool named in it; numbers are measured, not typed.\n"
+HEADER = ("# Benchmarks\n\nEvery section is rewritten by the tool named in it; numbers are measured, not typed. "
+          "Real-speech results come first; sections measured on synthesized voices say so.\n")
 
 
 def machine_line() -> str:
