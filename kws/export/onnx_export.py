@@ -87,7 +87,7 @@ def _modules():
         def _tanh(self, v):
             return torch.clamp(v, -1.0, 1.0) if self.pwl else torch.tanh(v)
 
-        def wx(self, x):
+        def project(self, x):  # W x for every frame at once (one MatMul)
             xn = x * self.inv_std + self.shift
             return (xn @ self.w2_t) @ self.w1_t if self.low_w else xn @ self.w_t
 
@@ -104,25 +104,29 @@ def _modules():
         def score(self, h):
             return torch.sigmoid((h @ self.head_t + self.head_b).squeeze(-1))
 
-    class FastGRNNWindow(nn.Module):
-        def __init__(self, g: FastGRNNGraph, frames: int) -> None:
+    class CellWindow(nn.Module):
+        """The 1 s window model of a graph with project(x) / cell(p, h) / score(h) (FastGRNN, GRU)."""
+
+        def __init__(self, g: nn.Module, frames: int) -> None:
             super().__init__()
             self.g, self.frames = g, frames
 
         def forward(self, x):
-            wx = self.g.wx(x)                       # one MatMul for all frames
-            h = None                                # h0 = 0: the first step skips U h and z h
+            p = self.g.project(x)
+            h = None                                # h0 = 0: the first step skips the recurrent terms
             for t in range(self.frames):
-                h = self.g.cell(wx[:, t], h)
+                h = self.g.cell(p[:, t], h)
             return self.g.score(h)
 
-    class FastGRNNStep(nn.Module):
-        def __init__(self, g: FastGRNNGraph) -> None:
+    class CellStep(nn.Module):
+        """The streaming step model of the same graphs: (frame, h) -> (score, h)."""
+
+        def __init__(self, g: nn.Module) -> None:
             super().__init__()
             self.g = g
 
         def forward(self, frame, h):
-            h = self.g.cell(self.g.wx(frame), h)
+            h = self.g.cell(self.g.project(frame), h)
             return self.g.score(h), h
 
     class RnnGraph(nn.Module):
@@ -177,7 +181,7 @@ def _modules():
             self.shift = const(-np.asarray(mean, np.float64) / np.asarray(std, np.float64))
             self.hidden = int(weights["gru.weight_hh_l0"].shape[1])
 
-        def gi(self, x):
+        def project(self, x):  # input gates for every frame at once
             return (x * self.inv_std + self.shift) @ self.w_ih_t + self.b_ih
 
         def cell(self, gi, h):
@@ -193,41 +197,19 @@ def _modules():
         def score(self, h):
             return torch.sigmoid((h @ self.head_t + self.head_b).squeeze(-1))
 
-    class GruWindow(nn.Module):
-        def __init__(self, g: GruGraph, frames: int) -> None:
-            super().__init__()
-            self.g, self.frames = g, frames
-
-        def forward(self, x):
-            gi = self.g.gi(x)
-            h = None
-            for t in range(self.frames):
-                h = self.g.cell(gi[:, t], h)
-            return self.g.score(h)
-
-    class GruStep(nn.Module):
-        def __init__(self, g: GruGraph) -> None:
-            super().__init__()
-            self.g = g
-
-        def forward(self, frame, h):
-            h = self.g.cell(self.g.gi(frame), h)
-            return self.g.score(h), h
-
-    return FastGRNNGraph, FastGRNNWindow, FastGRNNStep, RnnGraph, RnnWindow, LstmStep, GruGraph, GruWindow, GruStep
+    return FastGRNNGraph, CellWindow, CellStep, RnnGraph, RnnWindow, LstmStep, GruGraph
 
 
 def build_torch_graphs(bundle: Any) -> tuple[Any, Any]:
     """(window module, step module) in float32 for a loaded bundle."""
-    (FastGRNNGraph, FastGRNNWindow, FastGRNNStep, RnnGraph, RnnWindow, LstmStep,
-     GruGraph, GruWindow, GruStep) = _modules()
+    FastGRNNGraph, CellWindow, CellStep, RnnGraph, RnnWindow, LstmStep, GruGraph = _modules()
     frames = bundle.feature_config.window_frames
     if bundle.model_kind == "fastgrnn":
         g = FastGRNNGraph(bundle.weights, bundle.hparams, bundle.mean, bundle.std)
-        return FastGRNNWindow(g, frames).eval(), FastGRNNStep(g).eval()
+        return CellWindow(g, frames).eval(), CellStep(g).eval()
     if bundle.model_kind == "gru":
         g = GruGraph(bundle.weights, bundle.mean, bundle.std)
-        return GruWindow(g, frames).eval(), GruStep(g).eval()
+        return CellWindow(g, frames).eval(), CellStep(g).eval()
     g = RnnGraph(bundle.model_kind, bundle.weights, bundle.hparams["hidden"], bundle.mean, bundle.std)
     return RnnWindow(g).eval(), LstmStep(g).eval()
 
