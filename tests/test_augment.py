@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws.data.augment import (AugmentConfig, Augmenter, active_power, apply_gain, change_speed, coloured_noise,
-                              make_rir_bank, mix_at_snr, pitch_shift, reverberate, shift, time_stretch)
+from kws.data.augment import (AugmentConfig, Augmenter, active_power, apply_channel, apply_gain, change_speed,
+                              channel_response, coloured_noise, formant_shift, hard_clip, make_rir_bank, mix_at_snr,
+                              mu_law_codec, pitch_shift, reverberate, shift, time_stretch)
 
 SR = 16000
 
@@ -173,3 +174,69 @@ def test_place_puts_a_length_changed_clip_back_end_aligned(rng):
     # without `place` the default centring rule applies
     c = slow.apply(x, np.random.default_rng(1))
     assert np.flatnonzero(np.abs(c) > 1e-3)[-1] > 14500
+
+
+def harmonic_vowel(f0: float = 140.0, formant: float = 900.0, seconds: float = 1.0) -> np.ndarray:
+    """Harmonics of f0 under one resonance at `formant` Hz: a crude vowel."""
+    t = np.arange(int(seconds * SR)) / SR
+    x = np.zeros_like(t)
+    for k in range(1, int(7000 / f0)):
+        x += np.sin(2 * np.pi * k * f0 * t) / (1.0 + ((k * f0 - formant) / 300.0) ** 2)
+    return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+def envelope_peak(x: np.ndarray) -> float:
+    """Frequency of the strongest smoothed spectral region (the formant, not a harmonic)."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    smooth = np.convolve(spec, np.ones(301) / 301, mode="same")
+    return float(np.fft.rfftfreq(x.size, 1 / SR)[np.argmax(smooth)])
+
+
+def test_formant_shift_moves_the_envelope_not_the_pitch():
+    x = harmonic_vowel()
+    for ratio in (0.85, 1.2):
+        y = formant_shift(x, ratio)
+        assert y.shape == x.shape and y.dtype == np.float32
+        assert abs(envelope_peak(y) / envelope_peak(x) - ratio) < 0.08, (ratio, envelope_peak(y))
+        # harmonics stay where they were: the fundamental is unchanged
+        spec = np.abs(np.fft.rfft(y[2000:14000] * np.hanning(12000)))
+        f = np.fft.rfftfreq(12000, 1 / SR)
+        low = (f > 100) & (f < 200)
+        assert abs(f[low][np.argmax(spec[low])] - 140.0) < 3.0
+        np.testing.assert_allclose(np.sqrt(np.mean(y.astype(np.float64) ** 2)),
+                                   np.sqrt(np.mean(x.astype(np.float64) ** 2)), rtol=1e-4)
+    np.testing.assert_array_equal(formant_shift(x, 1.0), x)
+
+
+def test_channel_response_band_limits_and_keeps_level(rng):
+    x = coloured_noise("white", SR, rng) * np.float32(0.1)
+    h = channel_response(SR, np.random.default_rng(3), lowpass_hz=(4000.0, 4000.0), highpass_hz=(300.0, 300.0))
+    y = apply_channel(x, h)
+    f = np.fft.rfftfreq(SR, 1 / SR)
+    p = np.abs(np.fft.rfft(y.astype(np.float64))) ** 2
+    band = p[(f > 500) & (f < 3000)].mean()
+    assert p[f > 6000].mean() < band / 100 and p[(f > 20) & (f < 100)].mean() < band / 100
+    np.testing.assert_allclose(np.sqrt(np.mean(y.astype(np.float64) ** 2)), 0.1, rtol=1e-3)
+
+
+def test_codec_and_clip_are_audible_but_bounded(speechlike):
+    x = windowed(speechlike)
+    y = mu_law_codec(x)
+    err = y - x
+    assert 0 < np.sqrt(np.mean(err ** 2)) < 0.05 * np.sqrt(np.mean(x ** 2)) + 1e-3  # 8-bit mu-law: ~38 dB SNR
+    z = hard_clip(x, 12.0)
+    assert np.max(np.abs(z)) <= 10 ** (-12 / 20) + 1e-6 and not np.allclose(z, x)
+
+
+def test_realistic_recipe_dithers_every_clip_and_is_seeded(speechlike, rirs):
+    x = np.zeros(SR, np.float32)  # digital silence: the cue dither must remove
+    x[4000:12000] = speechlike[:8000]
+    aug = Augmenter(seed=0, rirs=rirs, config=AugmentConfig.realistic())
+    outs = [aug.apply(x, np.random.default_rng([1, i])) for i in range(8)]
+    for i, y in enumerate(outs):
+        assert y.shape == x.shape and np.all(y[:200] != 0) and np.all(y[-200:] != 0)
+        np.testing.assert_array_equal(y, aug.apply(x, np.random.default_rng([1, i])))
+    # the standard recipe draws the same random numbers as before the realistic fields existed
+    std = Augmenter(seed=0, rirs=rirs)
+    assert AugmentConfig().p_formant == 0 and AugmentConfig().dither_db is None
+    assert np.array_equal(std.apply(x, np.random.default_rng(9)), std.apply(x, np.random.default_rng(9)))

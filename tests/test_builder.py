@@ -426,3 +426,58 @@ def test_clips_centred_by_default_or_end_aligned(built, cache):
         c_first, c_last = ends["center", text]
         assert abs((c_first + c_last) / 2 - 8000) < 1600  # centred (synthesis keeps a little silence)
     B._init_worker({})
+
+
+def test_carrier_phrases_put_speech_around_the_word(tmp_path, cache):
+    """carrier_share: a share of positives and generic negatives is said inside a carrier phrase by
+    the clip's own voice, and cut to the window around the word: other speech in the window, the
+    word in the middle. Carriers never contain the keyword or a close negative."""
+    from kws.data import tts
+
+    assert all("marvin" not in " ".join(c) for c in B.carrier_phrases("marvin"))
+    assert ("hey", "") not in B.carrier_phrases("hey marvin")
+    assert not any("timer" in " ".join(c) for c in B.carrier_phrases("marvin", {"timer"}))
+    out = tmp_path / "ds"
+    build_dataset(opts(out, cache, carrier_share=0.6, sizes="train_pos=16,train_neg=16,eval_each=4"))
+    recs = read_manifest(out / "manifest.jsonl")
+    pos = [r for r in recs if r.kind == "positive"]
+    with_car = [r for r in pos if r.text != "marvin"]
+    assert with_car and all("marvin" in r.text for r in with_car) and len(with_car) < len(pos)
+    assert all(r.text.count(" ") == 0 for r in recs if r.kind == "close_negative")
+    # rendering: the word centred, the carrier's speech inside the window
+    voice = B._voice_dict(tts.base_voices(["espeak-ng"])[0])
+    B._init_worker({"seed": 0, "augment": False, "align": "center", "cache_dir": str(cache), "noise": False,
+                    "augmenter": None})
+    try:
+        plain = B._render_one({"id": "a", "src": {"type": "tts", "text": "marvin", "voice": voice}})
+        car = B._render_one({"id": "a", "src": {"type": "tts", "text": "marvin", "voice": voice,
+                                                "carrier": ["hey", "what time is it"]}})
+    finally:
+        B._init_worker({})
+    loud = lambda x: np.abs(x) > 0.02 * np.abs(x).max()
+    assert car.shape == (16000,) and loud(car).mean() > loud(plain).mean() + 0.1
+    assert loud(car)[:1500].any() and loud(car)[-1500:].any() and not loud(plain)[:1500].any()
+
+
+def test_few_real_positives_are_reused_with_fresh_augmentation(tmp_path, cache):
+    pos_dir = tmp_path / "mine"
+    pos_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        t = np.arange(12000) / 16000
+        sf.write(pos_dir / f"marvin-{i:03d}.wav", 0.2 * np.sin(2 * np.pi * (200 + 50 * i) * t) * np.hanning(t.size), 16000)
+    out = tmp_path / "ds"
+    build_dataset(opts(out, cache, positives=[pos_dir], real_positive_repeats=4,
+                       sizes="train_pos=40,train_neg=16,eval_each=4"))
+    recs = read_manifest(out / "manifest.jsonl")
+    real = [r for r in recs if r.kind == "positive" and r.source.startswith("real")]
+    # a plain folder: each file its own speaker, split 70/15/15 like every speaker
+    train_real = [r for r in real if r.split == "train"]
+    n_files = len({r.speaker for r in train_real})
+    assert n_files >= 1
+    # the train split wants 20 real positives (real_positive_share 0.5 of 40): each recording is
+    # used up to 4 times, and every copy is augmented anew
+    assert len(train_real) == 4 * n_files
+    assert Counter(r.speaker for r in train_real) == {s: 4 for s in {r.speaker for r in train_real}}
+    clips = [sf.read(out / r.path)[0] for r in train_real]
+    assert len({np.round(c, 4).tobytes() for c in clips}) == len(clips)

@@ -153,18 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     train_hp = json.loads(args.train_hparams)
     settings = {"preset": args.preset, "epochs": args.epochs, "hidden": args.hidden, **({"train_hparams": train_hp} if train_hp else {}),
                 "speech_commands": str(args.speech_commands) if args.speech_commands else None}
-    for kw in args.keywords:
-        data = None
-        for method in args.methods:
-            for model in args.models:
-                for seed in range(args.seeds):
+    datasets: dict[str, Path] = {}
+    # Seeds outermost: an interrupted grid still has every cell at n >= 1 before any reaches n = 3.
+    for seed in range(args.seeds):
+        for kw in args.keywords:
+            for method in args.methods:
+                for model in args.models:
                     key = run_key(kw, method, model, seed, args.tag)
                     if args.report_only or (key in results["runs"]
                                             and results["runs"][key].get("settings") == settings):
                         continue
-                    data = data or build_data(kw, args, workdir)
+                    if kw not in datasets:
+                        datasets[kw] = build_data(kw, args, workdir)
                     tag = key.replace("/", "-")
-                    r = train_keyword(TrainOptions(keyword=kw, data=data, method=method, model=model,
+                    r = train_keyword(TrainOptions(keyword=kw, data=datasets[kw], method=method, model=model,
                                                    epochs=args.epochs, hidden=args.hidden, seed=seed,
                                                    train_hparams=train_hp,
                                                    run_dir=workdir / "runs" / tag,

@@ -118,6 +118,95 @@ def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def _stft(x: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Hann-windowed frames' rfft (frames x bins), the window, and the padded length."""
+    win = np.hanning(n_fft + 1)[:-1]
+    pad = n_fft
+    xp = np.pad(np.asarray(x, dtype=np.float64), (pad, pad + hop))
+    n_frames = 1 + (xp.size - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
+    return np.fft.rfft(xp[idx] * win, axis=1), win, xp.size
+
+
+def _istft(spec: np.ndarray, win: np.ndarray, hop: int, length: int, n_out: int) -> np.ndarray:
+    frames = np.fft.irfft(spec, n=win.size, axis=1) * win
+    y = np.zeros(length)
+    wsum = np.zeros(length)
+    for k in range(frames.shape[0]):  # ~130 frames per second: the loop is not the cost
+        y[k * hop: k * hop + win.size] += frames[k]
+        wsum[k * hop: k * hop + win.size] += win ** 2
+    y = y / np.maximum(wsum, 1e-8)
+    pad = win.size
+    return y[pad: pad + n_out]
+
+
+def formant_shift(x: np.ndarray, ratio: float, n_fft: int = 512, hop: int = 128, lifter: int = 36) -> np.ndarray:
+    """Move the spectral envelope (formants, i.e. vocal-tract length) by `ratio` keeping the pitch,
+    the timing and the level: per STFT frame, the cepstrally smoothed log envelope is warped along
+    frequency and the fine (harmonic) structure is kept. ratio > 1 sounds like a shorter vocal tract.
+    A speaker transformation no TTS voice list gives for free; independent of `pitch_shift`."""
+    x = np.asarray(x, dtype=np.float32)
+    if abs(ratio - 1.0) < 1e-6 or x.size == 0:
+        return x.copy()
+    spec, win, length = _stft(x, n_fft, hop)
+    log_mag = np.log(np.abs(spec) + 1e-9)
+    cep = np.fft.irfft(log_mag, n=n_fft, axis=1)
+    cep[:, lifter:n_fft - lifter + 1] = 0.0  # keep the low quefrencies: the envelope
+    env = np.fft.rfft(cep, axis=1).real
+    bins = np.arange(env.shape[1], dtype=np.float64)
+    src = np.clip(bins / ratio, 0, env.shape[1] - 1)  # new envelope at f = old envelope at f / ratio
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, env.shape[1] - 1)
+    frac = src - lo
+    warped = env[:, lo] * (1 - frac) + env[:, hi] * frac
+    y = _istft(spec * np.exp(warped - env), win, hop, length, x.size)
+    rms_in, rms_out = np.sqrt(np.mean(x.astype(np.float64) ** 2)), np.sqrt(np.mean(y ** 2))
+    if rms_out > 0:
+        y *= rms_in / rms_out
+    return y.astype(np.float32)
+
+
+def channel_response(n: int, rng: np.random.Generator, max_db: float = 8.0,
+                     lowpass_hz: tuple[float, float] = (3400.0, 8000.0),
+                     highpass_hz: tuple[float, float] = (50.0, 400.0)) -> np.ndarray:
+    """A random microphone/loudspeaker magnitude response on `n // 2 + 1` rfft bins: a smooth EQ
+    curve (+-max_db at 8 log-spaced frequencies, interpolated in log frequency) times a band limit
+    (a 4th-order-like roll-off above a random low-pass and below a random high-pass corner)."""
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    knots = np.geomspace(60.0, 7900.0, 8)
+    gains_db = rng.uniform(-max_db, max_db, knots.size)
+    eq_db = np.interp(np.log(np.maximum(f, 1.0)), np.log(knots), gains_db)
+    lp = float(rng.uniform(*lowpass_hz))
+    hp = float(rng.uniform(*highpass_hz))
+    band = 1.0 / np.sqrt(1.0 + (f / lp) ** 8) / np.sqrt(1.0 + (hp / np.maximum(f, 1e-3)) ** 4)
+    return (10.0 ** (eq_db / 20.0) * band).astype(np.float64)
+
+
+def apply_channel(x: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """Filter by a magnitude response (zero phase, FFT of the whole clip), keeping the RMS level."""
+    x64 = np.asarray(x, dtype=np.float64)
+    y = np.fft.irfft(np.fft.rfft(x64) * response, n=x64.size)
+    rms_in, rms_out = np.sqrt(np.mean(x64 ** 2)), np.sqrt(np.mean(y ** 2))
+    if rms_out > 0:
+        y *= rms_in / rms_out
+    return y.astype(np.float32)
+
+
+def mu_law_codec(x: np.ndarray, bits: int = 8, mu: float = 255.0) -> np.ndarray:
+    """Round trip through a mu-law codec of `bits` bits (telephone-grade quantization noise)."""
+    x = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
+    c = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    levels = 2 ** (bits - 1)
+    c = np.round(c * levels) / levels
+    return (np.sign(c) * np.expm1(np.abs(c) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+def hard_clip(x: np.ndarray, drive_db: float) -> np.ndarray:
+    """Overdrive by `drive_db` into a +-1 hard clip, then bring the level back: an overloaded input."""
+    g = 10.0 ** (drive_db / 20.0)
+    return (np.clip(np.asarray(x, dtype=np.float32) * g, -1.0, 1.0) / g).astype(np.float32)
+
+
 def active_power(x: np.ndarray, frame: int = 160, floor_db: float = -40.0) -> float:
     """Mean power of the active part of a clip: 10 ms frames within `floor_db` of the loudest
     frame. This is the signal power the SNR refers to, so silence padding around a word does not
@@ -187,25 +276,46 @@ def make_rir_bank(n: int = 24, seed: int = 0, sample_rate: int = SAMPLE_RATE,
 # ---------------------------------------------------------------- the combined augmenter
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Probabilities and ranges of each augmentation (applied in this order: speed, pitch, reverb,
-    shift, noise, gain, then a peak limiter)."""
+    """Probabilities and ranges of each augmentation, applied in this order: speaker (speed, pitch,
+    formants), room (reverb), channel (microphone/loudspeaker EQ and band limit), shift, noise,
+    gain, codec (mu-law), overload (hard clip), a peak limiter, then dither on every clip.
+
+    The channel, codec, overload and dither steps exist so that nothing tells synthesized from
+    recorded audio: they apply to positives and every negative alike. Dither matters on its own:
+    zero-padded clips (Speech Commands, TTS) otherwise carry digital silence a model can key on."""
     p_speed: float = 0.5
     speed: tuple[float, float] = (0.9, 1.1)
     p_pitch: float = 0.3
     pitch_semitones: float = 2.0
+    p_formant: float = 0.0
+    formant_ratio: tuple[float, float] = (0.85, 1.18)
     p_reverb: float = 0.3
+    p_channel: float = 0.0
+    channel_db: float = 8.0
     p_shift: float = 0.8
     max_shift_seconds: float = 0.1
     p_noise: float = 0.8
     snr_db: tuple[float, float] = (5.0, 30.0)
     p_gain: float = 1.0
     gain_db: tuple[float, float] = (-10.0, 6.0)
+    p_codec: float = 0.0
+    p_clip: float = 0.0
+    clip_drive_db: tuple[float, float] = (3.0, 15.0)
     peak: float = 0.99
+    dither_db: tuple[float, float] | None = None  # dither level range in dBFS (RMS); None: off
 
     @classmethod
     def none(cls) -> "AugmentConfig":
         """Everything off (useful to enable one operation at a time)."""
         return cls(p_speed=0, p_pitch=0, p_reverb=0, p_shift=0, p_noise=0, p_gain=0)
+
+    @classmethod
+    def realistic(cls) -> "AugmentConfig":
+        """Speaker, room and channel variation for text-only training that must work on real
+        voices (issue 7): formant shifts, more reverb, random microphone responses, codecs, overload
+        and dither on every clip."""
+        return cls(p_formant=0.6, p_reverb=0.5, p_channel=0.7, p_codec=0.1, p_clip=0.05,
+                   gain_db=(-20.0, 6.0), dither_db=(-80.0, -55.0))
 
 
 @dataclass
@@ -251,11 +361,15 @@ class Augmenter:
             y = change_speed(y, float(rng.uniform(*c.speed)))
         if rng.random() < c.p_pitch:
             y = pitch_shift(y, float(rng.uniform(-c.pitch_semitones, c.pitch_semitones)))
+        if c.p_formant and rng.random() < c.p_formant:
+            y = formant_shift(y, float(np.exp(rng.uniform(*np.log(c.formant_ratio)))))
         if rng.random() < c.p_reverb:
             bank = self.rir_bank()
             y = reverberate(y, bank[int(rng.integers(len(bank)))])
         if y.size != n:
             y = fit_to_window(y, n) if place is None else place(y)
+        if c.p_channel and rng.random() < c.p_channel:
+            y = apply_channel(y, channel_response(n, rng, c.channel_db))
         if rng.random() < c.p_shift:
             m = int(c.max_shift_seconds * SAMPLE_RATE)
             y = shift(y, int(rng.integers(-m, m + 1)))
@@ -263,7 +377,13 @@ class Augmenter:
             y, _ = mix_at_snr(y, self.noise_segment(n, rng), float(rng.uniform(*c.snr_db)))
         if rng.random() < c.p_gain:
             y = apply_gain(y, float(rng.uniform(*c.gain_db)))
+        if c.p_codec and rng.random() < c.p_codec:
+            y = mu_law_codec(y)
+        if c.p_clip and rng.random() < c.p_clip:
+            y = hard_clip(y, float(rng.uniform(*c.clip_drive_db)))
         peak = float(np.max(np.abs(y))) if n else 0.0
         if peak > c.peak:  # scale the whole clip down rather than clip: keeps the SNR and spectrum
             y = y * np.float32(c.peak / peak)
+        if c.dither_db is not None:
+            y = y + (rng.standard_normal(n) * 10.0 ** (rng.uniform(*c.dither_db) / 20.0)).astype(np.float32)
         return np.ascontiguousarray(y, dtype=np.float32)

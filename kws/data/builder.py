@@ -105,11 +105,23 @@ class BuildOptions:
     # alike, so position is no cue). Measured on marvin (paper preset, FastGRNN, BCE, 3 seeds):
     # test recall@3% FPR 29.6% centred vs 24.4% end-aligned, so centring stays the default.
     align: str = "center"
+    # "standard": speed/pitch/reverb/noise/gain. "realistic": plus formant shifts, microphone and
+    # loudspeaker responses, codecs, overload and dither on every clip (kws.data.augment.AugmentConfig.realistic).
+    augment_recipe: str = "standard"
+    # share of synthesized positives and generic negatives said inside a carrier phrase ("hey
+    # athena", "athena, what time is it"; the same voice says every piece) and cut to a 1 s window
+    # around the word, so the window holds other speech as in a stream rather than silence
+    carrier_share: float = 0.0
+    # a real recording (--positives) may be used this many times (each copy augmented differently),
+    # so a handful of recordings is not drowned by a thousand synthesized ones
+    real_positive_repeats: int = 20
 
     def __post_init__(self) -> None:
         self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
         if self.align not in ALIGNS:
             raise DataError(f"align must be one of {ALIGNS}, got {self.align!r}")
+        if self.augment_recipe not in AUGMENT_RECIPES:
+            raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
 
 
 CLOSE_MODES = ("none", "disjoint", "all")
@@ -403,12 +415,31 @@ def _voice(d: list):
     return Voice(d[0], d[1], d[2], d[3], d[4])
 
 
-def _augment_config(align: str):
+AUGMENT_RECIPES = ("standard", "realistic")
+
+
+def _augment_config(align: str, recipe: str = "standard"):
+    from dataclasses import replace
+
     from kws.data.augment import AugmentConfig
 
+    config = AugmentConfig.realistic() if recipe == "realistic" else AugmentConfig()
     # end-aligned clips already get a random placement (END_TAIL_SECONDS); a further time shift
     # could push the word's end out of the window
-    return AugmentConfig(p_shift=0.0) if align == "end" else AugmentConfig()
+    return replace(config, p_shift=0.0) if align == "end" else config
+
+
+# AugmentConfig fields added with the "realistic" recipe: left out of standard builds' fingerprints
+# so datasets built before they existed are still recognised as finished.
+_REALISTIC_FIELDS = ("p_formant", "formant_ratio", "p_channel", "channel_db", "p_codec", "p_clip",
+                     "clip_drive_db", "dither_db")
+
+
+def _augment_fingerprint(opts: "BuildOptions") -> dict[str, Any]:
+    d = asdict(_augment_config(opts.align, opts.augment_recipe))
+    if opts.augment_recipe == "standard":
+        d = {k: v for k, v in d.items() if k not in _REALISTIC_FIELDS}
+    return d
 
 
 def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
@@ -424,12 +455,16 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         "close_negatives_in_train": opts.close_negatives_in_train, "engines": opts.engines,
         "utterance_reuse": opts.utterance_reuse, "noise_share": opts.noise_share,
         "real_positive_share": opts.real_positive_share, "real_negative_share": opts.real_negative_share,
-        "augment": asdict(_augment_config(opts.align)) if opts.augment else None,
+        "augment": _augment_fingerprint(opts) if opts.augment else None,
         "max_close_negatives": opts.max_close_negatives,
         "features": FeatureConfig().to_dict(),
     }
     if opts.align != "center":  # centred builds keep the fingerprint (and folders) of before
         fp["align"] = opts.align
+    if opts.carrier_share:  # likewise builds without carrier phrases
+        fp["carrier_share"] = opts.carrier_share
+    if opts.positives:
+        fp["real_positive_repeats"] = opts.real_positive_repeats
     return json.loads(json.dumps(fp))  # the form it has after a round trip through plan.json
 
 
@@ -484,6 +519,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
 
     clips: list[dict[str, Any]] = []
     utterances: dict[str, list[list]] = {}
+    carriers = carrier_phrases(keyword, close_texts)
 
     def add_tts_group(split: str, kind: str, n: int, texts: list[str], tag: str) -> None:
         """`n` clips of `kind` from ceil(n / reuse) distinct utterances, texts round robin, voices
@@ -514,9 +550,13 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
             utterances[group].append([utt_texts[i], _voice_dict(voices[i])])
         if not kept:
             return
+        crng = np.random.default_rng([seed, zlib.crc32(f"carrier:{tag}".encode())])
+        with_carrier = kind in ("positive", "negative") and opts.carrier_share > 0 and bool(carriers)
         for j in range(n):
-            clips.append({"split": split, "kind": kind, "src": {"type": "tts", "group": group,
-                                                                "utt": base + j % len(kept)}})
+            src = {"type": "tts", "group": group, "utt": base + j % len(kept)}
+            if with_carrier and crng.random() < opts.carrier_share:
+                src["carrier"] = list(carriers[int(crng.integers(len(carriers)))])
+            clips.append({"split": split, "kind": kind, "src": src})
 
     def add_real(split: str, kind: str, n: int, cands: list[_Candidate], texts: set[str] | None = None) -> int:
         if n <= 0:
@@ -525,6 +565,8 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
                 and (texts is None or c.text.lower() in texts)]
         rng = np.random.default_rng([seed, zlib.crc32(f"real:{split}:{kind}".encode())])
         chosen = _take_valid(pool, n, rng, skipped, bad)
+        if kind == "positive" and chosen and len(chosen) < n:  # few recordings: reuse each, augmented anew
+            chosen = [chosen[i % len(chosen)] for i in range(min(n, len(chosen) * max(1, opts.real_positive_repeats)))]
         for c in chosen:
             clips.append({"split": split, "kind": kind, "text": c.text, "source": c.source, "speaker": c.speaker,
                           "src": {"type": "file", "path": c.path, "start": c.start}})
@@ -576,6 +618,63 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- carrier phrases
+# (before, after) the wake word; a clip gets one of them, said by its own voice
+CARRIERS: tuple[tuple[str, str], ...] = (
+    ("hey", ""), ("ok", ""), ("hello", ""), ("", "what time is it"), ("", "turn on the lights"),
+    ("", "play some music"), ("hey", "what's the weather"), ("okay", "set a timer"), ("so", ""),
+    ("", "please"), ("i said", ""), ("", "are you there"),
+)
+
+
+def carrier_phrases(keyword: str, avoid: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """CARRIERS without any that contain a word of the keyword or of its close negatives."""
+    banned = set(keyword.lower().split()) | {w for t in avoid for w in t.lower().split()}
+    return [c for c in CARRIERS if not banned & set(" ".join(c).lower().replace("'", " ").split())]
+
+
+def _resolve_carriers(recipes: list[dict[str, Any]], cache_dir: Path, workers: int) -> None:
+    """Synthesize each carrier piece with its clip's voice; a clip whose piece fails loses its carrier."""
+    from kws.data import tts
+
+    jobs = sorted({(t, tuple(c["src"]["voice"])) for c in recipes if c["src"].get("carrier")
+                   for t in c["src"]["carrier"] if t})
+    if not jobs:
+        return
+    res = tts.synthesize_many([(t, _voice(list(v))) for t, v in jobs], cache_dir=cache_dir, workers=workers,
+                              desc="synthesizing carrier phrases")
+    ok = {j for j, a in zip(jobs, res.audio) if a is not None}
+    for c in recipes:
+        car = c["src"].get("carrier")
+        if car and not all((t, tuple(c["src"]["voice"])) in ok for t in car if t):
+            del c["src"]["carrier"]
+            c["text"] = c["src"]["text"]
+
+
+def _carrier_window(word: np.ndarray, before: np.ndarray | None, after: np.ndarray | None,
+                    rng: np.random.Generator) -> np.ndarray:
+    """[before, pause, word, pause, after] cut to the WINDOW samples centred on the word, as a
+    streaming window that holds the word sees it (neighbouring speech instead of silence)."""
+    from kws.audio import fit_to_window, trim_silence
+
+    word = trim_silence(word)
+    if word.size >= WINDOW:
+        return fit_to_window(word, WINDOW)
+    parts, start = [], 0
+    if before is not None:
+        parts += [trim_silence(before), np.zeros(int(rng.uniform(0.02, 0.15) * WINDOW), np.float32)]
+        start = sum(p.size for p in parts)
+    parts.append(word)
+    if after is not None:
+        parts += [np.zeros(int(rng.uniform(0.02, 0.15) * WINDOW), np.float32), trim_silence(after)]
+    y = np.concatenate(parts).astype(np.float32)
+    lo = start + word.size // 2 - WINDOW // 2
+    out = np.zeros(WINDOW, np.float32)
+    a, b = max(lo, 0), min(lo + WINDOW, y.size)
+    out[a - lo:b - lo] = y[a:b]
+    return out
+
+
 # ---------------------------------------------------------------- stage 2: speech
 def _resolve(plan: dict[str, Any], cache_dir: Path, workers: int) -> dict[str, Any]:
     """Synthesize every planned utterance; point each TTS clip at a surviving utterance (the next
@@ -604,12 +703,16 @@ def _resolve(plan: dict[str, Any], cache_dir: Path, workers: int) -> dict[str, A
                 continue
             text, vd = groups[g][pick]
             v = _voice(vd)
-            c.update(text=text, source=f"tts:{v.engine}:{v.name}", speaker=v.speaker,
-                     src={"type": "tts", "text": text, "voice": vd})
+            new_src = {"type": "tts", "text": text, "voice": vd}
+            if src.get("carrier"):
+                new_src["carrier"] = src["carrier"]
+                text = " ".join(t for t in (src["carrier"][0], text, src["carrier"][1]) if t)
+            c.update(text=text, source=f"tts:{v.engine}:{v.name}", speaker=v.speaker, src=new_src)
         elif src["type"] == "noise":
             c.update(text="", source="noise:" + ("recorded" if plan["noise_files"] else "generated"),
                      speaker="none")
         recipes.append(c)
+    _resolve_carriers(recipes, cache_dir, workers)
     unique = len(set(jobs))
     return {"clips": recipes, "tts": {"utterances": unique, "dropped": res.dropped, "unsupported": res.unsupported,
                                       "cached": res.cached, "synthesized": res.synthesized,
@@ -662,7 +765,12 @@ def _render_one(c: dict[str, Any]) -> np.ndarray:
         if x is None:
             raise DataError(f"speech synthesis of {src['text']!r} with {src['voice']} failed now but worked before; "
                             "delete the dataset folder's work/recipes.json and rerun")
-        x = fit_to_window(x, WINDOW) if place is None else place(x)
+        if src.get("carrier") and place is None:
+            before, after = (tts.synthesize(t, _voice(src["voice"]), _W["cache_dir"]) if t else None
+                             for t in src["carrier"])
+            x = _carrier_window(x, before, after, rng)
+        else:
+            x = fit_to_window(x, WINDOW) if place is None else place(x)
     else:
         x = _load_piece(src["path"], src["start"], place)
     if _W["augment"]:
@@ -947,7 +1055,7 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
         state["noise"] = bool(noise_audio)
         # the augmenter also supplies the noise stretches of kind=noise clips, so it exists even
         # without augmentation; the room bank is simulated once here and shipped to the workers
-        state["augmenter"] = Augmenter(noise=noise_audio, seed=opts.seed, config=_augment_config(opts.align),
+        state["augmenter"] = Augmenter(noise=noise_audio, seed=opts.seed, config=_augment_config(opts.align, opts.augment_recipe),
                                        rirs=make_rir_bank(seed=opts.seed) if opts.augment else [])
         state["augment"] = opts.augment
         state["align"] = opts.align
