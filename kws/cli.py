@@ -53,6 +53,19 @@ def cmd_data_speech_commands(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    import shlex
+
+    from kws.record import keyword_stem, record_keyword
+
+    out = Path(args.out) if args.out else Path("recordings") / keyword_stem(args.keyword)
+    result = record_keyword(args.keyword, out, n=args.n, device=args.device, seconds=args.seconds,
+                            wait=not args.yes, countdown=args.countdown, max_retakes=args.retakes)
+    if result.takes:
+        print(f"Train with them: kws train --keyword {shlex.quote(args.keyword)} --positives {shlex.quote(str(out))}")
+    return 0
+
+
 # ---------------------------------------------------------------- training and evaluation
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
@@ -76,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir) if args.run_dir else None,
         preset=args.preset,
         sparsity=args.sparsity,
+        positives=[Path(p) for p in args.positives],
+        negatives=[Path(p) for p in args.negatives],
     )
     result = train_keyword(opts)
     print(result.table())
@@ -191,6 +206,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--archive", default=None, help="use this already-downloaded .tar.gz instead of downloading")
     s.set_defaults(func=cmd_data_speech_commands)
 
+    s = sub.add_parser("record", help="record a few takes of the keyword from the microphone (for --positives)",
+                       description="Record takes of the keyword, one per prompt, each checked (too quiet, clipped, "
+                                   "no speech, cut off -> take it again) and saved trimmed as OUT/KEYWORD-NNN.wav "
+                                   "(16 kHz mono). Rerunning continues the numbering until OUT holds -n takes. "
+                                   "Pass the folder to `kws train --positives` (or `kws data build --positives`): "
+                                   "each take becomes one real positive clip (about 70% of them train, the rest "
+                                   "val/test), next to the synthesized voices. A dozen takes already put your own "
+                                   "voice and microphone into training and validation; several dozen, said in "
+                                   "different ways and places, help more. For several people use one sub-folder "
+                                   "each (--out recordings/athena/alice) and pass the parent folder: then each "
+                                   "person is one speaker, kept within one split.")
+    s.add_argument("--keyword", required=True, help="the wake word's text, e.g. athena")
+    s.add_argument("-n", type=int, default=10, help="how many takes OUT should hold in the end (default 10)")
+    s.add_argument("--out", default=None, help="folder for the takes (default recordings/KEYWORD)")
+    s.add_argument("--device", default=None, help="input device index or name (see `kws devices`)")
+    s.add_argument("--seconds", type=float, default=2.0, help="length of each take before trimming (default 2)")
+    s.add_argument("--yes", action="store_true",
+                   help="do not wait for Enter: record the takes back to back, each after a countdown")
+    s.add_argument("--countdown", type=float, default=3.0, help="with --yes: seconds before each take (default 3)")
+    s.add_argument("--retakes", type=int, default=5,
+                   help="give up (an error naming the problem) after this many rejected takes in a row (default 5)")
+    s.set_defaults(func=cmd_record)
+
     s = sub.add_parser("train", help="train a detector (builds the dataset when --data is not given)")
     s.add_argument("--keyword", required=True)
     s.add_argument("--data", help="dataset folder from `kws data build` (default: build one under the run folder)")
@@ -202,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32 FastGRNN, 64 LSTM/GRU)")
     s.add_argument("--run-dir", help="checkpoints and plots (default runs/KEYWORD-METHOD-MODEL-seedN); rerun resumes")
     s.add_argument("--preset", default="paper", help="dataset sizes when building one (no --data): paper or small")
+    s.add_argument("--positives", action="append", default=[], metavar="DIR",
+                   help="when building the dataset (no --data): folder of real recordings of the keyword, e.g. from "
+                        "`kws record`; repeatable. Each file is one real positive (about 70%% train, the rest "
+                        "val/test; sub-folders = speakers); they take up to half of the positives, synthesis the rest")
+    s.add_argument("--negatives", action="append", default=[], metavar="DIR",
+                   help="when building the dataset (no --data): folder of other speech or sounds (or a Speech "
+                        "Commands tree); repeatable; up to half of the negatives")
     s.add_argument("--sparsity", type=float, default=1.0,
                    help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
     _common_args(s)

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,43 @@ def _open_stream(sd, device: int | None, callback, devs) -> tuple[Any, int]:
     raise DeviceError(f"cannot open the audio input ({last}). Input devices:\n{_device_lines(devs)}\n{_HINT}")
 
 
+@dataclass
+class MicInput:
+    """An opened (not yet started) int16 mono input stream, its sample rate and the device's name."""
+
+    stream: Any
+    rate: int
+    name: str
+    devices: list[dict[str, Any]]
+
+    def start(self) -> None:
+        try:
+            self.stream.start()
+        except Exception as e:
+            raise DeviceError(f"cannot start recording from {self.name!r} ({e}). Input devices:\n"
+                              f"{_device_lines(self.devices)}\n{_HINT}") from None
+
+    def close(self) -> None:
+        try:
+            self.stream.stop()
+            self.stream.close()
+        except Exception:
+            pass
+
+
+def open_input(device: str | int | None, callback) -> MicInput:
+    """The microphone input `kws listen` and `kws record` share: --device resolved (index or part of
+    a name, None = default), an int16 mono stream of BLOCK_SECONDS blocks delivered to
+    `callback(indata, frames, time_info, status)` at 16 kHz or the device's own rate; DeviceError
+    with the device list and the usual fixes when there is no usable input."""
+    sd = _sd()
+    devs = input_devices()
+    dev = _resolve_device(device, devs)
+    stream, rate = _open_stream(sd, dev, callback, devs)
+    name = next((d["name"] for d in devs if d["index"] == dev or (dev is None and d["default"])), "default")
+    return MicInput(stream, rate, name, devs)
+
+
 def _meter(level_db: float, score: float, threshold: float, width: int = 20) -> str:
     lv = int(round(width * min(max((level_db + 60.0) / 60.0, 0.0), 1.0)))
     sc = int(round(width * min(max(score, 0.0), 1.0)))
@@ -153,9 +191,6 @@ def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_d
 
     detector = Detector(Path(bundle_path), threshold=threshold, fpr=fpr, sensitivity=sensitivity,
                         onnx_model=onnx_model, backend=backend)
-    sd = _sd()
-    devs = input_devices()
-    dev = _resolve_device(device, devs)
     q: queue.Queue = queue.Queue()
     stats = {"overflows": 0, "callbacks": 0}
 
@@ -165,12 +200,12 @@ def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_d
             stats["overflows"] += 1
         q.put(indata.copy())
 
-    stream, rate = _open_stream(sd, dev, callback, devs)
+    mic = open_input(device, callback)
+    rate, dev_name = mic.rate, mic.name
     if rate != detector.sample_rate:
         scorer = detector.scorer
         detector = Detector(detector.bundle, threshold=detector.threshold, input_rate=rate)
         detector.scorer = scorer
-    dev_name = next((d["name"] for d in devs if d["index"] == dev or (dev is None and d["default"])), "default")
 
     stop = {"flag": False}
 
@@ -189,11 +224,7 @@ def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_d
     last_audio = t_start
     warned_silent = False
     try:
-        try:
-            stream.start()
-        except Exception as e:
-            raise DeviceError(f"cannot start recording from {dev_name!r} ({e}). Input devices:\n"
-                              f"{_device_lines(devs)}\n{_HINT}") from None
+        mic.start()
         print(f"kws: listening for '{detector.keyword}' on {dev_name!r} at {rate} Hz "
               f"(threshold {detector.threshold:.3f}); Ctrl-C to stop", file=sys.stderr, flush=True)
         while not stop["flag"]:
@@ -203,7 +234,7 @@ def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_d
             try:
                 block = q.get(timeout=0.2)
             except queue.Empty:
-                if not stream.active:
+                if not mic.stream.active:
                     raise DeviceError(f"the input stream from {dev_name!r} stopped unexpectedly. {_HINT}")
                 if now - last_audio > NO_AUDIO_SECONDS and not warned_silent:
                     print(f"kws: warning: no audio from {dev_name!r} for {NO_AUDIO_SECONDS:.0f} s", file=sys.stderr,
@@ -241,11 +272,7 @@ def listen(bundle_path: str | os.PathLike, device: str | int | None = None, on_d
     except KeyboardInterrupt:
         pass
     finally:
-        try:
-            stream.stop()
-            stream.close()
-        except Exception:
-            pass
+        mic.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     # a block or two captured while stopping is normal; more means the detector fell behind

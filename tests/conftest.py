@@ -4,6 +4,9 @@ when it is absent)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +53,24 @@ def trained_bundle(tmp_path_factory) -> tuple[Path, str]:
     result = train_keyword(TrainOptions(keyword="marvin", data=root / "data", method="bce", model="fastgrnn",
                                         hidden=32, epochs=60, out=root / "marvin.kws", run_dir=root / "run"))
     return result.bundle, "marvin"
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory):
+    """Environment variables of a running PulseAudio null-sink microphone (scripts/pulse_null_sink.sh,
+    shared by the `mic` tests of kws listen and kws record); stopped at the end."""
+    missing = [b for b in ("pulseaudio", "pactl", "parec", "paplay") if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"PulseAudio binaries missing ({', '.join(missing)}); `make apt` installs them")
+    state = tmp_path_factory.mktemp("pulse")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pulse_null_sink.sh"
+    res = subprocess.run(["bash", str(script), "start", str(state)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"pulse_null_sink.sh start failed:\n{res.stdout}\n{res.stderr}"
+    env = dict(os.environ, KWS_NO_PROGRESS="1")
+    for key, value in re.findall(r"(\w+)=(\S+)", res.stdout.strip().splitlines()[-1]):
+        env[key] = value
+    assert env["PULSE_SERVER"].startswith("unix:")
+    yield env
+    subprocess.run(["bash", str(script), "stop", str(state)], capture_output=True, timeout=60)
+    pid_files = list(Path(state).glob("*.pid")) if Path(state).exists() else []
+    assert not pid_files, "stop left processes behind"

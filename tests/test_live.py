@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,28 +22,7 @@ from kws.stream import Detector
 
 pytestmark = pytest.mark.mic
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "pulse_null_sink.sh"
 DET_LINE = re.compile(r"^(\S+)\s+detected '([^']*)'\s+score ([0-9.]+)\s+stream ([0-9.]+) s$")
-
-
-@pytest.fixture(scope="session")
-def pulse(tmp_path_factory):
-    """Environment variables of a running PulseAudio null-sink microphone; stopped at the end."""
-    missing = [b for b in ("pulseaudio", "pactl", "parec", "paplay") if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"PulseAudio binaries missing ({', '.join(missing)}); `make apt` installs them")
-    state = tmp_path_factory.mktemp("pulse")
-    res = subprocess.run(["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 0, f"pulse_null_sink.sh start failed:\n{res.stdout}\n{res.stderr}"
-    env = dict(os.environ, KWS_NO_PROGRESS="1")
-    for key, value in re.findall(r"(\w+)=(\S+)", res.stdout.strip().splitlines()[-1]):
-        env[key] = value
-    assert env["PULSE_SERVER"].startswith("unix:")
-    yield env
-    subprocess.run(["bash", str(SCRIPT), "stop", str(state)], capture_output=True, timeout=60)
-    pid_files = list(Path(state).glob("*.pid")) if Path(state).exists() else []
-    assert not pid_files, "stop left processes behind"
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,9 @@ class TrainOptions:
     train_hparams: dict[str, Any] = field(default_factory=dict)
     model_hparams: dict[str, Any] = field(default_factory=dict)
     desc: str | None = None
+    # real recordings for the dataset train_keyword builds when `data` is None (BuildOptions')
+    positives: list[Path] = field(default_factory=list)
+    negatives: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -171,11 +174,16 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     run_dir = Path(opts.run_dir) if opts.run_dir else Path("runs") / f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
     out = Path(opts.out) if opts.out else Path(f"{_slug(opts.keyword)}.kws")
     data_dir = Path(opts.data) if opts.data else run_dir / "data"
+    if opts.data is not None and (opts.positives or opts.negatives):
+        raise DataError(f"--positives/--negatives go into the dataset `kws train` builds, but --data {data_dir} "
+                        f"is already built; rebuild it with them (`kws data build --keyword {opts.keyword} --out "
+                        "NEW_DIR --positives DIR ...`, then --data NEW_DIR) or leave out --data")
     if opts.data is None:
         from kws.data.builder import BuildOptions, build_dataset
 
         build_dataset(BuildOptions(keyword=opts.keyword, out=data_dir, preset=opts.preset, seed=opts.seed,
-                                   workers=opts.workers))
+                                   workers=opts.workers, positives=list(opts.positives),
+                                   negatives=list(opts.negatives)))
     elif not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such dataset folder; build one with `kws data build --keyword "
                         f"{opts.keyword} --out {data_dir}` or leave out --data to build it automatically")
