@@ -211,10 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "no speech, cut off -> take it again) and saved trimmed as OUT/KEYWORD-NNN.wav "
                                    "(16 kHz mono). Rerunning continues the numbering until OUT holds -n takes. "
                                    "Pass the folder to `kws train --positives` (or `kws data build --positives`): "
-                                   "each take becomes one real positive clip (about 70% of them train, the rest "
-                                   "val/test), next to the synthesized voices. A dozen takes already put your own "
-                                   "voice and microphone into training and validation; several dozen, said in "
-                                   "different ways and places, help more. For several people use one sub-folder "
+                                   "about 70% of the takes go to training, the rest to val/test, next to the "
+                                   "synthesized voices; a few takes are reused, each copy augmented differently "
+                                   "(up to 20 each, at most half of the positives), so a dozen already weigh in "
+                                   "training; several dozen, said in different ways and places, bring variety "
+                                   "augmentation cannot. For several people use one sub-folder "
                                    "each (--out recordings/athena/alice) and pass the parent folder: then each "
                                    "person is one speaker, kept within one split.")
     s.add_argument("--keyword", required=True, help="the wake word's text, e.g. athena")
@@ -242,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", default="paper", help="dataset sizes when building one (no --data): paper or small")
     s.add_argument("--positives", action="append", default=[], metavar="DIR",
                    help="when building the dataset (no --data): folder of real recordings of the keyword, e.g. from "
-                        "`kws record`; repeatable. Each file is one real positive (about 70%% train, the rest "
-                        "val/test; sub-folders = speakers); they take up to half of the positives, synthesis the rest")
+                        "`kws record`; repeatable. About 70%% of the files train, the rest val/test (sub-folders = "
+                        "speakers); a few are reused, augmented anew (up to 20 copies each, at most half of the "
+                        "positives); synthesis fills the rest")
     s.add_argument("--negatives", action="append", default=[], metavar="DIR",
                    help="when building the dataset (no --data): folder of other speech or sounds (or a Speech "
                         "Commands tree); repeatable; up to half of the negatives")
