@@ -161,3 +161,96 @@ def evaluate_bundle(bundle_path: str | Path, data_dir: str | Path, split: str = 
                                  title=f"'{bundle.keyword}' {'int8' if int8 else 'float'} on {split}")
     return EvalReport(bundle=bundle_path, data_dir=data_dir, split=split, int8=int8, keyword=bundle.keyword,
                       metrics=metrics, plot=plot_path, scores=scores, y=np.asarray(data.y))
+
+
+# ---------------------------------------------------------------- clips scored the way a stream sees them
+# A clip's score under the streaming detector (kws.stream.Detector): the clip is preceded by
+# `lead_seconds` and followed by `tail_seconds` of padding (digital silence by default, as
+# `Detector.flush` appends; or seeded white noise at `pad_db` dBFS RMS, a quiet room), the
+# detector scores a 1 s window every hop, and the clip's score is the highest window score. Every
+# clip, keyword or not, is scored alike, so recall at an FPR over clip scores is what a stream
+# with one clip per utterance would give at that threshold (before smoothing and refractory).
+CLIP_LEAD_SECONDS = 0.5  # audio the stream had before the clip: a word at the clip start can be centred
+CLIP_TAIL_SECONDS = 0.5  # kws.stream.FILE_TAIL_SECONDS
+
+
+def clip_stream_audio(audio: np.ndarray, config: Any = None, lead_seconds: float = CLIP_LEAD_SECONDS,
+                      tail_seconds: float = CLIP_TAIL_SECONDS, pad_db: float | None = None,
+                      seed: int = 0) -> np.ndarray:
+    """The clip with its stream padding: lead, clip, tail, and more tail when that is still
+    shorter than one window (a short clip is scored once, as `Detector.flush` does)."""
+    from kws.features import FeatureConfig
+
+    cfg = config or FeatureConfig()
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    n_lead = int(round(lead_seconds * cfg.sample_rate))
+    n_tail = int(round(tail_seconds * cfg.sample_rate))
+    first_window = cfg.frame_length + (cfg.window_frames - 1) * cfg.hop_length
+    n_tail = max(n_tail, first_window - n_lead - x.size)
+    if pad_db is None:
+        pad = np.zeros(n_lead + n_tail, dtype=np.float32)
+    else:
+        rng = np.random.default_rng(seed)
+        pad = (10.0 ** (pad_db / 20.0) * rng.standard_normal(n_lead + n_tail)).astype(np.float32)
+    return np.concatenate([pad[:n_lead], x, pad[n_lead:]])
+
+
+def clip_stream_features(audio: np.ndarray, config: Any = None, lead_seconds: float = CLIP_LEAD_SECONDS,
+                         tail_seconds: float = CLIP_TAIL_SECONDS, pad_db: float | None = None,
+                         seed: int = 0) -> np.ndarray:
+    """Raw log-mel frames [T, F] of `clip_stream_audio` (T >= one window)."""
+    from kws.features import FeatureConfig, featurize
+
+    cfg = config or FeatureConfig()
+    return featurize(clip_stream_audio(audio, cfg, lead_seconds, tail_seconds, pad_db, seed), cfg)
+
+
+def stream_window_starts(n_frames: int, config: Any = None, hop_seconds: float = 0.1) -> np.ndarray:
+    """First frame of every window the streaming detector scores over `n_frames` frames: frame 0,
+    then one window per hop (`Detector`: windows end at frames 98, 108, ...)."""
+    from kws.features import FeatureConfig
+
+    cfg = config or FeatureConfig()
+    hop = max(1, int(round(hop_seconds * cfg.sample_rate / cfg.hop_length)))
+    if n_frames < cfg.window_frames:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n_frames - cfg.window_frames + 1, hop, dtype=np.int64)
+
+
+def max_window_scores(clip_features: list[np.ndarray], score_windows: Any, config: Any = None,
+                      hop_seconds: float = 0.1, batch_windows: int = 4096) -> np.ndarray:
+    """Per clip, the highest score over its stream windows. `clip_features`: raw log-mel [T, F]
+    per clip (`clip_stream_features`); `score_windows(x_raw [B, 98, F]) -> scores [B]`, e.g.
+    `lambda x: bundle_scores(bundle, x)` or an int8 model's `.scores`. Windows of many clips are
+    scored in batches of about `batch_windows`."""
+    from kws.features import FeatureConfig
+
+    cfg = config or FeatureConfig()
+    w = cfg.window_frames
+    out = np.full(len(clip_features), -np.inf)
+    pending: list[tuple[int, np.ndarray]] = []  # (clip index, windows [k, T, F])
+    n_pending = 0
+
+    def flush() -> None:
+        nonlocal pending, n_pending
+        if not pending:
+            return
+        scores = np.asarray(score_windows(np.concatenate([win for _, win in pending])), dtype=np.float64)
+        k = 0
+        for i, win in pending:
+            out[i] = max(out[i], float(scores[k:k + len(win)].max()))
+            k += len(win)
+        pending, n_pending = [], 0
+
+    for i, feats in enumerate(clip_features):
+        starts = stream_window_starts(len(feats), cfg, hop_seconds)
+        if starts.size == 0:
+            raise DataError(f"clip {i} has {len(feats)} frames, fewer than one {w}-frame window; "
+                            "pad it with clip_stream_features")
+        view = np.lib.stride_tricks.sliding_window_view(feats, w, axis=0)  # [N, F, T]
+        pending.append((i, np.ascontiguousarray(view[starts].transpose(0, 2, 1), dtype=np.float32)))
+        n_pending += starts.size
+        if n_pending >= batch_windows:
+            flush()
+    flush()
+    return out

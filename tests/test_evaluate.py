@@ -192,3 +192,38 @@ def test_train_keyword_refuses_a_dataset_for_another_keyword(tmp_path):
     d = write_toy_dataset(tmp_path / "d", keyword="seven", sizes=(4, 4, 3, 3, 3))
     with pytest.raises(DE, match="'seven', not 'marvin'.*--keyword"):
         train_keyword(TrainOptions(keyword="marvin", data=d, out=tmp_path / "m.kws", run_dir=tmp_path / "run"))
+
+
+# ---------------------------------------------------------------- clip scores as the streaming detector sees them
+@pytest.mark.parametrize("seconds,lead", [(2.3, 0.5), (0.3, 0.0), (0.3, 0.5), (1.0, 0.5)])
+def test_max_window_scores_equal_the_streaming_detector(tmp_path, rng, seconds, lead):
+    from kws.bundle import load_bundle, random_bundle
+    from kws.evaluate import bundle_scores, clip_stream_features, max_window_scores, stream_window_starts
+    from kws.stream import Detector
+
+    bundle = load_bundle(random_bundle(tmp_path / "b.kws", seed=7, hidden=16))
+    n = int(seconds * 16000)
+    clip = (0.3 * np.sin(np.arange(n) * 0.05) * np.hanning(n) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+    det = Detector(bundle, threshold=0.5, backend="numpy")
+    raw = [det.step(np.concatenate([np.zeros(int(lead * 16000), np.float32), clip])).raw,
+           det.flush(tail_seconds=0.5).raw]
+    raw = np.concatenate(raw)
+    feats = clip_stream_features(clip, bundle.feature_config, lead_seconds=lead, tail_seconds=0.5)
+    assert len(stream_window_starts(len(feats), bundle.feature_config)) == len(raw)
+    got = max_window_scores([feats, feats[: bundle.feature_config.window_frames]],
+                            lambda x: bundle_scores(bundle, x), bundle.feature_config, batch_windows=3)
+    assert got[0] == pytest.approx(raw.max(), abs=1e-5)
+    # a clip of exactly one window has one window: the first one the detector scored
+    assert got[1] == pytest.approx(raw[0], abs=1e-5)
+
+
+def test_stream_padding_noise_is_seeded_and_too_short_features_are_refused(rng):
+    from kws.evaluate import clip_stream_audio, max_window_scores
+
+    clip = rng.standard_normal(4000).astype(np.float32)
+    a = clip_stream_audio(clip, pad_db=-60, seed=3)
+    assert len(a) >= 15920 and np.array_equal(a, clip_stream_audio(clip, pad_db=-60, seed=3))
+    assert np.array_equal(a[8000:12000], clip)
+    assert 0 < np.sqrt(np.mean(a[:8000] ** 2)) < 2e-3  # about -60 dBFS
+    with pytest.raises(DataError, match="fewer than one"):
+        max_window_scores([np.zeros((50, 32), np.float32)], lambda x: np.zeros(len(x)))

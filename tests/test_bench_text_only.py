@@ -1,0 +1,170 @@
+"""tools/bench_text_only.py and tools/real_data.py on small generated corpora laid out like
+../shared/data: speaker halves, few-shot clip choice, the test set (no training clip, no
+near-homophone close negative), and one tiny end-to-end run (build, train, score, PocketSphinx,
+report, resume)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kws.errors import DataError  # noqa: E402
+from tools import bench_text_only as bench  # noqa: E402
+from tools import real_data  # noqa: E402
+
+WORDS = ("stop", "yes", "left", "go")
+
+
+def tone(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    n = int(seconds * 16000)
+    t = np.arange(n) / 16000
+    x = 0.2 * np.sin(2 * np.pi * rng.uniform(150, 500) * t) * np.hanning(n) + 0.01 * rng.standard_normal(n)
+    return x.astype(np.float32)
+
+
+def make_shared(root: Path, n_speakers: int = 30, n_mycroft: int = 12) -> Path:
+    """A shared-data folder: Speech Commands test-set layout (4 words, a noise folder) and the
+    Mycroft community layout (athena/en, not-wake-words/en)."""
+    rng = np.random.default_rng(5)
+    sc = root / real_data.SC_NAME
+    speakers = [f"{i:08x}" for i in rng.integers(1 << 31, size=n_speakers)]
+    for w in WORDS:
+        (sc / w).mkdir(parents=True)
+        for s in speakers:
+            for k in range(2 if w == "stop" else 1):
+                sf.write(sc / w / f"{s}_nohash_{k}.flac", tone(rng, 1.0), 16000)
+    (sc / "_background_noise_").mkdir()
+    sf.write(sc / "_background_noise_" / "hum.flac", 0.05 * rng.standard_normal(48000), 16000)
+    my = root / real_data.MYCROFT_NAME
+    (my / "athena" / "en").mkdir(parents=True)
+    (my / "not-wake-words" / "en").mkdir(parents=True)
+    for i in range(n_mycroft):
+        sf.write(my / "athena" / "en" / f"athena-en-{uuid.UUID(int=i + 1)}.flac", tone(rng, 0.6 + 0.2 * (i % 4)), 16000)
+    for i in range(3):
+        sf.write(my / "not-wake-words" / "en" / f"notwakeword-en-{uuid.UUID(int=100 + i)}.flac", tone(rng, 1.4), 16000)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    return make_shared(tmp_path_factory.mktemp("shared"))
+
+
+def test_speaker_halves_links_and_noise_folders(shared, tmp_path):
+    sc = shared / real_data.SC_NAME
+    halves = real_data.sc_halves(sc, exclude_word="stop")
+    spk = {h: {real_data.speaker_of(f) for f in fs} for h, fs in halves.items()}
+    assert spk["A"] and spk["B"] and not spk["A"] & spk["B"]
+    assert all(f.parent.name in ("yes", "left", "go") for fs in halves.values() for f in fs)
+    assert len(halves["A"]) + len(halves["B"]) == 3 * 30  # every clip of the other words, no noise file
+    tree = real_data.link_tree(halves["A"], tmp_path / "tree")
+    assert real_data.link_tree(halves["A"], tmp_path / "tree") == tree  # idempotent
+    links = sorted(p for p in tree.rglob("*.flac"))
+    assert len(links) == len(halves["A"]) and all(p.is_symlink() and p.resolve().is_file() for p in links)
+    flat = real_data.link_files(halves["A"][:3], tmp_path / "flat")
+    real_data.link_files(halves["A"][1:3], flat)  # a smaller set: the stale link goes
+    assert sorted(p.name for p in flat.iterdir()) == sorted(f.name for f in halves["A"][1:3])
+
+
+def test_few_shot_clips_are_nested_seeded_and_speaker_disjoint_from_the_test(shared):
+    corpora = real_data.Corpora(shared)
+    five = bench.choose_real_positives("stop", 5, corpora, seed=0)
+    ten = bench.choose_real_positives("stop", 10, corpora, seed=0)
+    assert ten[:5] == five and bench.choose_real_positives("stop", 5, corpora, seed=1) != five
+    speakers = [real_data.speaker_of(f) for f in ten]
+    assert len(set(speakers)) == len(speakers)  # one clip per speaker while speakers last
+    assert {real_data.speaker_half(s) for s in speakers} == {"A"}
+    test = bench.make_test_set("stop", corpora, ten, None)
+    pos = [p for p, k in zip(test.paths, test.kinds) if k == "positive"]
+    assert pos and {real_data.speaker_half(real_data.speaker_of(p)) for p in pos} == {"B"}
+    assert not {real_data.speaker_of(p) for p in pos} & set(speakers)
+    neg = [p for p, k in zip(test.paths, test.kinds) if k == "negative"]
+    assert not any(p.parent.name == "stop" for p in neg)
+    assert {p.parent.name for p in neg} == {"yes", "left", "go", "en"}  # + Mycroft not-wake-words
+    assert test.pos_speakers == len({real_data.speaker_of(p) for p in pos})
+    # Mycroft: a seeded draw, removed from the test
+    drawn = bench.choose_real_positives("athena", 4, corpora, seed=0)
+    t2 = bench.make_test_set("athena", corpora, drawn, None)
+    t2_pos = {p for p, k in zip(t2.paths, t2.kinds) if k == "positive"}
+    assert len(t2_pos) == 12 - 4 and not t2_pos & set(drawn) and t2.pos_speakers is None
+    with pytest.raises(DataError, match="only 12"):
+        bench.choose_real_positives("athena", 13, corpora)
+
+
+def test_close_negatives_that_sound_like_the_keyword_are_dropped(shared, tmp_path):
+    from kws.audio import save_wav
+    from kws.data.manifest import ClipRecord, write_manifest
+
+    data = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+    recs = []
+    for i, text in enumerate(["marina", "at tina", "farina", "athena"]):
+        path = f"clips/test/test-close-negative-{i:05d}.wav"
+        save_wav(data / path, tone(rng, 1.0))
+        recs.append(ClipRecord(id=f"c{i}", path=path, label=0, kind="close_negative", text=text,
+                               source="tts:espeak-ng:en", speaker="espeak-ng:+m1", split="test"))
+    write_manifest(data / "manifest.jsonl", recs)
+    (data / "dataset.json").write_text(json.dumps({"keyword": "athena", "close_negatives": [
+        {"text": r.text, "how": "test"} for r in recs]}))
+    test = bench.make_test_set("athena", real_data.Corpora(shared), [], data)
+    assert test.close_words == ["marina", "at tina", "farina", "athena"]
+    assert test.close_dropped == ["at tina", "athena"]
+    assert (test.kinds == "close_negative").sum() == 2
+    assert len(set(test.keys)) == len(test.keys)  # clip keys are unique (file digests for synthesized clips)
+
+
+def test_summary_metrics_and_spread():
+    kinds = np.array(["positive"] * 4 + ["negative"] * 50 + ["close_negative"] * 50)
+    scores = np.r_[[0.9, 0.8, 0.7, 0.1], np.linspace(0.0, 0.5, 50), np.linspace(0.0, 0.95, 50)]
+    m = bench.summarize(scores, kinds, {"0.03": 0.85, "0.05": 0.6})
+    # 100 negatives: 3 may pass at 3% FPR -> the threshold sits above the 4th highest negative
+    assert m["recall_0.03"] == pytest.approx(0.25) and m["close_fpr_0.03"] == pytest.approx(0.06)
+    assert m["real_neg_fpr_0.03"] == 0.0 and m["calibrated_recall_0.03"] == pytest.approx(0.25)
+    assert bench._pct([0.5, 0.7, 0.6], rng=True) == "60.0 ± 10.0 (50.0–70.0)"
+    assert bench._pct([0.5]) == "50.0"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
+def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch):
+    import tools.report as report
+
+    monkeypatch.setattr(report, "BENCHMARKS", tmp_path / "BENCHMARKS.md")
+    (tmp_path / "BENCHMARKS.md").write_text("# B\n\n<!-- BEGIN real_speech -->\nold\n<!-- END real_speech -->\n")
+    work = tmp_path / "work"
+    build = {"sizes": "train_pos=8,train_neg=12,eval_each=4", "engines": ["espeak-ng", "flite"],
+             "tts_cache": str(tmp_path / "tts"), "max_close_negatives": 8}
+    argv = ["--keywords", "athena", "--real-positives", "0", "3", "--seeds", "1", "--preset", "small",
+            "--epochs", "1", "--hidden", "8", "--build-options", json.dumps(build), "--workdir", str(work),
+            "--shared", str(shared), "--workers", "1", "--plot", str(tmp_path / "plot.png"), "--tag", "t"]
+    assert bench.main(argv) == 0
+    res = json.loads((work / "results.json").read_text())
+    assert sorted(res["runs"]) == ["t|athena|rp0|seed0", "t|athena|rp3|seed0"]
+    few = res["runs"]["t|athena|rp3|seed0"]
+    assert few["test"]["n_pos"] == 12 - 3 and res["runs"]["t|athena|rp0|seed0"]["test"]["n_pos"] == 12
+    half_b = real_data.sc_halves(shared / real_data.SC_NAME)["B"]
+    assert few["test"]["n_neg_real"] == len(half_b) + 3  # every half-B Speech Commands clip + not-wake-words
+    assert set(few["systems"]) == set(bench.SYSTEMS)
+    assert 0.0 <= few["systems"]["int8"]["recall_0.03"] <= 1.0
+    usage = res["datasets"]["t/athena-small-rp3"]["real_positive_usage"]
+    assert sum(u["real_files"] for u in usage.values()) == 3 and usage["train"]["real_files"] >= 1
+    assert all(u["real"] >= u["real_files"] for u in usage.values())  # few recordings: reused
+    assert "t|athena|rp0" in res["pocketsphinx"]  # scored, or the reason it could not be
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "BEGIN text_only" in text and "real_speech" not in text
+    assert "| athena | 3 | ours int8 |" in text and (tmp_path / "plot.png").stat().st_size > 0
+    # a rerun skips every finished entry; the same tag with another recipe is refused
+    stamp = (work / "results.json").stat().st_mtime_ns
+    assert bench.main(argv + ["--no-report"]) == 0
+    assert json.loads((work / "results.json").read_text())["runs"] == res["runs"]
+    assert (work / "results.json").stat().st_mtime_ns == stamp
+    assert bench.main([a if a != "1" else "2" for a in argv]) == 2
