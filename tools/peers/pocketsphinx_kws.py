@@ -84,11 +84,16 @@ class KeyphraseScorer:
         # is never reported (5% of the real "athena" clips scored as "no detection").
         self.decoder = ps.Decoder(keyphrase=self.keyphrase, kws_threshold=self.threshold, kws_delay=1,
                                   lm=None, loglevel="FATAL")
+        self._cmn_init = self.decoder.get_cmn()
 
     def score(self, x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
         """Best keyphrase log ratio over the clip `x` (float in [-1, 1] or int16), or the floor."""
         pcm = _to_int16(x, sample_rate)
         d = self.decoder
+        # Fresh front end and cepstral-mean estimate for every clip: otherwise both carry over from
+        # the previous clip and a clip's score depends on the order clips are scored in.
+        d.reinit_feat()
+        d.set_cmn(self._cmn_init)
         d.start_utt()
         d.process_raw(pcm.tobytes(), full_utt=True)
         d.end_utt()
