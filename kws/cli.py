@@ -38,6 +38,7 @@ def cmd_data_build(args: argparse.Namespace) -> int:
         workers=args.workers,
         close_negatives_in_train=args.close_negatives_in_train,
         engines=args.engine,
+        **_recipe(args),
     )
     summary = build_dataset(opts)
     print(summary.table())
@@ -66,6 +67,22 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--augment", default=None, choices=["realistic", "standard"],
+                   help="augmentation recipe: realistic (default: speaker, room, microphone, codec and level "
+                        "variation plus dither on every clip, so synthesized and recorded audio look alike) "
+                        "or standard (speed, pitch, reverb, noise, gain)")
+    p.add_argument("--carrier-share", type=float, default=None,
+                   help="share of synthesized clips said inside a carrier phrase ('hey WORD', 'WORD, what time is "
+                        "it') and cut around the word, as a stream shows it (default 0.3; 0 = the word alone)")
+
+
+def _recipe(args: argparse.Namespace) -> dict:
+    """The recipe flags given (the rest keep BuildOptions' defaults)."""
+    given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 # ---------------------------------------------------------------- training and evaluation
 def cmd_train(args: argparse.Namespace) -> int:
     import logging
@@ -91,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         sparsity=args.sparsity,
         positives=[Path(p) for p in args.positives],
         negatives=[Path(p) for p in args.negatives],
+        build=_recipe(args),
     )
     result = train_keyword(opts)
     print(result.table())
@@ -198,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", action="append", default=None,
                    help="speech-synthesis engine to use (espeak-ng, flite, festival); repeatable; default all installed")
     _common_args(s)
+    _recipe_args(s)
     s.set_defaults(func=cmd_data_build)
 
     s = data.add_parser("speech-commands", help="download, verify and unpack Google Speech Commands")
@@ -252,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sparsity", type=float, default=1.0,
                    help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
     _common_args(s)
+    _recipe_args(s)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="recall at 3%%/5%% FPR, AUC and per-kind false-positive rates on a dataset split")
