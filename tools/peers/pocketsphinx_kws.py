@@ -138,3 +138,30 @@ def _to_int16(x: np.ndarray, sample_rate: int) -> np.ndarray:
     # x32768 and round: the inverse of kws.audio's int16 -> float scaling, so audio read from a
     # 16-bit file reaches PocketSphinx bit-exact.
     return np.clip(np.round(f.astype(np.float64) * 32768.0), -32768, 32767).astype("<i2")
+
+
+def stream_trace(audio: np.ndarray, keyphrase: str, hop_seconds: float = 0.1,
+                 threshold: float = DEFAULT_THRESHOLD, block_seconds: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """(times, scores) of PocketSphinx spotting `keyphrase` in a long 16 kHz stream, on a grid of
+    `hop_seconds` (times = hop ends): each hop's score is the best log ratio of the detections that
+    end in it, the floor when none does. Decoded as one utterance fed in blocks, the way a live
+    deployment runs (cepstral mean and front end adapt over the stream); a threshold swept over the
+    trace with the detector's rising-edge rule gives its false accepts per hour."""
+    scorer = KeyphraseScorer(keyphrase, threshold)
+    d = scorer.decoder
+    d.reinit_feat()
+    d.set_cmn(scorer._cmn_init)
+    pcm = _to_int16(np.asarray(audio), SAMPLE_RATE)
+    block = int(block_seconds * SAMPLE_RATE)
+    d.start_utt()
+    for i in range(0, len(pcm), block):
+        d.process_raw(pcm[i:i + block].tobytes(), full_utt=False)
+    d.end_utt()
+    frame_rate = 100.0  # PocketSphinx frames per second (10 ms)
+    n = int(np.ceil(len(pcm) / SAMPLE_RATE / hop_seconds))
+    scores = np.full(n, floor_score(threshold))
+    for seg in d.seg() or ():
+        if seg.prob > 0.0:
+            j = min(n - 1, int((seg.end_frame + 1) / frame_rate / hop_seconds))
+            scores[j] = max(scores[j], math.log(seg.prob))
+    return (np.arange(n) + 1) * hop_seconds, scores
