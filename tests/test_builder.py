@@ -482,3 +482,25 @@ def test_few_real_positives_are_reused_with_fresh_augmentation(tmp_path, cache):
     assert Counter(r.speaker for r in train_real) == {s: 4 for s in {r.speaker for r in train_real}}
     clips = [sf.read(out / r.path)[0] for r in train_real]
     assert len({np.round(c, 4).tobytes() for c in clips}) == len(clips)
+
+
+def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
+    """--augment / --carrier-share go to BuildOptions from `kws data build` and from the dataset
+    `kws train` builds; left out, BuildOptions' defaults (realistic, 0.3) apply."""
+    from kws import cli
+    from kws.errors import KwsError
+
+    seen = []
+
+    def capture(o):
+        seen.append(o)
+        raise KwsError("stopped after the options were built")
+
+    monkeypatch.setattr(B, "build_dataset", capture)
+    assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "d"),
+                     "--augment", "standard", "--carrier-share", "0"]) == 2
+    assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r"), "--carrier-share", "0.5"]) == 2
+    assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r2")]) == 2
+    assert (seen[0].augment_recipe, seen[0].carrier_share) == ("standard", 0.0)
+    assert (seen[1].augment_recipe, seen[1].carrier_share) == ("realistic", 0.5)
+    assert (seen[2].augment_recipe, seen[2].carrier_share) == ("realistic", 0.3)
