@@ -6,7 +6,7 @@ APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k fest
 	libsndfile1 libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils \
 	gcc-arm-none-eabi qemu-user
 
-.PHONY: install apt demo test bench clean
+.PHONY: install apt demo test bench clean peers
 
 install: apt $(STAMP)
 
@@ -27,6 +27,12 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# Peer systems for tools/peer_benchmark.py (optional): PocketSphinx, and openWakeWord 0.5.1 without
+# its declared dependencies (they would pull tflite-runtime; its ONNX models run in onnxruntime).
+peers: install
+	$(PY) -m pip install -q -e '.[peers]'
+	$(PY) -m pip install -q --no-deps openwakeword==0.5.1
 
 bench: install
 	$(PY) tools/bench_all.py

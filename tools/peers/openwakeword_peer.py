@@ -57,11 +57,13 @@ LICENCE = ("openWakeWord code Apache-2.0; its pretrained wake-word models CC BY-
 
 def models_dir() -> Path:
     """The wheel's resources/models folder (the ONNX models ship inside openwakeword 0.5.1)."""
-    try:
-        import openwakeword
-    except ImportError:
-        raise KwsError(f"openwakeword is not installed; {PEERS_INSTALL_HINT}.") from None
-    d = Path(openwakeword.__file__).resolve().parent / "resources" / "models"
+    import importlib.util
+
+    # found without importing the package: its __init__ pulls in scikit-learn and tflite helpers we never use
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None or not spec.submodule_search_locations:
+        raise KwsError(f"openwakeword is not installed; {PEERS_INSTALL_HINT}.")
+    d = Path(list(spec.submodule_search_locations)[0]).resolve() / "resources" / "models"
     if not (d / "melspectrogram.onnx").is_file() or not (d / "embedding_model.onnx").is_file():
         raise KwsError(f"{d}: no melspectrogram.onnx / embedding_model.onnx; openwakeword 0.6+ ships no models: "
                        f"install openwakeword==0.5.1 ({PEERS_INSTALL_HINT}).")
