@@ -122,13 +122,17 @@ def test_close_negatives_that_sound_like_the_keyword_are_dropped(shared, tmp_pat
     assert len(set(test.keys)) == len(test.keys)  # clip keys are unique (file digests for synthesized clips)
 
 
-def test_summary_metrics_and_spread():
+def test_metrics_set_the_threshold_on_real_negatives_and_show_close_negatives_apart():
     kinds = np.array(["positive"] * 4 + ["negative"] * 50 + ["close_negative"] * 50)
     scores = np.r_[[0.9, 0.8, 0.7, 0.1], np.linspace(0.0, 0.5, 50), np.linspace(0.0, 0.95, 50)]
     m = bench.summarize(scores, kinds, {"0.03": 0.85, "0.05": 0.6})
-    # 100 negatives: 3 may pass at 3% FPR -> the threshold sits above the 4th highest negative
-    assert m["recall_0.03"] == pytest.approx(0.25) and m["close_fpr_0.03"] == pytest.approx(0.06)
-    assert m["real_neg_fpr_0.03"] == 0.0 and m["calibrated_recall_0.03"] == pytest.approx(0.25)
+    # 50 real negatives: one may pass at 3% FPR -> the threshold is the top real negative, 0.5
+    assert m["recall_0.03"] == pytest.approx(0.75) and m["real_neg_fpr_0.03"] == pytest.approx(0.02)
+    assert m["close_fpr_0.03"] == pytest.approx(24 / 50)  # close negatives at or above 0.5
+    # real and close together (100 negatives, 3 may pass): only 0.9 is above the 4th highest close one
+    assert m["recall_all_0.03"] == pytest.approx(0.25)
+    assert m["calibrated_recall_0.03"] == pytest.approx(0.25) and m["calibrated_close_fpr_0.03"] == pytest.approx(0.12)
+    assert m["auc"] == pytest.approx((3 * 50 + 10) / 200)
     assert bench._pct([0.5, 0.7, 0.6], rng=True) == "60.0 ± 10.0 (50.0–70.0)"
     assert bench._pct([0.5]) == "50.0"
 
@@ -168,3 +172,7 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert json.loads((work / "results.json").read_text())["runs"] == res["runs"]
     assert (work / "results.json").stat().st_mtime_ns == stamp
     assert bench.main([a if a != "1" else "2" for a in argv]) == 2
+    # metrics can be recomputed from the saved clip scores (after a metric change): same numbers
+    assert bench.main(argv + ["--rescore", "--no-report"]) == 0
+    again = json.loads((work / "results.json").read_text())
+    assert again["runs"] == res["runs"] and again["pocketsphinx"] == res["pocketsphinx"]
