@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "no speech, cut off -> take it again) and saved trimmed as OUT/KEYWORD-NNN.wav "
                                    "(16 kHz mono). Rerunning continues the numbering until OUT holds -n takes. "
                                    "Pass the folder to `kws train --positives` (or `kws data build --positives`): "
-                                   "about 70% of the takes go to training, the rest to val/test, next to the "
+                                   "with under 12 takes all but one go to training (one to validation), next to the "
                                    "synthesized voices; a few takes are reused, each copy augmented differently "
                                    "(up to 20 each, at most half of the positives), so a dozen already weigh in "
                                    "training; several dozen, said in different ways and places, bring variety "

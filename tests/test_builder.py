@@ -504,3 +504,38 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     assert (seen[0].augment_recipe, seen[0].carrier_share) == ("standard", 0.0)
     assert (seen[1].augment_recipe, seen[1].carrier_share) == ("realistic", 0.5)
     assert (seen[2].augment_recipe, seen[2].carrier_share) == ("realistic", 0.3)
+
+
+def test_negatives_are_placed_anywhere_keywords_stay_centred(cache):
+    """negative_placement: negatives land anywhere in the window (up to half cut off), as the
+    streaming detector's windows show them; keywords stay centred."""
+    from kws.data import tts
+
+    voice = B._voice_dict(tts.base_voices(["espeak-ng"])[0])
+    B._init_worker({"seed": 0, "augment": False, "align": "center", "cache_dir": str(cache), "noise": False,
+                    "augmenter": None, "negative_placement": 1.0})
+    try:
+        def centre(kind: str, i: int) -> float:
+            x = B._render_one({"id": f"{kind}-{i}", "kind": kind, "src": {"type": "tts", "text": "market", "voice": voice}})
+            e = x.astype(np.float64) ** 2
+            return float((e * np.arange(x.size)).sum() / e.sum()) / 16000
+
+        neg = [centre("negative", i) for i in range(24)]
+        pos = [centre("positive", i) for i in range(4)]
+    finally:
+        B._init_worker({})
+    assert all(abs(c - 0.5) < 0.1 for c in pos)
+    assert min(neg) < 0.25 and max(neg) > 0.75 and np.std(neg) > 0.12
+
+
+def test_a_few_recordings_go_to_training(tmp_path, cache):
+    pos_dir = tmp_path / "mine"
+    pos_dir.mkdir()
+    t = np.arange(12000) / 16000
+    for i in range(5):
+        sf.write(pos_dir / f"marvin-{i:03d}.wav", 0.2 * np.sin(2 * np.pi * (200 + 40 * i) * t) * np.hanning(t.size), 16000)
+    out = tmp_path / "ds"
+    build_dataset(opts(out, cache, positives=[pos_dir], sizes="train_pos=40,train_neg=16,eval_each=4"))
+    real = [r for r in read_manifest(out / "manifest.jsonl") if r.kind == "positive" and r.source.startswith("real")]
+    files = {s: {r.speaker for r in real if r.split == s} for s in ("train", "val", "test")}
+    assert len(files["train"]) == 4 and len(files["val"]) == 1 and not files["test"]
