@@ -128,6 +128,10 @@ def ensure_dataset(keyword: str, args: argparse.Namespace, corpora: real_data.Co
     if real_neg:
         halves = real_data.sc_halves(corpora.sc, exclude_word=keyword)
         negatives = [real_data.link_tree(halves["A"], work / "sc_half_A" / slug(keyword))]
+    if (data / "dataset.json").is_file() and name in results.datasets:
+        # finished datasets are reused as built: the models of this workdir were trained on them, even
+        # if the builder's defaults have changed since (a new recipe wants a new --workdir)
+        return data
     t0 = time.time()
     summary = build_dataset(BuildOptions(keyword=keyword_text(keyword), out=data, preset=args.preset,
                                          negatives=negatives, seed=0, workers=args.workers, **args.build_options))
@@ -167,10 +171,6 @@ def _test_split_records(data: Path, kinds: tuple[str, ...]) -> list:
     return [r for r in read_manifest(data / "manifest.jsonl") if r.split == "test" and r.kind in kinds]
 
 
-def _spk(records) -> int:
-    return len({r.speaker for r in records})
-
-
 def real_negatives(keyword: str, corpora: real_data.Corpora, half: str | None) -> tuple[list[Path], list[str]]:
     from tools.bench_text_only import negative_words_to_exclude
 
@@ -180,81 +180,78 @@ def real_negatives(keyword: str, corpora: real_data.Corpora, half: str | None) -
 
 
 def make_tests(keyword: str, data: Path, corpora: real_data.Corpora, args: argparse.Namespace) -> list[Test]:
+    from kws.data.manifest import read_manifest
     from tools.bench_text_only import TestSet, make_test_set
 
     root = corpora.root
     lim = args.max_clips
+    # speaker of every synthesized clip (dataset records, phrase voices); Speech Commands by file name;
+    # Mycroft files have no speaker ids (not counted)
+    spk_of = {(data / r.path).resolve(): r.speaker for r in read_manifest(data / "manifest.jsonl")}
     tests = []
 
     def key_of(p: Path) -> str:  # real corpus files by their path, synthesized clips by their content
         return f"real:{p.relative_to(root)}" if p.is_relative_to(root) else f"synth:{digest(p)}"
 
-    def from_parts(tid: str, title: str, pos: list[Path], neg: list[Path], close_recs: list, sources, speakers,
-                   excluded: list[str]) -> Test:
-        pos, neg = _subsample(pos, lim, tid + "pos"), _subsample(neg, lim, tid + "neg")
-        close_recs = _subsample(close_recs, lim, tid + "close")
-        paths = list(pos) + list(neg) + [data / r.path for r in close_recs]
-        keys = [key_of(p) for p in paths]
-        kinds = np.array(["positive"] * len(pos) + ["negative"] * len(neg) + ["close_negative"] * len(close_recs))
-        info = json.loads((data / "dataset.json").read_text())
-        ts = TestSet(keyword=keyword_text(keyword), keys=keys, paths=paths, kinds=kinds, pos_speakers=speakers.get("positive"),
-                     neg_speakers=speakers.get("negative"), close_words=[c["text"] for c in info.get("close_negatives", [])],
-                     excluded_negative_words=excluded)
-        return Test(tid, keyword, title, ts, sources, speakers)
+    def speakers(paths: list[Path]) -> int | None:
+        ids = {real_data.speaker_of(p) if "_nohash_" in p.name else spk_of.get(Path(p).resolve()) for p in paths}
+        ids.discard(None)
+        return len(ids) or None
 
+    def test(tid: str, title: str, parts: dict[str, list[Path]], sources: dict[str, str], ts: Any = None,
+             excluded: list[str] = ()) -> Test:
+        """`parts`: kind -> clip files (each kind subsampled to --max-clips); or a finished TestSet `ts`."""
+        if ts is None:
+            parts = {k: _subsample(v, lim, tid + k) for k, v in parts.items() if v}
+            paths = [p for v in parts.values() for p in v]
+            kinds = np.array([k for k, v in parts.items() for _ in v])
+            info = json.loads((data / "dataset.json").read_text())
+            ts = TestSet(keyword=keyword_text(keyword), keys=[key_of(p) for p in paths], paths=paths, kinds=kinds,
+                         pos_speakers=None, neg_speakers=None,
+                         close_words=[c["text"] for c in info.get("close_negatives", [])],
+                         excluded_negative_words=list(excluded))
+        spk = {k: speakers([p for p, kk in zip(ts.paths, ts.kinds) if kk == k]) for k in sorted(set(ts.kinds.tolist()))}
+        return Test(tid, keyword, title, ts, sources, spk)
+
+    def split_files(*kinds: str) -> list[Path]:
+        return [data / r.path for r in _test_split_records(data, kinds)]
+
+    synth = "synthesized, held-out voices"
     if keyword in REAL_KEYWORDS:
         ts = make_test_set(keyword, corpora, [], data)
-        idx = np.arange(len(ts.keys))
         if lim is not None:  # --quick: a seeded subset of each kind
             idx = np.concatenate([_subsample(list(np.flatnonzero(ts.kinds == k)), lim, f"{keyword}{k}")
                                   for k in ("positive", "negative", "close_negative")]).astype(int)
-        ts = dataclasses.replace(ts, keys=[ts.keys[i] for i in idx], paths=[ts.paths[i] for i in idx], kinds=ts.kinds[idx])
-        neg_files = [p for p, k in zip(ts.paths, ts.kinds) if k == "negative"]
-        sc_neg = [p for p in neg_files if "_nohash_" in p.name]
-        tests.append(Test(f"{keyword}-real", keyword, f"{keyword}: real recordings", ts,
-                          {"positive": "real (Mycroft Precise community)",
-                           "negative": "real (Speech Commands half B + Mycroft not-wake-words)",
-                           "close_negative": "synthesized, held-out voices"},
-                          {"positive": None, "negative": len({real_data.speaker_of(p) for p in sc_neg}),
-                           "close_negative": _spk(_test_split_records(data, ("close_negative",)))}))
-        return tests
+            ts = dataclasses.replace(ts, keys=[ts.keys[i] for i in idx], paths=[ts.paths[i] for i in idx],
+                                     kinds=ts.kinds[idx])
+        return [test(f"{keyword}-real", f"{keyword}: real recordings", {},
+                     {"positive": "real (Mycroft Precise community)",
+                      "negative": "real (Speech Commands speaker half B + Mycroft not-wake-words)",
+                      "close_negative": synth}, ts=ts)]
 
-    close = _test_split_records(data, ("close_negative",))
     neg, excluded = real_negatives(keyword, corpora, None)
-    sc_neg = [p for p in neg if "_nohash_" in p.name]
-    neg_sources = "real (Speech Commands, all speakers + Mycroft not-wake-words)"
+    real_neg = "real (Speech Commands, all speakers + Mycroft not-wake-words)"
     if keyword in PAPER_KEYWORDS:
-        recs = _test_split_records(data, ("positive", "negative", "close_negative"))
-        recs = [r for k in ("positive", "negative", "close_negative")
-                for r in _subsample([r for r in recs if r.kind == k], lim, f"{keyword}synth{k}")]
-        ts = TestSet(keyword=keyword, keys=[f"synth:{digest(data / r.path)}" for r in recs],
-                     paths=[data / r.path for r in recs], kinds=np.array([r.kind for r in recs]),
-                     pos_speakers=_spk([r for r in recs if r.kind == "positive"]), neg_speakers=None)
-        tests.append(Test(f"{keyword}-synth", keyword, f"{keyword}: synthesized test split (paper protocol)", ts,
-                          {k: "synthesized, held-out voices" for k in ("positive", "negative", "close_negative")},
-                          {k: _spk([r for r in recs if r.kind == k]) for k in ("positive", "negative", "close_negative")}))
-        pos = real_data.sc_word_clips(corpora.sc, keyword)
-        tests.append(from_parts(f"{keyword}-real", f"{keyword}: real Speech Commands clips", pos, neg, [],
-                                {"positive": "real (Speech Commands, all speakers)", "negative": neg_sources},
-                                {"positive": len({real_data.speaker_of(p) for p in pos}),
-                                 "negative": len({real_data.speaker_of(p) for p in sc_neg})}, excluded))
-        return tests
+        # the dataset's test split as built ("noise" clips are part of its non-keyword share)
+        return [test(f"{keyword}-synth", f"{keyword}: synthesized test split (paper protocol)",
+                     {"positive": split_files("positive"), "negative": split_files("negative", "noise"),
+                      "close_negative": split_files("close_negative")},
+                     {"positive": synth, "negative": synth + " (and pure noise)", "close_negative": synth}),
+                test(f"{keyword}-real", f"{keyword}: real Speech Commands clips",
+                     {"positive": real_data.sc_word_clips(corpora.sc, keyword), "negative": neg},
+                     {"positive": "real (Speech Commands, all speakers)", "negative": real_neg}, excluded=excluded)]
     # an openWakeWord phrase: fresh synthesized utterances by the dataset's held-out test voices, against
     # real speech AND the dataset's synthesized test-split negatives (other words by the same held-out
     # voices), so that telling synthesized from real speech cannot pass for spotting the phrase
-    pos, spk = phrase_positives(keyword, data, args)
-    synth_neg = _test_split_records(data, ("negative",))
-    tests.append(from_parts(f"{keyword}-synth", f"'{keyword_text(keyword)}': held-out synthesized voices", pos,
-                            neg + [data / r.path for r in synth_neg], close,
-                            {"positive": "synthesized, held-out voices (whole utterance)",
-                             "negative": neg_sources + " + synthesized other words (held-out voices)",
-                             "close_negative": "synthesized, held-out voices"},
-                            {"positive": spk, "negative": len({real_data.speaker_of(p) for p in sc_neg}),
-                             "close_negative": _spk(close)}, excluded))
-    return tests
+    pos, voice_of = phrase_positives(keyword, data, args)
+    spk_of.update({p.resolve(): s for p, s in voice_of.items()})
+    return [test(f"{keyword}-synth", f"'{keyword_text(keyword)}': held-out synthesized voices",
+                 {"positive": pos, "negative": neg + split_files("negative"), "close_negative": split_files("close_negative")},
+                 {"positive": synth + " (whole utterance)", "negative": real_neg + " + other words, " + synth,
+                  "close_negative": synth}, excluded=excluded)]
 
 
-def phrase_positives(keyword: str, data: Path, args: argparse.Namespace) -> tuple[list[Path], int]:
+def phrase_positives(keyword: str, data: Path, args: argparse.Namespace) -> tuple[list[Path], dict[Path, str]]:
     """The phrase said by the dataset's TEST-split voices (never heard in training), clean and
     whole, saved as WAVs under WORKDIR/phrases (synthesis cached)."""
     from kws.audio import save_wav
@@ -264,7 +261,7 @@ def phrase_positives(keyword: str, data: Path, args: argparse.Namespace) -> tupl
     voices = tts.voice_configs(args.phrase_clips, seed=1, speakers=speakers)
     folder = Path(args.workdir) / "phrases" / slug(keyword)
     res = tts.synthesize_many([(keyword_text(keyword), v) for v in voices], desc=f"'{keyword_text(keyword)}' test voices")
-    out, used = [], set()
+    out, speaker = [], {}
     for a, v in zip(res.audio, voices):
         if a is None:
             continue
@@ -272,8 +269,8 @@ def phrase_positives(keyword: str, data: Path, args: argparse.Namespace) -> tupl
         if not p.is_file():
             save_wav(p, a)
         out.append(p)
-        used.add(v.speaker)
-    return out, len(used)
+        speaker[p] = v.speaker
+    return out, speaker
 
 
 # ---------------------------------------------------------------- embeddings cache (openWakeWord)
@@ -358,7 +355,7 @@ def train_ours(keyword: str, data: Path, args: argparse.Namespace, results: Resu
     return out
 
 
-def given_ours(paths: list[str]) -> dict[str, list[Ours]]:
+def given_ours(paths: list[str], workdir: Path) -> dict[str, list[Ours]]:
     """--ours BUNDLE...: grouped by keyword; each needs its dataset (provenance) for close negatives."""
     from kws.bundle import load_bundle
     from kws.export.onnx_export import export_onnx
@@ -370,7 +367,8 @@ def given_ours(paths: list[str]) -> dict[str, list[Ours]]:
         if not (data / "dataset.json").is_file():
             raise KwsError(f"{p}: its dataset ({data}) is not readable here; the benchmark needs it for the "
                            "close negatives and the held-out voices")
-        onnx_dir = Path(p).parent / f"{Path(p).stem}_onnx"
+        # exported into the workdir: an export beside the bundle would become `kws detect`'s default backend
+        onnx_dir = workdir / "ours_onnx" / f"{Path(p).stem}-{digest(Path(p))[:8]}"
         int8 = onnx_dir / "model_window_int8.onnx"
         if not int8.is_file():
             export_onnx(Path(p), onnx_dir, int8=True, data_dir=str(data))
@@ -456,6 +454,10 @@ def run_test(test: Test, systems: dict[str, Any], args: argparse.Namespace, resu
     results.tests[test.id] = test.describe()
     done = results.clip.setdefault(test.id, {})
     keys = test.set.keys
+    for name in list(done):  # scored on another clip list (the test changed): score again
+        p = score_cache(args, test.id, name)
+        if not p.is_file() or np.load(p)["keys"].tolist() != list(keys):
+            del done[name]
 
     def finish(name: str, s: np.ndarray) -> None:
         p = score_cache(args, test.id, name)
@@ -655,6 +657,44 @@ def _onnx_params(path: Path) -> int:
     return int(sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer))
 
 
+def c_library_cost(ours_by_kw: dict[str, list[Ours]], args: argparse.Namespace, results: Results) -> None:
+    """Our FastGRNN as the C library (`kws export --format c`), timed on the host by the export's own
+    harness (tools/bench_c.host_speed: kws_process over audio in 10 ms blocks, gcc -O2, one core);
+    peak RSS of that harness process by /usr/bin/time. Skipped without gcc."""
+    import re
+    import shutil
+
+    label = "ours FastGRNN int8, C library (host gcc -O2)"
+    if (label in results.cost and not args.redo_cost) or not shutil.which("gcc"):
+        return
+    o = next((o for ours in ours_by_kw.values() for o in ours if "FastGRNN" in o.name), None)
+    if o is None:
+        return
+    from firmware_export import build
+    from firmware_export.generate import generate
+    from kws.bundle import load_bundle
+    from tools.bench_c import host_speed
+
+    out = Path(args.workdir) / "c_export" / o.bundle.parent.name
+    summary = generate(o.bundle, out, data_dir=o.data, verify=False)
+    speed = host_speed(out, args.cost_seconds)
+    rss = None
+    if shutil.which("time") or Path("/usr/bin/time").is_file():
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", str(out / "build" / "harness_bench"), "bench", "10"],
+                           capture_output=True, text=True)
+        rss = int(r.stderr.strip().splitlines()[-1]) / 1024 if r.returncode == 0 else None
+    b = load_bundle(o.bundle)
+    m4 = build.arm_size(out) if build.have("arm-none-eabi-gcc") else None
+    results.cost[label] = {
+        "params": int(sum(np.asarray(w).size for w in b.weights.values())),
+        "model_bytes": int(re.search(r"\): (\d+) bytes", summary).group(1)), "what": "int8 weights in the C library",
+        "cpu_per_audio_s": speed["ns_per_frame"] * 100 / 1e9, "peak_rss_mb": rss, "load_cpu_s": 0.0,
+        "audio_s": args.cost_seconds, "m4_flash_bytes": m4.flash if m4 else None, "m4_ram_bytes": m4.ram if m4 else None}
+    results.save()
+    print(f"cost {label:62s} {100 * results.cost[label]['cpu_per_audio_s']:6.3f}% of one core, peak RSS "
+          f"{rss if rss is None else round(rss, 1)} MB", flush=True)
+
+
 def measure_costs(ours_by_kw: dict[str, list[Ours]], heads: dict[str, Any], args: argparse.Namespace,
                   results: Results, corpora: real_data.Corpora) -> None:
     """One subprocess per system, same audio, pinned to one CPU; static sizes beside."""
@@ -677,6 +717,7 @@ def measure_costs(ours_by_kw: dict[str, list[Ours]], heads: dict[str, Any], args
             if o.int8_onnx is not None:
                 rows.append((f"{label} int8 (ONNX)", {"system": "ours", "bundle": str(o.bundle), "onnx": str(o.int8_onnx)},
                              {"params": params, "model_bytes": weight_bytes(o.int8_onnx), "what": "int8 weight bytes"}))
+    c_library_cost(ours_by_kw, args, results)
     if heads:
         from tools.peers import openwakeword_peer as ow
 
@@ -764,13 +805,42 @@ def verdicts(results: Results) -> list[str]:
             if peer not in systems:
                 continue
             a, b = best["recall_0.03"], systems[peer]["recall_0.03"]
-            word = "wins" if a > b else "ties" if a == b else "LOSES"
-            lines.append(f"- `{tid}`: {best_name} {word} against {peer} at 3% FPR "
+            word = "wins against" if a > b else "ties with" if a == b else "LOSES to"
+            lines.append(f"- `{tid}`: {best_name} {word} {peer} at 3% FPR "
                          f"({100 * a:.1f}% vs {100 * b:.1f}% recall; AUC {best['auc']:.3f} vs {systems[peer]['auc']:.3f}).")
     return lines
 
 
+def reading(results: Results) -> list[str]:
+    """Our reading of the losses, tied to what this run measured (the same training clips under two
+    front ends separate data from features)."""
+    def best_ours(systems: dict) -> float:
+        return max((m["recall_0.03"] for n, m in systems.items() if n.startswith("ours") and n.endswith("float")),
+                   default=float("nan"))
+
+    lost_to_head = [t for t, sy in results.clip.items() if not t.startswith("_") and "oWW head, our clips" in sy
+                    and sy["oWW head, our clips"]["recall_0.03"] > best_ours(sy)]
+    lost_to_ps = [t for t, sy in results.clip.items() if not t.startswith("_") and "PocketSphinx" in sy
+                  and sy["PocketSphinx"]["recall_0.03"] > best_ours(sy)]
+    out = []
+    if lost_to_head:
+        out.append(f"- Reading ({', '.join(f'`{t}`' for t in lost_to_head)}): openWakeWord's head was trained on exactly "
+                   "our training clips, so the gap is the front end, not the data: its frozen speech embedding "
+                   "(Google's speech_embedding, arXiv 2002.01322, pre-trained on large amounts of real speech) already maps unseen voices and real "
+                   "recordings near each other, while our model learns its features from a few thousand synthesized "
+                   "clips. What would close it: a small frozen front end distilled from such an embedding (or trained "
+                   "on real untranscribed speech) under our recurrent head, keeping the int8 budget; more voice and "
+                   "channel diversity in training; a few real recordings (tools/bench_text_only.py measures 5-20).")
+    if lost_to_ps:
+        out.append(f"- Reading ({', '.join(f'`{t}`' for t in lost_to_ps)}): PocketSphinx needs no training because its "
+                   "acoustic model was trained on hundreds of hours of real transcribed speech; a phone-level model "
+                   "generalizes to real voices that our synthesized training never covered. It pays for it in size "
+                   "(megabytes, see cost) and it can only spot dictionary words.")
+    return out
+
+
 def cost_ratio_lines(results: Results) -> list[str]:
+    """openWakeWord's cost as a multiple of each of ours (the issue's goal: at least 10x in CPU and memory)."""
     c = results.cost
     oww = c.get("openWakeWord: front end + head of our clips (onnxruntime)")
     base = c.get("Python + numpy alone (baseline)")
@@ -779,13 +849,27 @@ def cost_ratio_lines(results: Results) -> list[str]:
         if not label.startswith("ours") or oww is None:
             continue
         cpu = oww["cpu_per_audio_s"] / max(r["cpu_per_audio_s"], 1e-12)
-        rss = oww["peak_rss_mb"] / max(r["peak_rss_mb"], 1e-9)
-        extra = ""
-        if base:
-            own, peer = r["peak_rss_mb"] - base["peak_rss_mb"], oww["peak_rss_mb"] - base["peak_rss_mb"]
-            extra = f"; above the bare-interpreter baseline {own:.0f} MB vs {peer:.0f} MB ({peer / max(own, 1e-9):.1f}x)"
-        out.append(f"- {label}: {cpu:.1f}x less CPU than openWakeWord, {rss:.1f}x less peak RSS{extra}, "
-                   f"{oww['model_bytes'] / max(r['model_bytes'], 1):.0f}x fewer model bytes.")
+        parts = [f"{cpu:.1f}x the CPU"]
+        mem = None
+        if r.get("peak_rss_mb"):
+            mem = oww["peak_rss_mb"] / r["peak_rss_mb"]
+            parts.append(f"{mem:.1f}x the peak RSS")
+            if base and "C library" not in label:  # both run in Python: compare what each adds to the interpreter
+                own, peer = r["peak_rss_mb"] - base["peak_rss_mb"], oww["peak_rss_mb"] - base["peak_rss_mb"]
+                parts.append(f"{peer / max(own, 1e-9):.1f}x the memory above the bare interpreter ({peer:.0f} vs {own:.0f} MB)")
+        parts.append(f"{oww['model_bytes'] / max(r['model_bytes'], 1):.0f}x the model bytes")
+        met = cpu >= 10 and (mem or 0) >= 10
+        out.append(f"- openWakeWord needs {', '.join(parts)} of {label}: the 10x goal is "
+                   f"{'met' if met else 'NOT met'} here.")
+    if any("NOT met" in line for line in out):
+        out.append("- Reading: our model is tiny (thousands of parameters against openWakeWord's ~0.9 M), but in "
+                   "Python the detector runs the recurrence over the whole 1 s window (98 steps) at every 100 ms hop, "
+                   "as it was trained, step by step in numpy: the cost is interpreter overhead per step, not "
+                   "arithmetic; openWakeWord does one convolutional embedding per 80 ms hop inside onnxruntime's "
+                   "C++. The int8 ONNX window graph (98 unrolled steps, one session call per hop) costs more still. "
+                   "The same int8 model as the exported C library is the deployment this goal is about; what would "
+                   "close the gap in Python: a compiled scorer (the C library via ctypes), or a streaming state "
+                   "carried from hop to hop (one step per frame) if a model trained for it holds its accuracy.")
     return out
 
 
@@ -852,8 +936,9 @@ def report(results: Results, args: argparse.Namespace, plots: list[Path]) -> str
     cfg = results.config
     lines = ["## Head-to-head: ours vs openWakeWord vs PocketSphinx (same audio, one run)", ""]
     if cfg.get("quick"):
-        lines += ["**Smoke run (`--quick`: small preset, few epochs, subsets of every test set). These numbers check "
-                  "the tool, they are not the comparison; the full run is `python tools/peer_benchmark.py`.**", ""]
+        lines += ["**Smoke run (`--quick`: small preset, i.e. 360 training clips, subsets of every test set, a "
+                  "6-minute stream). These numbers check the tool, they are not the comparison; the full run is "
+                  "`python tools/peer_benchmark.py`.**", ""]
     lines += [f"Ours trained by `kws.train.api.train_keyword` (preset {cfg.get('preset')}, epochs "
               f"{cfg.get('epochs') or 'kws default'}); openWakeWord 0.5.1 (its ONNX models; head trained "
               f"{cfg.get('oww_epochs')} epochs on our training clips); PocketSphinx 5 keyphrase search, en-us model. "
@@ -905,19 +990,26 @@ def report(results: Results, args: argparse.Namespace, plots: list[Path]) -> str
                   "|---|---|---|---|---|---|"]
         for label, r in results.cost.items():
             params = f"{r['params']:,}" if r.get("params") else "—"
-            mb = f"{r['model_bytes']:,}" if r.get("model_bytes") else "—"
-            lines.append(f"| {label} | {params} | {mb} | {100 * r['cpu_per_audio_s']:.2f}% | {r['peak_rss_mb']:.0f} MB "
-                         f"| {r['load_cpu_s']:.2f} s |")
+            mb = (f"{r['model_bytes']:,}" + (f" ({r['what']})" if r.get('what') else "")) if r.get("model_bytes") else "—"
+            rss = "—" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.1f} MB"
+            lines.append(f"| {label} | {params} | {mb} | {100 * r['cpu_per_audio_s']:.3f}% | {rss} | {r['load_cpu_s']:.2f} s |")
         audio_s = next(iter(results.cost.values()))["audio_s"]
         lines += ["", f"Fed {audio_s:.0f} s of real speech in live chunks (ours and PocketSphinx 100 ms int16, "
                   "openWakeWord 80 ms). Peak RSS is the whole process (VmHWM), interpreter included: the baseline row "
                   "is Python + numpy + soundfile doing nothing."]
+        c = results.cost.get("ours FastGRNN int8, C library (host gcc -O2)")
+        if c:
+            lines.append("The C library row is the export's own host harness (`tools/bench_c.host_speed`: kws_process "
+                         "in 10 ms blocks, gcc -O2), its peak RSS by `/usr/bin/time`"
+                         + (f"; on a Cortex-M4 it needs {c['m4_flash_bytes']:,} B flash and {c['m4_ram_bytes']:,} B RAM"
+                            if c.get("m4_flash_bytes") else "") + ".")
         lines += cost_ratio_lines(results)
     v = verdicts(results)
     if v:
-        lines += ["", "### Where we win and where we do not", ""] + v
+        lines += ["", "### Where we win and where we do not", ""] + v + [""] + reading(results)
     lines += ["", "Licences: openWakeWord code Apache-2.0, its pretrained models CC BY-NC-SA 4.0 (run here for "
-              "measurement only, never redistributed); PocketSphinx BSD-2-Clause."]
+              "measurement only, never redistributed; they were trained with about 30,000 hours of negative audio, by "
+              "their README), Google's speech-embedding model Apache-2.0; PocketSphinx BSD-style (CMU)."]
     lines += [f"- {n}" for n in args.note]
     return "\n".join(lines)
 
@@ -1033,7 +1125,7 @@ def run(args: argparse.Namespace, results: Results, corpora: real_data.Corpora) 
 
         caches["fe"] = FrontEnd(threads=1)
         caches["emb"] = EmbeddingCache(work / "features" / f"oww-lead{OWW_LEAD:g}-tail{OWW_TAIL:g}.npz")
-    given = given_ours(args.ours) if args.ours else None
+    given = given_ours(args.ours, work) if args.ours else None
     keywords = list(given) if given else args.keywords
     ours_by_kw: dict[str, list[Ours]] = {}
     heads: dict[str, Path] = {}
