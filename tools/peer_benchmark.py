@@ -750,7 +750,7 @@ def measure_costs(ours_by_kw: dict[str, list[Ours]], heads: dict[str, Any], args
             kp = keyword_text(next(iter(ours_by_kw), "athena"))
             rows.append((f"PocketSphinx keyphrase search ('{kp}')", {"system": "pocketsphinx", "keyphrase": kp},
                          {"params": gmm, "model_bytes": am_bytes + dict_bytes,
-                          "what": "en-us acoustic model + dictionary (params: GMM means, variances, mixture weights)"}))
+                          "what": "en-us acoustic model + dictionary; parameters: Gaussian means, variances, mixture weights"}))
         except ImportError:
             pass
     for label, spec, static in rows:
@@ -875,7 +875,7 @@ def cost_ratio_lines(results: Results) -> list[str]:
 
 def plot_clip_curves(results: Results, args: argparse.Namespace) -> list[Path]:
     """One figure per kind of curve (DET, ROC), one panel per test, every system overlaid
-    (ours solid, peers dashed; the dotted line marks 3% FPR)."""
+    (ours solid, peers dashed; the dotted line marks 3% FPR). FPR on the test's negatives, as the table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -904,7 +904,7 @@ def plot_clip_curves(results: Results, args: argparse.Namespace) -> list[Path]:
                     continue
                 z = np.load(p)
                 s, k = z["scores"], z["kinds"]
-                fpr, tpr, _ = roc_curve(s[k == "positive"], s[k != "positive"])
+                fpr, tpr, _ = roc_curve(s[k == "positive"], s[k == "negative"])  # the table's FPR: the negatives
                 xy = (probit(fpr), probit(1 - tpr)) if kind == "det" else (fpr, tpr)
                 ax.plot(*xy, "-" if name.startswith("ours") else "--", lw=1.0 if name.endswith("int8") else 1.6, label=name)
             if kind == "det":
@@ -939,8 +939,10 @@ def report(results: Results, args: argparse.Namespace, plots: list[Path]) -> str
         lines += ["**Smoke run (`--quick`: small preset, i.e. 360 training clips, subsets of every test set, a "
                   "6-minute stream). These numbers check the tool, they are not the comparison; the full run is "
                   "`python tools/peer_benchmark.py`.**", ""]
-    lines += [f"Ours trained by `kws.train.api.train_keyword` (preset {cfg.get('preset')}, epochs "
-              f"{cfg.get('epochs') or 'kws default'}); openWakeWord 0.5.1 (its ONNX models; head trained "
+    ours = (f"Ours: the given bundles ({', '.join(f'`{b}`' for b in cfg['ours'])})" if cfg.get("ours") else
+            f"Ours trained by `kws.train.api.train_keyword` (preset {cfg.get('preset')}, epochs "
+            f"{cfg.get('epochs') or 'kws default'})")
+    lines += [f"{ours}; openWakeWord 0.5.1 (its ONNX models; head trained "
               f"{cfg.get('oww_epochs')} epochs on our training clips); PocketSphinx 5 keyphrase search, en-us model. "
               "Clip score = the system's maximum over the hops a stream would score (clip between silence). "
               "Recall at the threshold that gives 3% / 5% FPR on the test's negatives (real speech; on the `-synth` "
@@ -971,7 +973,8 @@ def report(results: Results, args: argparse.Namespace, plots: list[Path]) -> str
     lines.append("- Mycroft keyword recordings carry no speaker ids (each keyword's clips come from one contributor's "
                  "collection), so their speaker count is unknown.")
     if plots:
-        lines += ["", "DET / ROC per test: " + ", ".join(f"`{p.relative_to(REPO)}`" for p in plots) + "."]
+        lines += ["", "DET / ROC per test (FPR on the negatives, as the recall columns): "
+                  + ", ".join(f"`{p.relative_to(REPO)}`" for p in plots) + "."]
     if results.streams:
         lines += ["", "### Streaming", "", "| stream | system | smoothing | FRR @0.5 FA/h | FRR @1 FA/h |", "|---|---|---|---|---|"]
         for key, e in results.streams.items():
@@ -1077,7 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
                   "(set KWS_SHARED_DATA or --shared)", file=sys.stderr)
             return 2
         config = {k: getattr(args, k) for k in ("preset", "epochs", "build_options", "synthetic_only", "max_clips",
-                                                "phrase_clips", "oww_epochs", "oww_train_clips", "quick")}
+                                                "phrase_clips", "oww_epochs", "oww_train_clips", "quick", "ours")}
         if results.config and results.config != config:
             diff = sorted(k for k in config if results.config.get(k) != config[k])
             print(f"peer_benchmark: {args.workdir} holds a run with other settings ({', '.join(diff)}); "
