@@ -41,10 +41,34 @@ def per_clip_mean_removed(x: np.ndarray) -> np.ndarray:
     return x - x.mean(axis=1, keepdims=True)
 
 
+def report(path: Path, notes: list[str] = ()) -> str:
+    """One row per call (latest call per keyword and tag), in the order they were run."""
+    rows: dict[tuple[str, str], dict] = {}
+    for line in path.read_text().splitlines():
+        e = json.loads(line)
+        rows[(e["kw"], e["tag"])] = e
+    lines = ["## Recipe exploration on a proxy word (real clips, single seeds)", "",
+             "`tools/explore_recipe.py`: keyword trained from text (+ real Speech Commands half-A negatives unless "
+             "synthetic-only), tested on its real half-B clips vs real half-B other words + Mycroft not-wake-words "
+             "+ synthesized close negatives, each clip as one centred 1 s crop. One seed per row: seeds alone move "
+             "recall@3% by up to ~0.2, so AUC is the steadier column; the choices were confirmed on the reported "
+             "keywords by `tools/bench_text_only.py` (section text_only). Rows in the order they were run; "
+             "`build`/`train` are the options given, the rest the defaults of the time (recorded in --note lines).", "",
+             *[f"- {n}" for n in notes], "",
+             "| keyword | variant | build options | train options | real negatives | recall @3% FPR | @5% | AUC | "
+             "recall @3% vs real negatives only |", "|---|---|---|---|---|---|---|---|---|"]
+    for (kw, tag), e in rows.items():
+        for seed, r in e["res"].items():
+            lines.append(f"| {kw} | {tag}{'' if seed in ('0', 0) else f' s{seed}'} | `{e['build']}` | `{e['train']}` | "
+                         f"{'no' if e.get('synth_only') else 'half A'} | {100 * r['r3']:.1f}% | {100 * r['r5']:.1f}% | "
+                         f"{r['auc']:.3f} | {100 * r['r3_realneg']:.1f}% |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--keyword", default="down")
-    p.add_argument("--tag", required=True, help="variant name (run and bundle folders)")
+    p.add_argument("--tag", default=None, help="variant name (run and bundle folders); required unless --report")
     p.add_argument("--build", default="{}", help="BuildOptions fields, JSON")
     p.add_argument("--train", default="{}", help="TrainOptions fields, JSON")
     p.add_argument("--hp", default="{}", help="TrainHparams overrides, JSON")
@@ -54,7 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cmn", action="store_true", help="remove each clip's per-band mean (train and test)")
     p.add_argument("--workdir", default="runs/lead")
     p.add_argument("--shared", default=None, help="shared data folder (default $KWS_SHARED_DATA or ../shared/data)")
+    p.add_argument("--note", action="append", default=[], help="a line under the heading (repeatable)")
+    p.add_argument("--report", action="store_true", help="train nothing: write WORKDIR/results.jsonl as the "
+                                                          "BENCHMARKS.md section 'recipe'")
     a = p.parse_args(argv)
+    if a.report:
+        from tools.report import update_section
+
+        md = report(Path(a.workdir) / "results.jsonl", a.note)
+        print(md)
+        update_section("recipe", md)
+        return 0
+    if not a.tag:
+        p.error("--tag is required (the variant's name)")
 
     import kws.data.dataset as dataset
     from kws.bundle import load_bundle
