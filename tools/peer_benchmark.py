@@ -519,9 +519,9 @@ def run_stream(keyword: str, systems: dict[str, Any], args: argparse.Namespace, 
     names = [f"{o.name} {v}" for o in ours for v in ("float", "int8")]
     names += [n for n, k in (("oWW head, our clips", "oww_head"), ("oWW pretrained", "oww_pretrained")) if k in systems]
     names += ["PocketSphinx"] if args.pocketsphinx else []
-    if all(n in entry["systems"] for n in names):
-        return
     work = Path(args.workdir) / "stream"
+    if all(n in entry["systems"] for n in names) and (work / f"{key}-curves.npz").is_file():
+        return
     work.mkdir(parents=True, exist_ok=True)
     ref = load_bundle(ours[0].bundle)
     audio, spans, desc = bs.build_stream(ref, keyword_text(keyword), args.hours, args.per_hour, args.stream_seed,
@@ -570,14 +570,42 @@ def run_stream(keyword: str, systems: dict[str, Any], args: argparse.Namespace, 
             if best is None or rank < best[0]:
                 best = (rank, r, (fa, frr))
         entry["systems"][name] = best[1]
-        curves[f"{name} (smoothing {best[1]['smoothing']})"] = best[2]
+        curves[name] = best[2]
+        save_curves(work / f"{key}-curves.npz", curves)
         results.save()
         f1, f05 = best[1]["frr@1"], best[1]["frr@0.5"]
         print(f"stream {key:22s} {name:38s} FRR@0.5FA/h {'n/a' if f05 is None else f'{100 * f05:.1f}%'}  "
               f"FRR@1FA/h {'n/a' if f1 is None else f'{100 * f1:.1f}%'}", flush=True)
-    if not args.no_report:
-        bs.plot_det(curves, REPO / "docs" / f"peers_stream_{slug(keyword)}.png",
-                    f"'{keyword_text(keyword)}': {total_s / 3600:.2f} h real speech + noise, {len(spans)} keywords")
+
+
+def save_curves(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The (FA/h, FRR) sweep of each system on one stream, for the DET plot of the report."""
+    arrays = {}
+    for i, (name, (fa, frr)) in enumerate(curves.items()):
+        arrays.update({f"name{i}": np.array(name), f"fa{i}": fa, f"frr{i}": frr})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def plot_streams(results: Results, args: argparse.Namespace) -> list[Path]:
+    """A DET plot (tools/bench_stream.plot_det) per finished stream, from the saved sweeps."""
+    from tools import bench_stream as bs
+
+    out = []
+    for key, e in results.streams.items():
+        p = Path(args.workdir) / "stream" / f"{key}-curves.npz"
+        if not p.is_file() or not e.get("systems"):
+            continue
+        z = np.load(p)
+        n = len([k for k in z.files if k.startswith("name")])
+        curves = {f"{z[f'name{i}']} (smoothing {e['systems'].get(str(z[f'name{i}']), {}).get('smoothing', '?')})":
+                  (z[f"fa{i}"], z[f"frr{i}"]) for i in range(n)}
+        path = REPO / "docs" / f"peers_stream_{slug(e['keyword'])}.png"
+        bs.plot_det(curves, path, f"'{keyword_text(e['keyword'])}': {e['hours']:.2f} h real speech + noise, "
+                                  f"{e['n_keywords']} keywords")
+        out.append(path)
+    return out
 
 
 # ---------------------------------------------------------------- cost
@@ -942,7 +970,7 @@ def plot_clip_curves(results: Results, args: argparse.Namespace) -> list[Path]:
     return paths
 
 
-def report(results: Results, args: argparse.Namespace, plots: list[Path]) -> str:
+def report(results: Results, args: argparse.Namespace, plots: list[Path], stream_plots: list[Path] = ()) -> str:
     cfg = results.config
     lines = ["## Head-to-head: ours vs openWakeWord vs PocketSphinx (same audio, one run)", ""]
     if cfg.get("quick"):
@@ -995,8 +1023,8 @@ def report(results: Results, args: argparse.Namespace, plots: list[Path]) -> str
                 lines.append(f"| {head} | {name} | {r['smoothing']} | {_pct(r['frr@0.5'])} | {_pct(r['frr@1'])} |")
                 first = False
         lines += ["", "Streams from `tools/bench_stream.build_stream` (real keyword-free speech + noise, keywords by "
-                  "held-out synthesized voices and real Speech Commands clips); DET: "
-                  + ", ".join(f"`docs/peers_stream_{slug(e.get('keyword', k))}.png`" for k, e in results.streams.items()) + "."]
+                  "held-out synthesized voices and real Speech Commands clips)"
+                  + ("; DET: " + ", ".join(f"`{p.relative_to(REPO)}`" for p in stream_plots) if stream_plots else "") + "."]
     if results.cost:
         lines += ["", "### Cost on this machine (each system in its own process, pinned to one CPU, same real speech)", "",
                   "| system | parameters | model bytes | CPU per audio second (one core) | peak RSS | load CPU |",
@@ -1044,9 +1072,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--oww-train-clips", type=int, default=None, help="train the oWW head on a subset of clips")
     p.add_argument("--no-oww", action="store_true")
     p.add_argument("--no-pocketsphinx", dest="pocketsphinx", action="store_false")
-    p.add_argument("--stream-keywords", nargs="*", default=["marvin", "hey_jarvis"],
-                   help="1-hour streams for these keywords (their training must not have seen the background's "
-                        "real speakers: athena/amelia only with --synthetic-only)")
+    p.add_argument("--stream-keywords", nargs="*", default=None,
+                   help="1-hour streams for these keywords (default marvin hey_jarvis; --quick: marvin); their "
+                        "training must not have seen the background's real speakers: athena/amelia only with "
+                        "--synthetic-only")
     p.add_argument("--hours", type=float, default=1.0)
     p.add_argument("--per-hour", type=int, default=120)
     p.add_argument("--stream-seed", type=int, default=0)
@@ -1070,12 +1099,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.keywords = a.keywords or ["athena", "marvin", "hey_jarvis"]
         a.max_clips = a.max_clips or 150
         a.phrase_clips = min(a.phrase_clips, 60)
-        a.stream_keywords = [k for k in a.stream_keywords if k in a.keywords][:1]
+        a.stream_keywords = ["marvin"] if a.stream_keywords is None else a.stream_keywords
         a.hours = min(a.hours, 0.1)
         a.cost_seconds = min(a.cost_seconds, 60.0)
         a.workdir = a.workdir or str(REPO / "runs" / "bench" / "peers-quick")
     a.workdir = a.workdir or str(DEFAULT_WORKDIR)
     a.keywords = a.keywords or list(ALL_KEYWORDS)
+    a.stream_keywords = ["marvin", "hey_jarvis"] if a.stream_keywords is None else a.stream_keywords
     return a
 
 
@@ -1093,8 +1123,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         config = {k: getattr(args, k) for k in ("preset", "epochs", "build_options", "synthetic_only", "max_clips",
                                                 "phrase_clips", "oww_epochs", "oww_train_clips", "quick", "ours")}
-        if results.config and results.config != config:
-            diff = sorted(k for k in config if results.config.get(k) != config[k])
+        diff = sorted(k for k in set(config) | set(results.config) if results.config.get(k) != config.get(k))
+        if results.config and diff:  # a setting this run did not know yet counts as its default (None)
             print(f"peer_benchmark: {args.workdir} holds a run with other settings ({', '.join(diff)}); "
                   "pass another --workdir", file=sys.stderr)
             return 2
@@ -1106,7 +1136,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     refresh_metrics(results, args)
     plots = [] if args.no_report else plot_clip_curves(results, args)
-    md = report(results, args, plots)
+    stream_plots = [] if args.no_report else plot_streams(results, args)
+    md = report(results, args, plots, stream_plots)
     print(md)
     if not args.no_report:
         from tools.report import update_section
