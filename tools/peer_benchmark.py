@@ -193,7 +193,6 @@ def make_tests(keyword: str, data: Path, corpora: real_data.Corpora, args: argpa
     # speaker of every synthesized clip (dataset records, phrase voices); Speech Commands by file name;
     # Mycroft files have no speaker ids (not counted)
     spk_of = {(data / r.path).resolve(): r.speaker for r in read_manifest(data / "manifest.jsonl")}
-    tests = []
 
     def key_of(p: Path) -> str:  # real corpus files by their path, synthesized clips by their content
         return f"real:{p.relative_to(root)}" if p.is_relative_to(root) else f"synth:{digest(p)}"
@@ -809,10 +808,6 @@ def measure_costs(ours_by_kw: dict[str, list[Ours]], heads: dict[str, Any], args
 
 
 # ---------------------------------------------------------------- report
-def ours_names(clip: dict) -> list[str]:
-    return [n for n in clip if n.startswith("ours")]
-
-
 def _pct(v: Any) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
