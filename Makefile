@@ -25,14 +25,21 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/kws demo
 
-test: install
+# the peers too, so their tests run rather than skip
+test: install peers
 	$(PY) -m pytest -q tests
 
 # Peer systems for tools/peer_benchmark.py (optional): PocketSphinx, and openWakeWord 0.5.1 without
 # its declared dependencies (they would pull tflite-runtime; its ONNX models run in onnxruntime).
-peers: install
+# the peer systems of tools/peer_benchmark.py; openwakeword with --no-deps (its declared
+# dependencies pull tflite-runtime; we run its ONNX models with onnxruntime)
+PEERS_STAMP := $(VENV)/.peers-installed
+peers: install $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[peers]'
 	$(PY) -m pip install -q --no-deps openwakeword==0.5.1
+	touch $(PEERS_STAMP)
 
 bench: install
 	$(PY) tools/bench_all.py
