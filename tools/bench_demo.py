@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Total wall time {total:.0f} s on this machine (TTS cache warm; a cold cache adds about 1-2 min).",
         "The test split is synthesized speech from 12 held-out TTS speakers: it flatters a detector trained on "
-        "synthesized voices; real-speech numbers are in the real_speech section.",
+        "synthesized voices; real-speech numbers are in the text_only sections.",
         "",
         "```", table, *sizes, "```",
     ])
