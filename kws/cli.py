@@ -253,8 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keyword", required=True)
     s.add_argument("--data", help="dataset folder from `kws data build` (default: build one under the run folder)")
     s.add_argument("--method", default="drocc-lf", choices=["drocc-lf", "bce", "drocc-oe", "drocc"],
-                   help="training loss (default drocc-lf: on real speech it beat bce by 24-33 recall points on "
-                        "athena/amelia and tied on stop; bce trains ~5x faster)")
+                   help="training loss (default drocc-lf: on real speech it beat bce by 16-33 recall points on "
+                        "athena/amelia/right and tied on yes/stop/left; bce trains ~5x faster)")
     s.add_argument("--model", default="fastgrnn", choices=["fastgrnn", "lstm", "gru"])
     s.add_argument("--out", help="bundle path (default KEYWORD.kws)")
     s.add_argument("--epochs", type=int, default=None, help="training epochs (default depends on the model)")

@@ -43,9 +43,10 @@ class TrainOptions:
     keyword: str
     data: Path | None = None
     # DROCC-LF: on REAL speech, trained from text (tools/bench_text_only.py, recall@3% FPR vs real
-    # negatives) it beat BCE on athena 89.0 vs 62.0/68.0 and amelia 73.1 vs 25.6/54.3, tied on stop
-    # 65.0 vs 77.2/60.3; on synthesized test sets BCE is as good or better (BENCHMARKS "ocln"), and
-    # DROCC-LF passes more synthesized close negatives. It trains ~5x longer; method="bce" is the fast one.
+    # negatives, BENCHMARKS text_only / text_only_lf) it beat BCE by 16-33 points on athena, amelia
+    # and right and was within BCE's seed spread on yes, stop and left (six-word mean 67.3 vs 56.8);
+    # on synthesized test sets BCE is as good or better (BENCHMARKS "ocln"), and DROCC-LF passes more
+    # synthesized close negatives. It trains ~5x longer; method="bce" is the fast one.
     method: str = "drocc-lf"
     model: str = "fastgrnn"
     out: Path | None = None
