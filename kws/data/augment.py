@@ -118,6 +118,14 @@ def pitch_shift(x: np.ndarray, semitones: float) -> np.ndarray:
     return y.astype(np.float32)
 
 
+def _keep_level(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """`y` (float64, changed in place) scaled to the RMS level of `x`; a silent `y` stays as it is."""
+    rms_in, rms_out = np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)), np.sqrt(np.mean(y ** 2))
+    if rms_out > 0:
+        y *= rms_in / rms_out
+    return y
+
+
 def _stft(x: np.ndarray, n_fft: int, hop: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Hann-windowed frames' rfft (frames x bins), the window, and the padded length."""
     win = np.hanning(n_fft + 1)[:-1]
@@ -160,10 +168,7 @@ def formant_shift(x: np.ndarray, ratio: float, n_fft: int = 512, hop: int = 128,
     frac = src - lo
     warped = env[:, lo] * (1 - frac) + env[:, hi] * frac
     y = _istft(spec * np.exp(warped - env), win, hop, length, x.size)
-    rms_in, rms_out = np.sqrt(np.mean(x.astype(np.float64) ** 2)), np.sqrt(np.mean(y ** 2))
-    if rms_out > 0:
-        y *= rms_in / rms_out
-    return y.astype(np.float32)
+    return _keep_level(y, x).astype(np.float32)
 
 
 def channel_response(n: int, rng: np.random.Generator, max_db: float = 8.0,
@@ -185,11 +190,7 @@ def channel_response(n: int, rng: np.random.Generator, max_db: float = 8.0,
 def apply_channel(x: np.ndarray, response: np.ndarray) -> np.ndarray:
     """Filter by a magnitude response (zero phase, FFT of the whole clip), keeping the RMS level."""
     x64 = np.asarray(x, dtype=np.float64)
-    y = np.fft.irfft(np.fft.rfft(x64) * response, n=x64.size)
-    rms_in, rms_out = np.sqrt(np.mean(x64 ** 2)), np.sqrt(np.mean(y ** 2))
-    if rms_out > 0:
-        y *= rms_in / rms_out
-    return y.astype(np.float32)
+    return _keep_level(np.fft.irfft(np.fft.rfft(x64) * response, n=x64.size), x64).astype(np.float32)
 
 
 def mu_law_codec(x: np.ndarray, bits: int = 8, mu: float = 255.0) -> np.ndarray:
@@ -239,12 +240,7 @@ def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
     from scipy.signal import fftconvolve
 
     d = int(np.argmax(np.abs(rir)))
-    y = fftconvolve(x.astype(np.float64), rir)[d: d + x.size]
-    rms_in = np.sqrt(np.mean(np.asarray(x, np.float64) ** 2))
-    rms_out = np.sqrt(np.mean(y ** 2))
-    if rms_out > 0:
-        y *= rms_in / rms_out
-    return y.astype(np.float32)
+    return _keep_level(fftconvolve(x.astype(np.float64), rir)[d: d + x.size], x).astype(np.float32)
 
 
 def make_rir_bank(n: int = 24, seed: int = 0, sample_rate: int = SAMPLE_RATE,

@@ -672,6 +672,15 @@ def _resolve_carriers(recipes: list[dict[str, Any]], cache_dir: Path, workers: i
             c["text"] = c["src"]["text"]
 
 
+def _window_at(y: np.ndarray, start: int) -> np.ndarray:
+    """y[start:start + WINDOW], zeros where that runs outside `y` (start may be negative)."""
+    out = np.zeros(WINDOW, np.float32)
+    a, b = max(start, 0), min(start + WINDOW, y.size)
+    if b > a:
+        out[a - start:b - start] = y[a:b]
+    return out
+
+
 def _random_place(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The sound (trimmed of leading/trailing near-silence) with its centre at a uniformly random
     point of the window: anywhere from centred to half outside either edge."""
@@ -680,11 +689,7 @@ def _random_place(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     y = trim_silence(x)
     if y.size >= WINDOW:
         y = fit_to_window(y, WINDOW // 2)  # a long sound: its loudest half second
-    lo = int(rng.integers(0, WINDOW + 1)) - y.size // 2
-    out = np.zeros(WINDOW, np.float32)
-    a, b = max(lo, 0), min(lo + y.size, WINDOW)
-    out[a:b] = y[a - lo:b - lo]
-    return out
+    return _window_at(y, y.size // 2 - int(rng.integers(0, WINDOW + 1)))
 
 
 def _carrier_window(word: np.ndarray, before: np.ndarray | None, after: np.ndarray | None,
@@ -704,11 +709,7 @@ def _carrier_window(word: np.ndarray, before: np.ndarray | None, after: np.ndarr
     if after is not None:
         parts += [np.zeros(int(rng.uniform(0.02, 0.15) * WINDOW), np.float32), trim_silence(after)]
     y = np.concatenate(parts).astype(np.float32)
-    lo = start + word.size // 2 - WINDOW // 2
-    out = np.zeros(WINDOW, np.float32)
-    a, b = max(lo, 0), min(lo + WINDOW, y.size)
-    out[a - lo:b - lo] = y[a:b]
-    return out
+    return _window_at(y, start + word.size // 2 - WINDOW // 2)
 
 
 # ---------------------------------------------------------------- stage 2: speech
