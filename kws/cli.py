@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         positives=[Path(p) for p in args.positives],
         negatives=[Path(p) for p in args.negatives],
         build=_recipe(args),
+        teacher=args.teacher,
     )
     result = train_keyword(opts)
     print(result.table())
@@ -258,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="fastgrnn", choices=["fastgrnn", "lstm", "gru"])
     s.add_argument("--out", help="bundle path (default KEYWORD.kws)")
     s.add_argument("--epochs", type=int, default=None, help="training epochs (default depends on the model)")
-    s.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32 FastGRNN, 64 LSTM/GRU)")
+    s.add_argument("--hidden", type=int, default=None, help="hidden units (default 64)")
     s.add_argument("--run-dir", help="checkpoints and plots (default runs/KEYWORD-METHOD-MODEL-seedN); rerun resumes")
     s.add_argument("--preset", default="paper", help="dataset sizes when building one (no --data): paper or small")
     s.add_argument("--positives", action="append", default=[], metavar="DIR",
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "Commands tree); repeatable; up to half of the negatives")
     s.add_argument("--sparsity", type=float, default=1.0,
                    help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
+    s.add_argument("--teacher", choices=["openwakeword"], default=None,
+                   help="distil a large speech embedding into the model during training (openWakeWord's, needs "
+                        "`make peers`; the bundle does not change in size or format)")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)

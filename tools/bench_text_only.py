@@ -396,10 +396,13 @@ def run_key(tag: str, keyword: str, n_real: int, seed: int | None = None) -> str
 
 def tag_config(args: argparse.Namespace) -> dict[str, Any]:
     """What a tag stands for: every option that changes its numbers."""
-    return {"preset": args.preset, "method": args.method, "model": args.model, "hidden": args.hidden,
-            "epochs": args.epochs, "build_options": args.build_options, "train_hparams": args.train_hparams,
-            "synthetic_only": args.synthetic_only, "selection_seed": args.selection_seed,
-            "padding": Padding(args.lead_seconds, args.tail_seconds, args.pad_noise_db).name()}
+    config = {"preset": args.preset, "method": args.method, "model": args.model, "hidden": args.hidden,
+              "epochs": args.epochs, "build_options": args.build_options, "train_hparams": args.train_hparams,
+              "synthetic_only": args.synthetic_only, "selection_seed": args.selection_seed,
+              "padding": Padding(args.lead_seconds, args.tail_seconds, args.pad_noise_db).name()}
+    if args.teacher:  # only when set, so tags recorded before the option existed still match
+        config["teacher"] = args.teacher
+    return config
 
 
 def real_positive_usage(data_dir: Path) -> dict[str, dict[str, int]]:
@@ -510,7 +513,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 r = train_keyword(TrainOptions(
                     keyword=keyword, data=data, method=args.method, model=args.model, epochs=args.epochs,
                     hidden=args.hidden, seed=seed, run_dir=run_dir, out=run_dir / "model.kws",
-                    train_hparams=dict(args.train_hparams), desc=f"{args.tag} {tag}"))
+                    train_hparams=dict(args.train_hparams), teacher=args.teacher, desc=f"{args.tag} {tag}"))
                 t0 = time.time()
                 scores = score_bundle(r.bundle, data, test, cache)
                 from kws.bundle import load_bundle
@@ -759,6 +762,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--build-options", type=_json_arg, default={}, help="extra BuildOptions fields, JSON")
     p.add_argument("--train-hparams", type=_json_arg, default={}, help="TrainHparams overrides, JSON")
+    p.add_argument("--teacher", default=None, choices=["openwakeword"], help="distillation teacher (TrainOptions.teacher)")
     p.add_argument("--synthetic-only", action="store_true", help="no real negatives in training")
     p.add_argument("--selection-seed", type=int, default=0, help="which real clips the few-shot rows use")
     p.add_argument("--lead-seconds", type=float, default=0.5, help="padding before each test clip")

@@ -41,6 +41,10 @@ class KwsModel(nn.Module):
         """Logits after every frame: x [B, T, F] -> [B, T] (T >= 1)."""
         raise NotImplementedError
 
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """The recurrent state h after every frame: x [B, T, F] -> [B, T, H] (for distillation)."""
+        raise NotImplementedError
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, F] -> logit of the last state [B]; equals running `step` from `init_state`."""
         raise NotImplementedError

@@ -179,16 +179,22 @@ class FastGRNN(KwsModel):
         if x.dim() != 3 or x.shape[-1] != self.n_features:
             raise ValueError(f"expected input [B, T, {self.n_features}], got {list(x.shape)}")
 
-    def _run(self, x: torch.Tensor, keep_all: bool) -> torch.Tensor:
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """The state after every frame: x [B, T, F] -> [B, T, H]."""
         self._check(x)
         if x.shape[1] == 0:
-            return self._head(self.init_state(x.shape[0])[0]) if not keep_all else x.new_zeros(x.shape[0], 0)
+            return x.new_zeros(x.shape[0], 0, self.hparams["hidden"])
         wx = self._wx(x)  # [B, T, H]: one matmul for all frames
         u = self.effective_u()
         zeta, nu = torch.sigmoid(self.zeta), torch.sigmoid(self.nu)
         inputs = (wx, u, self.b_z, self.b_h, zeta, nu)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-        hs = _FastGRNNScan.apply(*inputs, self.hparams["nonlinearity"] == "pwl", grad)
+        return _FastGRNNScan.apply(*inputs, self.hparams["nonlinearity"] == "pwl", grad)
+
+    def _run(self, x: torch.Tensor, keep_all: bool) -> torch.Tensor:
+        hs = self.hidden_states(x)
+        if x.shape[1] == 0:
+            return self._head(self.init_state(x.shape[0])[0]) if not keep_all else x.new_zeros(x.shape[0], 0)
         return self._head(hs if keep_all else hs[:, -1])
 
     def _run_autograd(self, x: torch.Tensor) -> torch.Tensor:

@@ -71,10 +71,16 @@ class RecurrentKws(KwsModel):
         if x.dim() != 3 or x.shape[-1] != self.n_features:
             raise ValueError(f"expected input [B, T, {self.n_features}], got {list(x.shape)}")
 
-    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
+        """The state h after every frame: x [B, T, F] -> [B, T, H]."""
         self._check(x)
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.hparams["hidden"])
         out, _ = self.rnn(x)
-        return self._head(out)
+        return out
+
+    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+        return self._head(self.hidden_states(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)

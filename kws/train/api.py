@@ -32,7 +32,9 @@ DEFAULT_HIDDEN = {"fastgrnn": 64, "lstm": 64, "gru": 64}
 DEFAULT_TRAIN_HPARAMS: dict[str, dict[str, Any]] = {
     "fastgrnn": {"lr": 1e-2, "weight_decay": 1e-3, "patience": 0, "time_mask": 10, "freq_mask": 4},
 }
-STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
+STD_FLOOR = 1e-2
+TEACHERS = ("openwakeword",)
+DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given  # a (near-)constant coefficient must not blow up after normalization
 
 
 @dataclass
@@ -65,6 +67,8 @@ class TrainOptions:
     negatives: list[Path] = field(default_factory=list)
     # other BuildOptions fields for that dataset, e.g. {"augment_recipe": "standard", "carrier_share": 0}
     build: dict[str, Any] = field(default_factory=dict)
+    # "openwakeword": distil its speech embedding into the model's states (kws.train.teacher)
+    teacher: str | None = None
 
 
 @dataclass
@@ -201,11 +205,22 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     fc = train_split.feature_config
     mean, std = normalization_stats(train_split.x)
     train, val, test = (_arrays(s, mean, std) for s in (train_split, val_split, test_split))
+    hparams_in = dict(opts.train_hparams)
+    if opts.teacher is not None:
+        if opts.teacher not in TEACHERS:
+            raise KwsError(f"unknown teacher {opts.teacher!r}; choose one of {', '.join(TEACHERS)}")
+        from kws.train.teacher import teacher_targets
 
-    hp = TrainHparams(**{**DEFAULT_TRAIN_HPARAMS.get(opts.model, {}), **opts.train_hparams,
-                         "epochs": opts.epochs or opts.train_hparams.get("epochs") or DEFAULT_EPOCHS[opts.model],
-                         "sparsity": opts.train_hparams.get("sparsity", opts.sparsity)})
-    if "warmup_epochs" not in opts.train_hparams and opts.method != "bce" and hp.epochs < 2 * hp.warmup_epochs:
+        targets = teacher_targets(data_dir, "train")
+        train.teacher, train.teacher_frames = targets.emb, targets.frames
+        hparams_in.setdefault("distill", DEFAULT_DISTILL)
+    elif hparams_in.get("distill"):
+        raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
+
+    hp = TrainHparams(**{**DEFAULT_TRAIN_HPARAMS.get(opts.model, {}), **hparams_in,
+                         "epochs": opts.epochs or hparams_in.get("epochs") or DEFAULT_EPOCHS[opts.model],
+                         "sparsity": hparams_in.get("sparsity", opts.sparsity)})
+    if "warmup_epochs" not in hparams_in and opts.method != "bce" and hp.epochs < 2 * hp.warmup_epochs:
         # a short run (e.g. the quick demo) still gets adversarial epochs: warm up for a quarter
         hp.warmup_epochs = max(1, hp.epochs // 4)
     model_hp = {"hidden": opts.hidden or DEFAULT_HIDDEN[opts.model], **opts.model_hparams}
@@ -228,6 +243,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
                             "history": result.history}}
     provenance = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(),
+                  "teacher": opts.teacher,
                   "dataset": str(data_dir.resolve()), "run_dir": str(run_dir.resolve()),
                   "sizes": {s: int(len(a.y)) for s, a in (("train", train), ("val", val), ("test", test))},
                   "torch": torch.__version__, "thresholds_from": "validation split"}

@@ -209,3 +209,20 @@ def method_loss(method: str, model: Model, x: torch.Tensor, y: torch.Tensor, *, 
         loss = ce + mu * adv
         adv_value = float(adv.detach())
     return loss, {"ce": float(ce.detach()), "adv": adv_value}
+
+
+# ---------------------------------------------------------------- feature distillation
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    """The fraction of the teacher's variance that the student's states do NOT explain linearly:
+    student [M, H], teacher [M, D] (rows = moments of clips) -> scalar in [0, 1].
+
+    The best linear map (ridge regression, fitted in closed form on the batch) replaces a learned
+    projection head: nothing extra to train, checkpoint or ship, and the loss cannot be lowered by
+    merely scaling the states. Gradients flow through the solve into the student."""
+    s = (student - student.mean(0)).to(torch.float64)
+    t = (teacher - teacher.mean(0)).to(torch.float64)
+    gram = s.T @ s
+    reg = ridge * (gram.diagonal().mean() + 1e-12) * torch.eye(s.shape[1], dtype=s.dtype)
+    w = torch.linalg.solve(gram + reg, s.T @ t)
+    resid = t - s @ w
+    return ((resid ** 2).sum() / (t ** 2).sum().clamp_min(1e-12)).to(student.dtype)

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from kws.errors import KwsError
-from kws.train.losses import METHODS, input_gradient_sigma, lf_weights, method_loss
+from kws.train.losses import METHODS, distill_loss, input_gradient_sigma, lf_weights, method_loss
 from kws.util import atomic_path, atomic_write_text, progress
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
+NEWER_HPARAMS = {"distill": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
 
@@ -62,6 +63,9 @@ class TrainHparams:
         retrain on a fixed support), each a third of the epochs.
     time_mask, freq_mask: SpecAugment-style masking of each training batch (`spec_mask`; 0 = off;
         kws.train.api turns it on for FastGRNN). ema: weight averaging per step (0 = off).
+    distill: weight of the feature-distillation term (`losses.distill_loss`: the share of a
+        teacher's embedding the student's states cannot predict linearly, at aligned moments of
+        every training clip); needs `Arrays.teacher` (kws.train.teacher). 0 = off.
     """
 
     epochs: int = 40
@@ -83,12 +87,15 @@ class TrainHparams:
     time_mask: int = 0
     freq_mask: int = 0
     ema: float = 0.0
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.time_mask < 0 or self.freq_mask < 0:
             raise ValueError("time_mask and freq_mask must be >= 0")
+        if self.distill < 0:
+            raise ValueError(f"distill must be >= 0, got {self.distill}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,17 +112,28 @@ class TrainHparams:
 @dataclass
 class Arrays:
     """One split as the trainer sees it: x [N, T, F] float32 (already normalized), y [N] 0/1,
-    kinds [N] (positive | negative | close_negative | noise) or None."""
+    kinds [N] (positive | negative | close_negative | noise) or None; for distillation, teacher
+    [N, K, D] embeddings compared with the student's state after frames `teacher_frames` [K]."""
 
     x: np.ndarray
     y: np.ndarray
     kinds: np.ndarray | None = None
+    teacher: np.ndarray | None = None
+    teacher_frames: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.x = np.ascontiguousarray(self.x, dtype=np.float32)
         self.y = np.asarray(self.y).astype(np.int64).ravel()
         if self.x.ndim != 3 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"x must be [N, T, F] with N = len(y); got {self.x.shape} and {self.y.shape}")
+        if self.teacher is not None:
+            self.teacher = np.asarray(self.teacher, dtype=np.float32)
+            self.teacher_frames = np.asarray(self.teacher_frames, dtype=np.int64).ravel()
+            if (self.teacher.ndim != 3 or len(self.teacher) != len(self.y)
+                    or self.teacher.shape[1] != len(self.teacher_frames)
+                    or not ((self.teacher_frames >= 0) & (self.teacher_frames < self.x.shape[1])).all()):
+                raise ValueError(f"teacher must be [N, K, D] with N = {len(self.y)} and K = len(teacher_frames) "
+                                 f"frames in [0, {self.x.shape[1]}); got {self.teacher.shape}")
 
 
 @dataclass
@@ -251,6 +269,8 @@ def _plot_curve(history: list[dict[str, float]], path: Path, title: str) -> Path
     a.plot(ep, [h["ce"] for h in history], label="CE")
     if any(h["adv"] for h in history):
         a.plot(ep, [h["adv"] for h in history], label="adversarial")
+    if any(h.get("distill") for h in history):
+        a.plot(ep, [h.get("distill", 0.0) for h in history], label="distillation")
     a.set_xlabel("epoch")
     a.set_ylabel("training loss")
     a.legend(fontsize=8)
@@ -302,10 +322,13 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(training_threads())
 
-    x_tr, y_tr = train.x, train.y
+    x_tr, y_tr, t_tr = train.x, train.y, train.teacher
+    if hp.distill > 0 and t_tr is None:
+        raise KwsError("distill > 0 needs teacher targets for the training split (kws.train.teacher)")
     if method == "drocc":  # one-class: the given negatives are not used at all
         keep = y_tr == 1
         x_tr, y_tr = x_tr[keep], y_tr[keep]
+        t_tr = t_tr[keep] if t_tr is not None else None
     if (y_tr == 1).sum() == 0:
         raise KwsError("the training split has no keyword clips")
     if method in ("bce", "drocc-oe", "drocc-lf") and (y_tr == 0).sum() == 0:
@@ -314,6 +337,10 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     y_tr_t = torch.from_numpy(y_tr)
     x_pos_t = x_tr_t[y_tr_t == 1]
     adversarial_method = method != "bce"
+    distilling = hp.distill > 0
+    if distilling:
+        t_tr_t = torch.from_numpy(np.ascontiguousarray(t_tr, dtype=np.float32))
+        t_frames = torch.from_numpy(train.teacher_frames)
 
     opt = torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     schedule = None
@@ -325,7 +352,9 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         schedule = IHTSchedule({k: hp.sparsity for k in model.sparsifiable()})
 
     identity = {"version": STATE_VERSION, "method": method, "seed": int(seed),
-                "hparams": {k: v for k, v in hp.to_dict().items() if k != "epochs"},
+                # a field added later is left out at its default, so older runs still resume
+                "hparams": {k: v for k, v in hp.to_dict().items()
+                            if k != "epochs" and not (k in NEWER_HPARAMS and v == NEWER_HPARAMS[k])},
                 "model": {"kind": getattr(model, "kind", type(model).__name__),
                           "hparams": getattr(model, "hparams", {})},
                 "n_train": int(len(y_tr)), "n_val": int(len(val.y))}
@@ -379,7 +408,7 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch) + 1)
         perm = torch.from_numpy(rng.permutation(len(y_tr_t)))
         n_batches = max(1, math.ceil(len(perm) / hp.batch_size))
-        sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0}
+        sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0, "distill": 0.0}
         for bi in range(n_batches):
             idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
             xb = x_tr_t[idx]
@@ -388,6 +417,11 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
             loss, parts = method_loss(method, model, xb, y_tr_t[idx], adversarial=adversarial,
                                       radius=hp.radius, gamma=hp.gamma, mu=hp.mu, steps=hp.ascent_steps,
                                       step_size=hp.ascent_step_size, weights=weights, generator=gen)
+            if distilling:
+                states = model.hidden_states(xb)[:, t_frames]  # [B, K, H] at the teacher's moments
+                d = distill_loss(states.reshape(-1, states.shape[-1]), t_tr_t[idx].reshape(-1, t_tr_t.shape[-1]))
+                loss = loss + hp.distill * d
+                sums["distill"] += float(d.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if hp.clip_norm > 0:

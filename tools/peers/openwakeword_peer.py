@@ -30,101 +30,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from kws.errors import DataError, KwsError
-from tools.peers import PEERS_INSTALL_HINT
+from kws.errors import DataError
 
-SAMPLE_RATE = 16000
-MEL_HOP = 160  # samples per mel frame
-MEL_CONTEXT = 480  # extra samples a chunk needs: n samples give n / 160 - 3 mel frames
-EMB_WINDOW = 76  # mel frames per embedding
-EMB_STEP = 8  # mel frames between embeddings (80 ms)
-EMB_DIM = 96
+# the frozen front end is the library's distillation teacher (kws.train.teacher); re-exported here
+from kws.train.teacher import (EMB_DIM, EMB_END0, EMB_START0, EMB_WINDOW, HOP_SAMPLES,  # noqa: F401
+                               MEL_CONTEXT, SAMPLE_RATE, FrontEnd, embedding_count, embedding_end_seconds,
+                               models_dir)
+from kws.train.teacher import onnx_session as _session
+
 HEAD_FRAMES = 16  # embeddings per head window (openWakeWord's default)
-HOP_SAMPLES = EMB_STEP * MEL_HOP  # 1280: the peer's stream hop
-# openWakeWord's live loop takes an embedding of the latest 76 mel frames whenever an 80 ms chunk
-# completes; the first chunk yields 5 frames, later ones 8, so its embeddings start at mel frames
-# 1, 9, 17, ... and embedding k ends exactly at a chunk end. The bulk path uses the same grid.
-EMB_FIRST_FRAME = 1
-MEL_FRAME_SAMPLES = MEL_HOP + MEL_CONTEXT  # mel frame i covers samples [160 i, 160 i + 640)
-EMB_START0 = EMB_FIRST_FRAME * MEL_HOP  # first sample embedding 0 hears
-EMB_END0 = (EMB_FIRST_FRAME + EMB_WINDOW - 1) * MEL_HOP + MEL_FRAME_SAMPLES  # 12800: its end (10 chunks)
 PRETRAINED = {"alexa": "alexa_v0.1.onnx", "hey_jarvis": "hey_jarvis_v0.1.onnx",
               "hey_mycroft": "hey_mycroft_v0.1.onnx", "hey_rhasspy": "hey_rhasspy_v0.1.onnx"}
 PHRASES = {"alexa": "alexa", "hey_jarvis": "hey jarvis", "hey_mycroft": "hey mycroft", "hey_rhasspy": "hey rhasspy"}
 LICENCE = ("openWakeWord code Apache-2.0; its pretrained wake-word models CC BY-NC-SA 4.0 (non-commercial, "
            "benchmark use only); speech-embedding model by Google, Apache-2.0")
-
-
-def models_dir() -> Path:
-    """The wheel's resources/models folder (the ONNX models ship inside openwakeword 0.5.1)."""
-    import importlib.util
-
-    # found without importing the package: its __init__ pulls in scikit-learn and tflite helpers we never use
-    spec = importlib.util.find_spec("openwakeword")
-    if spec is None or not spec.submodule_search_locations:
-        raise KwsError(f"openwakeword is not installed; {PEERS_INSTALL_HINT}.")
-    d = Path(list(spec.submodule_search_locations)[0]).resolve() / "resources" / "models"
-    if not (d / "melspectrogram.onnx").is_file() or not (d / "embedding_model.onnx").is_file():
-        raise KwsError(f"{d}: no melspectrogram.onnx / embedding_model.onnx; openwakeword 0.6+ ships no models: "
-                       f"install openwakeword==0.5.1 ({PEERS_INSTALL_HINT}).")
-    return d
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def embedding_count(n_samples: int) -> int:
-    """Embeddings the front end gives for `n_samples` of audio (0 when shorter than one input)."""
-    n_mel = n_samples // MEL_HOP - 3
-    return max(0, (n_mel - EMB_FIRST_FRAME - EMB_WINDOW) // EMB_STEP + 1)
-
-
-def embedding_end_seconds(index: np.ndarray | int) -> np.ndarray:
-    """End time (s) of the audio that embedding `index` has heard (stream time, from sample 0)."""
-    return (np.asarray(index) * HOP_SAMPLES + EMB_END0) / SAMPLE_RATE
-
-
-class FrontEnd:
-    """openWakeWord's frozen features: melspectrogram.onnx + embedding_model.onnx."""
-
-    def __init__(self, threads: int = 1, chunk_seconds: float = 30.0) -> None:
-        d = models_dir()
-        self.mel = _session(d / "melspectrogram.onnx", threads)
-        self.emb = _session(d / "embedding_model.onnx", threads)
-        self.chunk = int(chunk_seconds * SAMPLE_RATE) // HOP_SAMPLES * HOP_SAMPLES
-        self.model_bytes = (d / "melspectrogram.onnx").stat().st_size + (d / "embedding_model.onnx").stat().st_size
-
-    def melspectrogram(self, audio: np.ndarray) -> np.ndarray:
-        """[n / 160 - 3, 32] mel frames of float audio in [-1, 1], computed in chunks (exactly
-        equal to one pass: a chunk starting at a multiple of 160 with 480 samples of context)."""
-        x = np.asarray(audio, dtype=np.float32).reshape(-1) * np.float32(32768.0)  # it takes int16 scale
-        n_frames = x.size // MEL_HOP - 3
-        if n_frames <= 0:
-            return np.zeros((0, 32), dtype=np.float32)
-        out = []
-        for start in range(0, n_frames * MEL_HOP, self.chunk):
-            seg = x[start:start + self.chunk + MEL_CONTEXT]
-            out.append(np.squeeze(self.mel.run(None, {"input": seg[None]})[0], axis=(1,)).reshape(-1, 32))
-        spec = np.concatenate(out)[:n_frames]
-        return spec / 10.0 + 2.0  # openWakeWord's transform towards Google's TF front end
-
-    def embeddings(self, audio: np.ndarray, batch: int = 256) -> np.ndarray:
-        """[embedding_count(len(audio)), 96] speech embeddings, one per 80 ms."""
-        spec = self.melspectrogram(audio)[EMB_FIRST_FRAME:]
-        n = max(0, (len(spec) - EMB_WINDOW) // EMB_STEP + 1)
-        if n == 0:
-            return np.zeros((0, EMB_DIM), dtype=np.float32)
-        view = np.lib.stride_tricks.sliding_window_view(spec, EMB_WINDOW, axis=0)[::EMB_STEP][:n]  # [n, 32, 76]
-        win = np.ascontiguousarray(view.transpose(0, 2, 1)[..., None], dtype=np.float32)  # [n, 76, 32, 1]
-        out = [self.emb.run(None, {"input_1": win[i:i + batch]})[0].reshape(-1, EMB_DIM) for i in range(0, n, batch)]
-        return np.concatenate(out).astype(np.float32)
 
 
 def windows(emb: np.ndarray, n_frames: int = HEAD_FRAMES) -> np.ndarray:
