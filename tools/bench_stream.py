@@ -90,8 +90,12 @@ def test_speakers(bundle) -> list[str]:
     return sorted(set(out))
 
 
-def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, data: Path, work: Path):
-    """Returns (audio, keyword spans [(s, e)], description dict)."""
+def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, data: Path, work: Path,
+                 keyword_clips: Path | None = None, background_half: str | None = None):
+    """Returns (audio, keyword spans [(s, e)], description dict). `keyword_clips`: a folder of REAL
+    recordings of the keyword, inserted instead of synthesized voices (a seeded draw when there are
+    more than the stream needs). `background_half`: only Speech Commands speakers of that half
+    (tools/real_data.speaker_half), e.g. "B" when a model trained on half A's speech."""
     from kws.data import tts
 
     rng = np.random.default_rng(seed)
@@ -101,26 +105,40 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
         sys.exit(f"bench_stream: needs real speech at {sc} (set KWS_SHARED_DATA or --data)")
     speech_files = [p for p in sorted(sc.glob("*/*.flac")) + sorted(sc.glob("*/*.wav"))
                     if not p.parent.name.startswith("_") and p.parent.name.lower() != keyword.lower()]
+    if background_half:
+        from tools.real_data import speaker_half, speaker_of
+
+        speech_files = [p for p in speech_files if speaker_half(speaker_of(p)) == background_half]
     if my.is_dir():
         speech_files += sorted(p for p in my.rglob("*") if p.suffix in (".wav", ".flac")
                                and keyword.lower() not in str(p.relative_to(my)).lower() and "licenses" not in p.parts)
     noise_files = sorted((sc / "_background_noise_").glob("*.*"))
     noise_files = [p for p in noise_files if p.suffix in (".wav", ".flac")]
     real_kw = sorted((sc / keyword.lower()).glob("*.*")) if (sc / keyword.lower()).is_dir() else []
-
     n_kw = max(1, int(round(per_hour * hours)))
+    real_source = "real:speech_commands"
+    if keyword_clips is not None:
+        real_kw = sorted(p for p in Path(keyword_clips).rglob("*") if p.suffix.lower() in (".wav", ".flac"))
+        if not real_kw:
+            sys.exit(f"bench_stream: no .wav/.flac files in {keyword_clips}")
+        if len(real_kw) > n_kw:
+            real_kw = [real_kw[i] for i in sorted(rng.choice(len(real_kw), n_kw, replace=False))]
+        real_source = f"real:{Path(keyword_clips).name}"
+    elif background_half and real_kw:  # the keyword's real clips from the same half as the background
+        real_kw = [p for p in real_kw if speaker_half(speaker_of(p)) == background_half]
     speakers = test_speakers(bundle)
-    n_tts = n_kw - len(real_kw)
-    voices = tts.voice_configs(n_tts, seed, speakers=speakers)
-    res = tts.synthesize_many([(keyword, v) for v in voices], cache_dir=work / "tts", desc="keyword voices")
+    n_tts = max(0, n_kw - len(real_kw))
+    voices = tts.voice_configs(n_tts, seed, speakers=speakers) if n_tts else []
+    res = tts.synthesize_many([(keyword, v) for v in voices], cache_dir=work / "tts", desc="keyword voices") \
+        if voices else None
     kw_audio, kw_src = [], []
-    for a, v in zip(res.audio, voices):
+    for a, v in zip(res.audio if res else [], voices):
         if a is not None:
             kw_audio.append(_trim(a))
             kw_src.append(f"tts:{v.speaker}")
     for p in real_kw:
         kw_audio.append(_trim(_read(p)))
-        kw_src.append("real:speech_commands")
+        kw_src.append(real_source)
     order = rng.permutation(len(kw_audio))
     kw_audio = [kw_audio[i] for i in order]
     kw_src = [kw_src[i] for i in order]
@@ -162,8 +180,9 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
             pos += len(seg)
         np.clip(audio, -1, 1, out=audio)
     desc = {"hours": hours, "keywords": len(kw_audio), "keywords_tts": sum(s.startswith("tts:") for s in kw_src),
-            "keywords_real": sum(s.startswith("real:") for s in kw_src), "tts_speakers": sorted(set(kw_src)),
-            "tts_dropped": res.dropped if isinstance(res.dropped, int) else len(res.dropped),
+            "keywords_real": sum(s.startswith("real:") for s in kw_src), "tts_speakers": sorted({k for k in kw_src if k.startswith("tts:")}),
+            "tts_dropped": 0 if res is None else res.dropped if isinstance(res.dropped, int) else len(res.dropped),
+            "real_source": real_source, "background_half": background_half,
             "background_speech_files": len(speech_files), "noise_files": len(noise_files),
             "pool_hours": sum(len(c) for c in clips) / SR / 3600}
     return audio, st.keywords, desc
@@ -315,6 +334,8 @@ def trace_key(bundle_path: Path, onnx_model, args) -> str:
     if onnx_model is not None:
         h.update(Path(onnx_model).read_bytes())
     h.update(f"{args.hours}|{args.per_hour}|{args.seed}|{args.data}".encode())
+    if args.keyword_clips or args.background_half:  # other streams (older keys unchanged)
+        h.update(f"|{args.keyword_clips}|{args.background_half}".encode())
     return h.hexdigest()[:16]
 
 
@@ -364,6 +385,12 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/kws-bench-stream", help="stream WAV and TTS cache (outside the repo)")
     ap.add_argument("--no-cost", action="store_true", help="skip the kws detect / live cost runs (reuses nothing)")
     ap.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md / the plot")
+    ap.add_argument("--keyword-clips", default=None, metavar="DIR",
+                    help="real recordings of the keyword to insert instead of synthesized voices")
+    ap.add_argument("--background-half", choices=["A", "B"], default=None,
+                    help="only Speech Commands speakers of this half (tools/real_data): B for models trained on A")
+    ap.add_argument("--section", default="stream", help="BENCHMARKS.md section (the plot is docs/<section>_det.png)")
+    ap.add_argument("--note", action="append", default=[], help="a line under the table (repeatable)")
     ap.add_argument("--rss-probe", nargs=3, metavar=("BUNDLE", "WAV", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_probe:
@@ -378,7 +405,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    audio, spans, desc = build_stream(bundle, bundle.keyword, args.hours, args.per_hour, args.seed, Path(args.data), work)
+    audio, spans, desc = build_stream(bundle, bundle.keyword, args.hours, args.per_hour, args.seed, Path(args.data), work,
+                                      Path(args.keyword_clips) if args.keyword_clips else None, args.background_half)
     total_s = len(audio) / SR
     print(f"stream: {total_s / 3600:.2f} h, {len(spans)} keywords ({desc['keywords_tts']} synthesized held-out voices "
           f"from {len(desc['tts_speakers'])} speakers, {desc['keywords_real']} real), built in {time.time() - t0:.0f} s",
@@ -443,7 +471,7 @@ def main() -> None:
         return
     title = (f"'{bundle.keyword}' {bundle.model_kind} (hidden {bundle.hparams.get('hidden')}): "
              f"{total_s / 3600:.1f} h real speech+noise, {len(spans)} keywords")
-    plot_det(curves, PLOT, title)
+    plot_det(curves, plot_path(args), title)
     write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live, args)
 
 
@@ -455,6 +483,10 @@ def quality(bundle) -> str:
                 f"AUC {t['auc']:.3f}")
     except (KeyError, TypeError):
         return "no test metrics recorded"
+
+
+def plot_path(args) -> Path:
+    return PLOT if args.section == "stream" else REPO / "docs" / f"{args.section}_det.png"
 
 
 def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live, args) -> None:
@@ -469,7 +501,8 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
         return f"{100 * v[0]:.1f}% (threshold {v[1]:.3f})"
 
     lines = [
-        "## Streaming detection: false accepts per hour, false rejects, cost",
+        "## Streaming detection: false accepts per hour, false rejects, cost"
+        + ("" if args.section == "stream" else f" ({args.section.replace('_', ' ')})"),
         "",
         f"Bundle `{bundle_path}`: '{bundle.keyword}', {bundle.model_kind} {bundle.hparams}, trained "
         f"{bundle.provenance.get('method', '?')} ({(bundle.provenance.get('dataset_info') or {}).get('preset', '?')} "
@@ -478,8 +511,11 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
         f"speech ({desc['background_speech_files']} files: Speech Commands v0.02 test clips of every other word + "
         f"Mycroft Precise community speech) with random pauses over a noise bed and noise segments "
         f"({desc['noise_files']} `_background_noise_` files); {len(spans)} inserted keywords "
-        f"({desc['keywords_tts']} synthesized by {len(desc['tts_speakers'])} held-out test-split TTS speakers, "
-        f"{desc['keywords_real']} real Speech Commands test clips), at least 4 s apart. "
+        f"({desc['keywords_tts']} synthesized by {len(desc['tts_speakers'])} held-out "
+        f"test-split TTS speakers, {desc['keywords_real']} real clips from "
+        f"{desc.get('real_source', 'real:speech_commands')[5:]}), at least 4 s apart. "
+        + (f"Background Speech Commands speakers: half {desc['background_half']} only (speaker-disjoint from "
+           "training negatives of half A). " if desc.get("background_half") else "") +
         f"Keyword-free audio: {next(iter(results.values()))['free_hours']:.2f} h"
         + (f" (the background pool holds about {desc['pool_hours']:.1f} h of speech, so clips recur)"
            if desc.get("pool_hours", 1e9) < total_s / 3600 else "") + ".",
@@ -495,7 +531,7 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
                if f"cal{f}" in r else "n/a" for f in (0.03, 0.05)]
         lines.append(f"| {key} | {pct(r['frr@0.5'])} | {pct(r['frr@1.0'])} | {cal[0]} | {cal[1]} "
                      f"| {100 * r['score_cpu_share']:.2f}% |")
-    lines += ["", f"DET curve: `{PLOT.relative_to(REPO)}`.", "",
+    lines += [""] + [f"- {n}" for n in args.note] + ["", f"DET curve: `{plot_path(args).relative_to(REPO)}`.", "",
               "Anchors (their own data, not comparable one to one): openWakeWord targets < 5% FRR at < 0.5 FA/h; "
               "microWakeWord reports 1-3.5% FRR at 0.1-0.5 FA/h."]
     if cost:
@@ -510,8 +546,8 @@ def write_report(bundle, bundle_path, desc, spans, total_s, results, cost, live,
         lines += [f"- Live path (0.1 s int16 chunks as `kws listen` feeds them, numpy): "
                   f"**{100 * live:.2f}% of one core**.",
                   "- Goal: FastGRNN detection under 2% of one core, memory flat."]
-    update_section("stream", "\n".join(lines))
-    print(f"wrote BENCHMARKS.md section 'stream' and {PLOT}")
+    update_section(args.section, "\n".join(lines))
+    print(f"wrote BENCHMARKS.md section '{args.section}' and {plot_path(args)}")
 
 
 if __name__ == "__main__":
