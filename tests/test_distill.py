@@ -86,6 +86,18 @@ def test_distillation_needs_targets_of_the_right_shape(tmp_path):
         TrainHparams(distill=-1.0)
 
 
+def test_train_keyword_refuses_distill_without_a_teacher(tmp_path):
+    from kws.train.api import TrainOptions, train_keyword
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text('{"keyword": "marvin"}')
+    with pytest.raises(KwsError, match="needs a teacher"):
+        train_keyword(TrainOptions(keyword="marvin", data=data, train_hparams={"distill": 1.0}))
+    with pytest.raises(KwsError, match="unknown teacher"):
+        train_keyword(TrainOptions(keyword="marvin", data=data, teacher="whisper"))
+
+
 def test_hidden_states_end_in_the_state_the_logit_reads():
     x = torch.randn(3, 12, 5)
     for kind in ("fastgrnn", "lstm", "gru"):
@@ -121,3 +133,15 @@ def test_openwakeword_targets_are_cached_per_dataset_and_resume(tmp_path, monkey
     again = T.teacher_targets(data, "val")
     assert len(calls) == n_val - 100 * (len(parts) - 1)
     np.testing.assert_array_equal(again.emb, t.emb)
+
+    # `kws train --teacher openwakeword`: the train split's targets, a distillation term, a normal bundle
+    from kws.bundle import load_bundle
+    from kws.cli import main as kws_main
+
+    out = tmp_path / "marvin.kws"
+    assert kws_main(["train", "--keyword", "marvin", "--data", str(data), "--method", "bce", "--epochs", "2",
+                     "--teacher", "openwakeword", "--out", str(out), "--run-dir", str(tmp_path / "run")]) == 0
+    b = load_bundle(out)
+    assert b.provenance["teacher"] == "openwakeword" and b.provenance["train_hparams"]["distill"] == 1.0
+    assert all(0 < h["distill"] < 1 for h in b.metrics["training"]["history"])
+    assert set(b.weights) == {"W", "U", "b_z", "b_h", "zeta", "nu", "head.weight", "head.bias"}  # nothing extra

@@ -861,9 +861,10 @@ def reading(results: Results) -> list[str]:
                    "our training clips, so the gap is the front end, not the data: its frozen speech embedding "
                    "(Google's speech_embedding, arXiv 2002.01322, pre-trained on large amounts of real speech) already maps unseen voices and real "
                    "recordings near each other, while our model learns its features from a few thousand synthesized "
-                   "clips. What would close it: a small frozen front end distilled from such an embedding (or trained "
-                   "on real untranscribed speech) under our recurrent head, keeping the int8 budget; more voice and "
-                   "channel diversity in training; a few real recordings (tools/bench_text_only.py measures 5-20).")
+                   "clips. Distilling the embedding into our model's states during training (`kws train --teacher "
+                   "openwakeword`, BENCHMARKS.md \"text_only_distill\") did not close it; what might: a larger frozen "
+                   "front end trained on real untranscribed speech under our recurrent head (a size trade), more voice "
+                   "and channel diversity in training, a few real recordings (tools/bench_text_only.py measures 5-20).")
     if lost_to_ps:
         out.append(f"- Reading ({', '.join(f'`{t}`' for t in lost_to_ps)}): PocketSphinx needs no training because its "
                    "acoustic model was trained on hundreds of hours of real transcribed speech; a phone-level model "

@@ -32,9 +32,9 @@ DEFAULT_HIDDEN = {"fastgrnn": 64, "lstm": 64, "gru": 64}
 DEFAULT_TRAIN_HPARAMS: dict[str, dict[str, Any]] = {
     "fastgrnn": {"lr": 1e-2, "weight_decay": 1e-3, "patience": 0, "time_mask": 10, "freq_mask": 4},
 }
-STD_FLOOR = 1e-2
+STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
 TEACHERS = ("openwakeword",)
-DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given  # a (near-)constant coefficient must not blow up after normalization
+DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given
 
 
 @dataclass
@@ -181,6 +181,10 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
 
     if opts.model not in DEFAULT_EPOCHS:
         raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
+    if opts.teacher is not None and opts.teacher not in TEACHERS:
+        raise KwsError(f"unknown teacher {opts.teacher!r}; choose one of {', '.join(TEACHERS)}")
+    if opts.teacher is None and opts.train_hparams.get("distill"):
+        raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
     run_dir = Path(opts.run_dir) if opts.run_dir else Path("runs") / f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
     out = Path(opts.out) if opts.out else Path(f"{_slug(opts.keyword)}.kws")
     data_dir = Path(opts.data) if opts.data else run_dir / "data"
@@ -207,15 +211,11 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     train, val, test = (_arrays(s, mean, std) for s in (train_split, val_split, test_split))
     hparams_in = dict(opts.train_hparams)
     if opts.teacher is not None:
-        if opts.teacher not in TEACHERS:
-            raise KwsError(f"unknown teacher {opts.teacher!r}; choose one of {', '.join(TEACHERS)}")
         from kws.train.teacher import teacher_targets
 
         targets = teacher_targets(data_dir, "train")
         train.teacher, train.teacher_frames = targets.emb, targets.frames
         hparams_in.setdefault("distill", DEFAULT_DISTILL)
-    elif hparams_in.get("distill"):
-        raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
 
     hp = TrainHparams(**{**DEFAULT_TRAIN_HPARAMS.get(opts.model, {}), **hparams_in,
                          "epochs": opts.epochs or hparams_in.get("epochs") or DEFAULT_EPOCHS[opts.model],
