@@ -137,6 +137,27 @@ def test_metrics_set_the_threshold_on_real_negatives_and_show_close_negatives_ap
     assert bench._pct([0.5]) == "50.0"
 
 
+def test_seed_ensemble_averages_the_models_logits_per_clip(tmp_path):
+    kinds = np.array(["positive"] * 4 + ["negative"] * 40)
+    keys = np.array([f"c{i}" for i in range(44)])
+    neg = np.linspace(0.05, 0.6, 40)
+    # each model misses a different half of the keyword clips; averaged, all four pass the top negative
+    a = np.r_[[0.95, 0.9, 0.3, 0.35], neg]
+    b = np.r_[[0.3, 0.35, 0.95, 0.9], neg]
+    runs = []
+    for name, sc in (("a", a), ("b", b)):
+        np.savez(tmp_path / f"{name}.npz", keys=keys, kinds=kinds, float=sc)
+        runs.append({"scores_file": f"{name}.npz"})
+    assert bench.summarize(a, kinds)["recall_0.03"] == pytest.approx(0.5)
+    ens = bench.seed_ensemble(runs, tmp_path)
+    assert ens["recall_0.03"] == pytest.approx(1.0)
+    same = bench.seed_ensemble([runs[0], runs[0]], tmp_path)
+    assert same["recall_0.03"] == pytest.approx(0.5) and same["auc"] == pytest.approx(bench.summarize(a, kinds)["auc"])
+    assert bench.seed_ensemble(runs[:1], tmp_path) is None
+    np.savez(tmp_path / "c.npz", keys=keys[::-1], kinds=kinds, float=a)  # another test: no ensemble
+    assert bench.seed_ensemble([runs[0], {"scores_file": "c.npz"}], tmp_path) is None
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
 def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch):
