@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
     s.add_argument("--teacher", choices=["openwakeword"], default=None,
                    help="distil a large speech embedding into the model during training (openWakeWord's, needs "
-                        "`make peers`; the bundle does not change in size or format)")
+                        "`make peers`; the bundle does not change in size or format). Experimental: no measurable "
+                        "gain on real voices so far (BENCHMARKS.md text_only_distill)")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)

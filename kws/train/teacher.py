@@ -9,6 +9,8 @@ speech and carries the word across the synthetic-to-real shift; our 7 KB model d
 distillation (`kws.train.trainer`, TrainHparams.distill) asks the student's recurrent state to
 linearly predict this embedding at the same moments of each training clip, real and synthesized
 alike, so the student's state is pushed towards what the embedding encodes. Only training uses it.
+Measured so far (BENCHMARKS.md "text_only_distill", DROCC-LF, 1 seed): no gain beyond seed spread
+(athena 81.7% vs 89.0 / 82.2% without, left 32.5% vs 35.5 / 21.1%); opt-in, off by default.
 
 Feature path (as openwakeword.utils.AudioFeatures): 16 kHz audio as int16-scaled float32 ->
 melspectrogram.onnx (32 mel bands, 10 ms hop; transformed x / 10 + 2) -> one 96-d embedding per
