@@ -242,3 +242,24 @@ def test_realistic_recipe_dithers_every_clip_and_is_seeded(speechlike, rirs):
     std = Augmenter(seed=0, rirs=rirs)
     assert AugmentConfig().p_formant == 0 and AugmentConfig().dither_db is None
     assert np.array_equal(std.apply(x, np.random.default_rng(9)), std.apply(x, np.random.default_rng(9)))
+
+
+def test_clean_share_leaves_digital_silence_for_some_clips_of_every_kind(speechlike, rirs):
+    from dataclasses import replace
+
+    x = np.zeros(SR, np.float32)
+    x[4000:12000] = speechlike[:8000]
+    base = Augmenter(seed=0, rirs=rirs, config=AugmentConfig.realistic())
+    clean_all = Augmenter(seed=0, rirs=rirs, config=replace(AugmentConfig.realistic(), p_clean=1.0))
+    half = Augmenter(seed=0, rirs=rirs, config=replace(AugmentConfig.realistic(), p_clean=0.5))
+    silent_edges = []
+    for i in range(12):
+        y = clean_all.apply(x, np.random.default_rng([2, i]))
+        # no dither, noise or channel: the silent edges stay digital silence (resampling leaves < -120 dBFS)
+        assert np.abs(y[:1500]).max() < 1e-6 and -43 < 10 * np.log10(active_power(y)) < -11
+        z = half.apply(x, np.random.default_rng([2, i]))
+        silent_edges.append(bool(np.abs(z[:1500]).max() < 1e-6))
+        assert np.all(base.apply(x, np.random.default_rng([2, i]))[:200] != 0)
+    assert 2 <= sum(silent_edges) <= 10  # about half the clips stay clean
+    # p_clean = 0 draws no extra random number: outputs are those of before the field existed
+    assert AugmentConfig.realistic().p_clean == 0.0

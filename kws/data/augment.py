@@ -302,6 +302,10 @@ class AugmentConfig:
     clip_drive_db: tuple[float, float] = (3.0, 15.0)
     peak: float = 0.99
     dither_db: tuple[float, float] | None = None  # dither level range in dBFS (RMS); None: off
+    # share of clips left CLEAN: no channel, noise, codec, overload or dither (speaker, room and
+    # level still vary), for every kind alike. Without it digital silence never occurs in training
+    # and a model may read "no noise floor" as "not the keyword" (BENCHMARKS.md "noise_floor")
+    p_clean: float = 0.0
 
     @classmethod
     def none(cls) -> "AugmentConfig":
@@ -367,12 +371,14 @@ class Augmenter:
             y = reverberate(y, bank[int(rng.integers(len(bank)))])
         if y.size != n:
             y = fit_to_window(y, n) if place is None else place(y)
-        if c.p_channel and rng.random() < c.p_channel:
+        # drawn only when enabled, so every other clip's random draws stay as they were
+        clean = bool(c.p_clean) and rng.random() < c.p_clean
+        if c.p_channel and not clean and rng.random() < c.p_channel:
             y = apply_channel(y, channel_response(n, rng, c.channel_db))
         if rng.random() < c.p_shift:
             m = int(c.max_shift_seconds * SAMPLE_RATE)
             y = shift(y, int(rng.integers(-m, m + 1)))
-        if rng.random() < c.p_noise:
+        if not clean and rng.random() < c.p_noise:
             y, _ = mix_at_snr(y, self.noise_segment(n, rng), float(rng.uniform(*c.snr_db)))
         if c.level_dbfs is not None:
             level = 10.0 * math.log10(max(active_power(y), 1e-12))
@@ -380,13 +386,13 @@ class Augmenter:
                 y = apply_gain(y, float(rng.uniform(*c.level_dbfs)) - level)
         elif rng.random() < c.p_gain:
             y = apply_gain(y, float(rng.uniform(*c.gain_db)))
-        if c.p_codec and rng.random() < c.p_codec:
+        if c.p_codec and not clean and rng.random() < c.p_codec:
             y = mu_law_codec(y)
-        if c.p_clip and rng.random() < c.p_clip:
+        if c.p_clip and not clean and rng.random() < c.p_clip:
             y = hard_clip(y, float(rng.uniform(*c.clip_drive_db)))
         peak = float(np.max(np.abs(y))) if n else 0.0
         if peak > c.peak:  # scale the whole clip down rather than clip: keeps the SNR and spectrum
             y = y * np.float32(c.peak / peak)
-        if c.dither_db is not None:
+        if c.dither_db is not None and not clean:
             y = y + (rng.standard_normal(n) * 10.0 ** (rng.uniform(*c.dither_db) / 20.0)).astype(np.float32)
         return np.ascontiguousarray(y, dtype=np.float32)

@@ -127,6 +127,9 @@ class BuildOptions:
     # a real recording (--positives) may be used this many times (each copy augmented differently),
     # so a handful of recordings is not drowned by a thousand synthesized ones
     real_positive_repeats: int = 20
+    # share of clips of every kind left clean (AugmentConfig.p_clean: no channel, noise, codec or
+    # dither), so a missing noise floor is no cue; 0 = off (experimental, BENCHMARKS "noise_floor")
+    clean_share: float = 0.0
 
     def __post_init__(self) -> None:
         self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
@@ -134,6 +137,8 @@ class BuildOptions:
             raise DataError(f"align must be one of {ALIGNS}, got {self.align!r}")
         if self.augment_recipe not in AUGMENT_RECIPES:
             raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
+        if not 0.0 <= self.clean_share <= 1.0:
+            raise DataError(f"clean_share must be in [0, 1], got {self.clean_share}")
 
 
 CLOSE_MODES = ("none", "disjoint", "all")
@@ -431,12 +436,13 @@ def _voice(d: list):
 AUGMENT_RECIPES = ("standard", "realistic")
 
 
-def _augment_config(align: str, recipe: str = "standard"):
+def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0.0):
     from dataclasses import replace
 
     from kws.data.augment import AugmentConfig
 
     config = AugmentConfig.realistic() if recipe == "realistic" else AugmentConfig()
+    config = replace(config, p_clean=clean_share)
     # end-aligned clips already get a random placement (END_TAIL_SECONDS); a further time shift
     # could push the word's end out of the window
     return replace(config, p_shift=0.0) if align == "end" else config
@@ -449,9 +455,11 @@ _REALISTIC_FIELDS = ("p_formant", "formant_ratio", "p_channel", "channel_db", "p
 
 
 def _augment_fingerprint(opts: "BuildOptions") -> dict[str, Any]:
-    d = asdict(_augment_config(opts.align, opts.augment_recipe))
+    d = asdict(_augment_config(opts.align, opts.augment_recipe, opts.clean_share))
     if opts.augment_recipe == "standard":
         d = {k: v for k, v in d.items() if k not in _REALISTIC_FIELDS}
+    if not d.get("p_clean"):  # added later: datasets built before it keep their fingerprint
+        d.pop("p_clean", None)
     return d
 
 
@@ -1096,7 +1104,8 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
         state["noise"] = bool(noise_audio)
         # the augmenter also supplies the noise stretches of kind=noise clips, so it exists even
         # without augmentation; the room bank is simulated once here and shipped to the workers
-        state["augmenter"] = Augmenter(noise=noise_audio, seed=opts.seed, config=_augment_config(opts.align, opts.augment_recipe),
+        config = _augment_config(opts.align, opts.augment_recipe, opts.clean_share)
+        state["augmenter"] = Augmenter(noise=noise_audio, seed=opts.seed, config=config,
                                        rirs=make_rir_bank(seed=opts.seed) if opts.augment else [])
         state["augment"] = opts.augment
         state["align"] = opts.align
