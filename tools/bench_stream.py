@@ -123,7 +123,7 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
             sys.exit(f"bench_stream: no .wav/.flac files in {keyword_clips}")
         if len(real_kw) > n_kw:
             real_kw = [real_kw[i] for i in sorted(rng.choice(len(real_kw), n_kw, replace=False))]
-        real_source = f"real:{Path(keyword_clips).name}"
+        real_source = "real:" + "/".join(Path(keyword_clips).resolve().parts[-3:])
     elif background_half and real_kw:  # the keyword's real clips from the same half as the background
         real_kw = [p for p in real_kw if speaker_half(speaker_of(p)) == background_half]
     speakers = test_speakers(bundle)
