@@ -75,11 +75,15 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--carrier-share", type=float, default=None,
                    help="share of synthesized clips said inside a carrier phrase ('hey WORD', 'WORD, what time is "
                         "it') and cut around the word, as a stream shows it (default 0.3; 0 = the word alone)")
+    p.add_argument("--clean-share", type=float, default=None,
+                   help="share of clips of every kind left without microphone, noise, codec or dither, so a "
+                        "missing noise floor (speech synthesis, zero-padded files) tells the model nothing "
+                        "(default 0)")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
-    given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share}
+    given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -499,11 +499,13 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "build_dataset", capture)
     assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "d"),
                      "--augment", "standard", "--carrier-share", "0"]) == 2
-    assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r"), "--carrier-share", "0.5"]) == 2
+    assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r"), "--carrier-share", "0.5",
+                     "--clean-share", "0.25"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r2")]) == 2
     assert (seen[0].augment_recipe, seen[0].carrier_share) == ("standard", 0.0)
-    assert (seen[1].augment_recipe, seen[1].carrier_share) == ("realistic", 0.5)
-    assert (seen[2].augment_recipe, seen[2].carrier_share) == ("realistic", 0.3)
+    assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share) == ("realistic", 0.5, 0.25)
+    assert (seen[2].augment_recipe, seen[2].carrier_share, seen[2].clean_share) == \
+        ("realistic", 0.3, B.BuildOptions(keyword="x").clean_share)
 
 
 def test_negatives_are_placed_anywhere_keywords_stay_centred(cache):
