@@ -505,7 +505,7 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     assert (seen[0].augment_recipe, seen[0].carrier_share) == ("standard", 0.0)
     assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share) == ("realistic", 0.5, 0.25)
     assert (seen[2].augment_recipe, seen[2].carrier_share, seen[2].clean_share) == \
-        ("realistic", 0.3, B.BuildOptions(keyword="x").clean_share)
+        ("realistic", 0.3, B.BuildOptions(keyword="x", out=tmp_path).clean_share)
 
 
 def test_negatives_are_placed_anywhere_keywords_stay_centred(cache):
