@@ -78,7 +78,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean-share", type=float, default=None,
                    help="share of clips of every kind left without microphone, noise, codec or dither, so a "
                         "missing noise floor (speech synthesis, zero-padded files) tells the model nothing "
-                        "(default 0)")
+                        "(default 0.15)")
 
 
 def _recipe(args: argparse.Namespace) -> dict:

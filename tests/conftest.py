@@ -52,7 +52,7 @@ def trained_bundle(tmp_path_factory) -> tuple[Path, str]:
     # the standard recipe: this fixture tests the plumbing with a model that separates synthesized
     # clips clearly; the realistic recipe (the default) makes the tiny synthetic task harder
     build_dataset(BuildOptions(keyword="marvin", out=root / "data", preset="small", seed=0,
-                               augment_recipe="standard", carrier_share=0.0))
+                               augment_recipe="standard", carrier_share=0.0, clean_share=0.0))
     result = train_keyword(TrainOptions(keyword="marvin", data=root / "data", method="bce", model="fastgrnn",
                                         hidden=32, epochs=60, out=root / "marvin.kws", run_dir=root / "run"))
     return result.bundle, "marvin"
