@@ -108,7 +108,10 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
     if background_half:
         from tools.real_data import speaker_half, speaker_of
 
-        speech_files = [p for p in speech_files if speaker_half(speaker_of(p)) == background_half]
+        def in_half(paths: list[Path]) -> list[Path]:
+            return [p for p in paths if speaker_half(speaker_of(p)) == background_half]
+
+        speech_files = in_half(speech_files)
     if my.is_dir():
         speech_files += sorted(p for p in my.rglob("*") if p.suffix in (".wav", ".flac")
                                and keyword.lower() not in str(p.relative_to(my)).lower() and "licenses" not in p.parts)
@@ -125,14 +128,13 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
             real_kw = [real_kw[i] for i in sorted(rng.choice(len(real_kw), n_kw, replace=False))]
         real_source = "real:" + "/".join(Path(keyword_clips).resolve().parts[-3:])
     elif background_half and real_kw:  # the keyword's real clips from the same half as the background
-        real_kw = [p for p in real_kw if speaker_half(speaker_of(p)) == background_half]
+        real_kw = in_half(real_kw)
     speakers = test_speakers(bundle)
     n_tts = max(0, n_kw - len(real_kw))
-    voices = tts.voice_configs(n_tts, seed, speakers=speakers) if n_tts else []
-    res = tts.synthesize_many([(keyword, v) for v in voices], cache_dir=work / "tts", desc="keyword voices") \
-        if voices else None
+    voices = tts.voice_configs(n_tts, seed, speakers=speakers)
+    res = tts.synthesize_many([(keyword, v) for v in voices], cache_dir=work / "tts", desc="keyword voices")
     kw_audio, kw_src = [], []
-    for a, v in zip(res.audio if res else [], voices):
+    for a, v in zip(res.audio, voices):
         if a is not None:
             kw_audio.append(_trim(a))
             kw_src.append(f"tts:{v.speaker}")
@@ -181,7 +183,7 @@ def build_stream(bundle, keyword: str, hours: float, per_hour: int, seed: int, d
         np.clip(audio, -1, 1, out=audio)
     desc = {"hours": hours, "keywords": len(kw_audio), "keywords_tts": sum(s.startswith("tts:") for s in kw_src),
             "keywords_real": sum(s.startswith("real:") for s in kw_src), "tts_speakers": sorted({k for k in kw_src if k.startswith("tts:")}),
-            "tts_dropped": 0 if res is None else res.dropped if isinstance(res.dropped, int) else len(res.dropped),
+            "tts_dropped": res.dropped if isinstance(res.dropped, int) else len(res.dropped),
             "real_source": real_source, "background_half": background_half,
             "background_speech_files": len(speech_files), "noise_files": len(noise_files),
             "pool_hours": sum(len(c) for c in clips) / SR / 3600}

@@ -131,7 +131,7 @@ class BuildOptions:
     # dither), so a missing noise floor is no cue. Without it every model of the realistic recipe
     # depended on a floor (DROCC-LF marvin: 14% recall on clean synthesized keywords, 64% over a
     # -70 dBFS floor); with 0.15: 75% clean, flat across floors, stream FRR at 0.5 FA/h 98 -> 68%, and
-    # on real speech (six words, 1 seed) 66.4% vs 66.0% mean (BENCHMARKS "noise_floor", "text_only_clean")
+    # on real speech (six words, 2 seeds each) 65.9% vs 66.0% mean (BENCHMARKS "noise_floor", "text_only_clean")
     clean_share: float = 0.15
 
     def __post_init__(self) -> None:

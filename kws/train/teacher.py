@@ -202,20 +202,15 @@ def teacher_targets(data_dir: str | Path, split: str = "train", fe: FrontEnd | N
     for s in starts:
         part = cache / f"part-{s:07d}.npy"
         if not part.is_file():
-            block = np.stack([clip_embeddings(fe, load_audio(d / p), emb_index, lead)
-                              for p in _ticking(paths[s:s + PART_CLIPS], bar)]).astype(np.float16)
+            block = []
+            for p in paths[s:s + PART_CLIPS]:
+                block.append(clip_embeddings(fe, load_audio(d / p), emb_index, lead))
+                bar.update(1)
             with atomic_path(part) as tmp:
                 with open(tmp, "wb") as f:
-                    np.save(f, block)
+                    np.save(f, np.stack(block).astype(np.float16))
         parts.append(np.load(part).astype(np.float32))
     if bar is not None:
         bar.close()
     emb = np.concatenate(parts) if parts else np.zeros((0, len(frames), EMB_DIM), np.float32)
     return TeacherTargets(emb=emb, frames=frames)
-
-
-def _ticking(items: list[str], bar) -> list[str]:
-    for it in items:
-        yield it
-        if bar is not None:
-            bar.update(1)
