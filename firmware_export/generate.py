@@ -202,8 +202,9 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         "/* model: int8 FastGRNN (docs/QUANTIZATION.md) */",
         f"#define KWS_HIDDEN {sc['hidden']}",
         f"#define KWS_NONLIN_LUT {sc['nonlinearity']}",
-        f"#define KWS_ZETA_Q15 {sc['zeta_q15']}",
-        f"#define KWS_NU_Q15 {sc['nu_q15']}",
+        "/* zeta and nu: one pair, or one per hidden unit (an ensemble's blocks, kws.models.ensemble) */",
+        f"#define KWS_ZETA_PER_UNIT {sc['zeta_per_unit']}",
+        *([] if sc["zeta_per_unit"] else [f"#define KWS_ZETA_Q15 {sc['zeta_q15']}", f"#define KWS_NU_Q15 {sc['nu_q15']}"]),
         f"#define KWS_H_MULT {sc['h_mult']}",
         f"#define KWS_H_SHIFT {sc['h_shift']}",
         f"#define KWS_HEAD_BIAS {c_int(int(arrays['head_bias'][0]), np.dtype(np.int64))}",
@@ -252,6 +253,9 @@ def weights_source(qm: Any) -> str:
                          ("U_mult", "KWS_HIDDEN"), ("U_shift", "KWS_HIDDEN"), ("b_z", "KWS_HIDDEN"),
                          ("b_h", "KWS_HIDDEN"), ("head_q", "KWS_HIDDEN")):
         parts.append(c_array(f"kws_{name}", a[name], length=length))
+    if "zeta_q15" in a:
+        parts += ["#if KWS_ZETA_PER_UNIT", c_array("kws_zeta_q15", a["zeta_q15"], length="KWS_HIDDEN"),
+                  c_array("kws_nu_q15", a["nu_q15"], length="KWS_HIDDEN"), "#endif"]
     if "sigmoid_lut" in a:
         parts += ["#if KWS_NONLIN_LUT", c_array("kws_sigmoid_lut", a["sigmoid_lut"], length="513"),
                   c_array("kws_tanh_lut", a["tanh_lut"], length="513"), "#endif"]

@@ -114,8 +114,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         negatives=[Path(p) for p in args.negatives],
         build=_recipe(args),
         teacher=args.teacher,
+        ensemble=args.ensemble,
     )
     result = train_keyword(opts)
+    print(result.table())
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from kws.train.api import ensemble_bundles
+
+    result = ensemble_bundles([Path(b) for b in args.bundles], Path(args.out),
+                              data=Path(args.data) if args.data else None)
     print(result.table())
     return 0
 
@@ -280,9 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distil a large speech embedding into the model during training (openWakeWord's, needs "
                         "`make peers`; the bundle does not change in size or format). Experimental: no measurable "
                         "gain on real voices so far (BENCHMARKS.md text_only_distill)")
+    s.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="train N models (seeds SEED..SEED+N-1, in RUN_DIR/member<i>) and ship their mean score as "
+                        "one model of about N times the size and compute (BENCHMARKS.md text_only_clean measures "
+                        "what 2 gain on real voices)")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("ensemble", help="join bundles trained on one dataset into one model of their mean score")
+    s.add_argument("bundles", nargs="+", help="two or more .kws bundles (one keyword, kind and dataset)")
+    s.add_argument("--out", "-o", required=True, help="the ensemble bundle to write")
+    s.add_argument("--data", help="the dataset they were trained on (default: the one recorded in the first "
+                                  "bundle); its validation split calibrates the thresholds")
+    s.set_defaults(func=cmd_ensemble)
 
     s = sub.add_parser("eval", help="recall at 3%%/5%% FPR, AUC and per-kind false-positive rates on a dataset split")
     s.add_argument("bundle")

@@ -141,8 +141,8 @@ def float_fastgrnn(weights: dict[str, np.ndarray], nonlinearity: str, x_norm: np
     w, u = fastgrnn_dense(weights)
     b_z = np.asarray(weights["b_z"], np.float64)
     b_h = np.asarray(weights["b_h"], np.float64)
-    zeta = float(_sigmoid(np.asarray(weights["zeta"]).reshape(-1)[0]))
-    nu = float(_sigmoid(np.asarray(weights["nu"]).reshape(-1)[0]))
+    zeta = _sigmoid(np.asarray(weights["zeta"], np.float64).reshape(-1))  # [1] or [H]
+    nu = _sigmoid(np.asarray(weights["nu"], np.float64).reshape(-1))
     if nonlinearity == "pwl":
         sig = lambda v: np.clip((v + 1.0) * 0.5, 0.0, 1.0)  # noqa: E731
         tanh = lambda v: np.clip(v, -1.0, 1.0)  # noqa: E731
@@ -182,8 +182,8 @@ class QuantizedFastGRNN:
     u_shift: np.ndarray
     b_z: np.ndarray                   # int32 [H] (Q3.12)
     b_h: np.ndarray
-    zeta_q15: int
-    nu_q15: int
+    zeta_q15: np.ndarray              # int64 [1], or [H] when zeta/nu are per unit (ensembles)
+    nu_q15: np.ndarray
     h_mult: int
     h_shift: int
     head_q: np.ndarray                # int8 [H]
@@ -270,6 +270,10 @@ class QuantizedFastGRNN:
             return -(1 << 62) if tau <= 0.0 else (1 << 62)
         return int(math.ceil(math.log(tau / (1.0 - tau)) / self.logit_scale))
 
+    @property
+    def zeta_per_unit(self) -> bool:
+        return self.zeta_q15.size > 1
+
     def dequantized(self) -> dict[str, np.ndarray]:
         """Float weights after int8 rounding (for fake-quant comparison / ONNX int8 reference)."""
         return {"W": self.w_q.astype(np.float64) * self.s_w[:, None],
@@ -286,6 +290,9 @@ class QuantizedFastGRNN:
             "b_z": self.b_z.astype(np.int32), "b_h": self.b_h.astype(np.int32),
             "head_q": self.head_q.astype(np.int8), "head_bias": np.array([self.head_bias], np.int64),
         }
+        if self.zeta_per_unit:
+            d["zeta_q15"] = self.zeta_q15.astype(np.int32)
+            d["nu_q15"] = self.nu_q15.astype(np.int32)
         if self.nonlinearity != "pwl":
             d["sigmoid_lut"] = self.sigmoid_lut.astype(np.int16)
             d["tanh_lut"] = self.tanh_lut.astype(np.int16)
@@ -294,7 +301,10 @@ class QuantizedFastGRNN:
     def scalars(self) -> dict[str, Any]:
         return {"n_features": self.n_features, "hidden": self.hidden,
                 "nonlinearity": 0 if self.nonlinearity == "pwl" else 1,
-                "zeta_q15": int(self.zeta_q15), "nu_q15": int(self.nu_q15),
+                "zeta_per_unit": int(self.zeta_per_unit),
+                # one pair: the values (per unit: the arrays of to_arrays)
+                "zeta_q15": None if self.zeta_per_unit else int(self.zeta_q15[0]),
+                "nu_q15": None if self.zeta_per_unit else int(self.nu_q15[0]),
                 "h_mult": int(self.h_mult), "h_shift": int(self.h_shift),
                 "logit_scale": float(self.logit_scale), "s_x": float(self.s_x), "s_h": float(self.s_h),
                 "threshold_q": {k: self.threshold_q(v) for k, v in self.thresholds.items()}}
@@ -377,8 +387,8 @@ def quantize_fastgrnn(weights: dict[str, np.ndarray], hparams: dict[str, Any], m
     logit_scale = s_head * s_h
     head_bias = int(round_half_away(float(np.asarray(weights["head.bias"]).reshape(-1)[0]) / logit_scale))
     h_mult, h_shift = quantize_multiplier(1.0 / (Q15 * s_h))
-    zeta = float(_sigmoid(np.asarray(weights["zeta"]).reshape(-1)[0]))
-    nu = float(_sigmoid(np.asarray(weights["nu"]).reshape(-1)[0]))
+    zeta = _sigmoid(np.asarray(weights["zeta"], np.float64).reshape(-1))
+    nu = _sigmoid(np.asarray(weights["nu"], np.float64).reshape(-1))
 
     def bias_q(b: np.ndarray) -> np.ndarray:
         return np.clip(round_half_away(np.asarray(b, np.float64) * pre), -(2**31 - 1), 2**31 - 1).astype(np.int32)
@@ -389,7 +399,7 @@ def quantize_fastgrnn(weights: dict[str, np.ndarray], hparams: dict[str, Any], m
         w_q=w_q, w_mult=np.array([m for m, _ in wm], np.int32), w_shift=np.array([s for _, s in wm], np.int32),
         u_q=u_q, u_mult=np.array([m for m, _ in um], np.int32), u_shift=np.array([s for _, s in um], np.int32),
         b_z=bias_q(weights["b_z"]), b_h=bias_q(weights["b_h"]),
-        zeta_q15=int(round_half_away(zeta * Q15)), nu_q15=int(round_half_away(nu * Q15)),
+        zeta_q15=round_half_away(zeta * Q15).astype(np.int64), nu_q15=round_half_away(nu * Q15).astype(np.int64),
         h_mult=h_mult, h_shift=h_shift, head_q=head_q[0], head_bias=head_bias,
         logit_scale=logit_scale, s_x=s_x, s_h=s_h, s_w=s_w, s_u=s_u, s_head=s_head,
         thresholds={str(k): float(v) for k, v in (thresholds or {}).items()},

@@ -120,8 +120,8 @@ class NumpyScorer(WindowScorer):
             self.in_b = np.concatenate([w["b_z"], w["b_h"]]).astype(np.float32)
             self.u_t = [np.ascontiguousarray(w["U"].T)] if "U" in w else \
                 [np.ascontiguousarray(w["U2"].T), np.ascontiguousarray(w["U1"].T)]
-            self.zeta = np.float32(1.0 / (1.0 + math.exp(-float(w["zeta"].reshape(-1)[0]))))
-            self.nu = np.float32(1.0 / (1.0 + math.exp(-float(w["nu"].reshape(-1)[0]))))
+            self.zeta = _expit(w["zeta"].reshape(-1).astype(np.float64)).astype(np.float32)  # [1] or [H]
+            self.nu = _expit(w["nu"].reshape(-1).astype(np.float64)).astype(np.float32)
             self.pwl = self.hp["nonlinearity"] == "pwl"
         else:
             self.in_w = np.ascontiguousarray(w[f"{kind}.weight_ih_l0"].T)

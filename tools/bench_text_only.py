@@ -70,6 +70,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 import zlib
@@ -373,7 +374,8 @@ def pocketsphinx_scores(test: TestSet, padding: Padding, cache_path: Path) -> np
 
 # ---------------------------------------------------------------- results
 class Results:
-    """WORKDIR/results.json: runs (one per tag/keyword/real positives/seed), datasets, PocketSphinx."""
+    """WORKDIR/results.json: runs (one per tag/keyword/real positives/seed), ensembles (of a tag's
+    seeds, kws.train.api.ensemble_bundles), datasets, PocketSphinx."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -382,16 +384,26 @@ class Results:
         self.datasets: dict[str, Any] = d.get("datasets", {})
         self.pocketsphinx: dict[str, Any] = d.get("pocketsphinx", {})
         self.configs: dict[str, Any] = d.get("configs", {})
+        self.ensembles: dict[str, Any] = d.get("ensembles", {})
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({"configs": self.configs, "datasets": self.datasets,
-                                                 "pocketsphinx": self.pocketsphinx, "runs": self.runs},
-                                                indent=1) + "\n")
+                                                 "pocketsphinx": self.pocketsphinx, "runs": self.runs,
+                                                 "ensembles": self.ensembles}, indent=1) + "\n")
 
 
 def run_key(tag: str, keyword: str, n_real: int, seed: int | None = None) -> str:
     return f"{tag}|{keyword}|rp{n_real}" + ("" if seed is None else f"|seed{seed}")
+
+
+def ensemble_seeds(seeds: int, size: int) -> list[list[int]]:
+    """Disjoint groups of `size` consecutive seeds among 0..seeds-1 (each group is one ensemble)."""
+    return [list(range(g * size, (g + 1) * size)) for g in range(seeds // size)] if size > 1 else []
+
+
+def ensemble_key(tag: str, keyword: str, n_real: int, members: list[int]) -> str:
+    return f"{run_key(tag, keyword, n_real)}|ens{'+'.join(map(str, members))}"
 
 
 def tag_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -487,7 +499,8 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
             ps_old = results.pocketsphinx.get(ps_key)
             # PocketSphinx is scored again when it failed only because the peer module was missing
             ps_todo = ps_old is None or args.retry_pocketsphinx or PS_UNAVAILABLE in ps_old.get("error", "")
-            if all(k in results.runs for k in keys) and not ps_todo:
+            ens_keys = [ensemble_key(args.tag, keyword, n_real, m) for m in ensemble_seeds(args.seeds, args.ensemble)]
+            if all(k in results.runs for k in keys) and all(k in results.ensembles for k in ens_keys) and not ps_todo:
                 continue
             chosen = choose_real_positives(keyword, n_real, corpora, args.selection_seed)
             data = ensure_dataset(keyword, n_real, chosen, args, corpora, results)
@@ -514,28 +527,54 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     keyword=keyword, data=data, method=args.method, model=args.model, epochs=args.epochs,
                     hidden=args.hidden, seed=seed, run_dir=run_dir, out=run_dir / "model.kws",
                     train_hparams=dict(args.train_hparams), teacher=args.teacher, desc=f"{args.tag} {tag}"))
-                t0 = time.time()
-                scores = score_bundle(r.bundle, data, test, cache)
-                from kws.bundle import load_bundle
-
-                thresholds = load_bundle(r.bundle).thresholds
-                systems = {s: summarize(v, test.kinds, thresholds) for s, v in scores.items()}
-                with atomic_path(run_dir / "test_scores.npz") as tmp:
-                    with open(tmp, "wb") as f:
-                        np.savez(f, keys=np.array(test.keys), kinds=test.kinds, **scores)
                 results.runs[key] = {
                     "tag": args.tag, "keyword": keyword, "real_positives": n_real, "seed": seed,
                     "dataset": f"{args.tag}/{keyword}-{args.preset}-rp{n_real}", "test": test.describe(),
-                    "scores_file": str((run_dir / "test_scores.npz").relative_to(work)),
                     "train_seconds": round(r.train_seconds, 1), "epochs_run": r.epochs_run,
-                    "best_epoch": r.best_epoch, "score_seconds": round(time.time() - t0, 1),
-                    "synth_test_recall_0.03": r.test["own"]["0.03"]["recall"], "systems": systems}
+                    "best_epoch": r.best_epoch, "synth_test_recall_0.03": r.test["own"]["0.03"]["recall"],
+                    **score_run(r.bundle, data, test, cache, work)}
                 results.save()
-                f, i = systems["float"], systems["int8"]
-                print(f"{key}: real recall @3% FPR float {100 * f['recall_0.03']:.1f}%, int8 "
-                      f"{100 * i['recall_0.03']:.1f}% (centred crop {100 * systems['float_centred']['recall_0.03']:.1f}%), "
-                      f"close-neg FPR {100 * (f['close_fpr_0.03'] or 0):.1f}%, AUC {f['auc']:.3f}; "
-                      f"trained {r.train_seconds:.0f} s", flush=True)
+                print_run(key, results.runs[key], f"trained {r.train_seconds:.0f} s")
+            for members in ensemble_seeds(args.seeds, args.ensemble):
+                key = ensemble_key(args.tag, keyword, n_real, members)
+                if key in results.ensembles:
+                    continue
+                from kws.train.api import ensemble_bundles
+
+                out = work / "runs" / args.tag / f"{keyword}-rp{n_real}-ens{'+'.join(map(str, members))}" / "model.kws"
+                bundles = [work / results.runs[run_key(args.tag, keyword, n_real, s)]["scores_file"] for s in members]
+                r = ensemble_bundles([b.parent / "model.kws" for b in bundles], out, data=data)
+                results.ensembles[key] = {
+                    "tag": args.tag, "keyword": keyword, "real_positives": n_real, "members": members,
+                    "dataset": f"{args.tag}/{keyword}-{args.preset}-rp{n_real}", "test": test.describe(),
+                    "params": r.cost.get("params"), "int8_bytes": r.cost.get("int8_bytes"),
+                    "synth_test_recall_0.03": r.test["own"]["0.03"]["recall"],
+                    **score_run(r.bundle, data, test, cache, work)}
+                results.save()
+                print_run(key, results.ensembles[key], f"{len(members)} models, {r.cost.get('params')} parameters")
+
+
+def score_run(bundle: Path, data: Path, test: "TestSet", cache: "FeatureCache", work: Path) -> dict[str, Any]:
+    """Score a trained bundle on the real test; its clip scores go beside it (test_scores.npz)."""
+    from kws.bundle import load_bundle
+
+    t0 = time.time()
+    scores = score_bundle(bundle, data, test, cache)
+    thresholds = load_bundle(bundle).thresholds
+    path = bundle.parent / "test_scores.npz"
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, keys=np.array(test.keys), kinds=test.kinds, **scores)
+    return {"scores_file": str(path.relative_to(work)), "score_seconds": round(time.time() - t0, 1),
+            "systems": {s: summarize(v, test.kinds, thresholds) for s, v in scores.items()}}
+
+
+def print_run(key: str, e: dict[str, Any], extra: str) -> None:
+    s = e["systems"]
+    f, i = s["float"], s["int8"]
+    print(f"{key}: real recall @3% FPR float {100 * f['recall_0.03']:.1f}%, int8 "
+          f"{100 * i['recall_0.03']:.1f}% (centred crop {100 * s['float_centred']['recall_0.03']:.1f}%), "
+          f"close-neg FPR {100 * (f['close_fpr_0.03'] or 0):.1f}%, AUC {f['auc']:.3f}; {extra}", flush=True)
 
 
 def rescore(results: Results, workdir: Path) -> int:
@@ -545,7 +584,7 @@ def rescore(results: Results, workdir: Path) -> int:
 
     n = 0
     keys_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for key, e in results.runs.items():
+    for key, e in [*results.runs.items(), *results.ensembles.items()]:
         path = workdir / e.get("scores_file", f"runs/{e['tag']}/{e['keyword']}-rp{e['real_positives']}-seed{e['seed']}"
                                               "/test_scores.npz")
         if not path.is_file():
@@ -564,6 +603,34 @@ def rescore(results: Results, workdir: Path) -> int:
         keys, kinds = keys_of[key]
         e["metrics"] = summarize(np.array([cached[str(k)] for k in keys]), kinds)
         n += 1
+    results.save()
+    return n
+
+
+def merge_from(results: Results, workdir: Path, other: Path, tag: str) -> int:
+    """Bring the finished runs, ensembles and PocketSphinx scores of `tag` from another workdir (where
+    part of the grid ran in parallel) into this one, copying their files here; entries already here
+    win. Returns how many entries came in."""
+    theirs = Results(other / "results.json")
+    if tag not in theirs.configs:
+        raise KwsError(f"{other}: no runs of tag {tag!r}")
+    if results.configs.setdefault(tag, theirs.configs[tag]) != theirs.configs[tag]:
+        raise KwsError(f"{other}: tag {tag!r} was run there with other options; not merged")
+    n = 0
+    for mine, their in ((results.runs, theirs.runs), (results.ensembles, theirs.ensembles),
+                        (results.pocketsphinx, theirs.pocketsphinx), (results.datasets, theirs.datasets)):
+        for key, e in their.items():
+            if key in mine or not key.startswith(f"{tag}|" if mine is not results.datasets else f"{tag}/"):
+                continue
+            if "scores_file" in e:
+                src, dst = other / e["scores_file"], workdir / e["scores_file"]
+                if mine is results.pocketsphinx:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dst)
+                else:  # the whole run folder: scores, bundle, checkpoint
+                    shutil.copytree(src.parent, dst.parent, dirs_exist_ok=True)
+            mine[key] = e
+            n += 1
     results.save()
     return n
 
@@ -641,8 +708,11 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         "(the issue's protocol); close-neg FPR: share of the synthesized close negatives at or above that 3% "
         "threshold; AUC: keyword vs real negatives; \"with close\": recall @3% when the threshold is set on real "
         "and close negatives together (DESIGN.md / `kws eval`); centred crop: one centred 1 s window per clip "
-        "instead of the stream's windows. Mean ± std over training seeds (min–max for recall @3%); where a row has "
-        "several seeds, the ensemble row averages their models' logits per clip (N times the model). "
+        "instead of the stream's windows. Mean ± std over training seeds (min–max for recall @3%). Ensemble rows "
+        "(`kws train --ensemble N`): the models of N consecutive seeds joined into one model of their mean logit "
+        "(kws.models.ensemble), thresholds calibrated anew on validation, scored like any bundle; mean ± std over "
+        "disjoint seed groups (seeds column: groups x models). Where no ensemble was built and a row has several "
+        "seeds, the ensemble row estimates one from the seeds' saved clip scores (mean logit per clip). "
         "PocketSphinx: keyphrase search on the same padded clips, no training.",
         "",
         "| keyword | real positives used | system | test clips: pos real / neg real / close synth | "
@@ -661,7 +731,18 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
                          f"{_pct([c['recall_0.03'] for c in col], rng=True)} | {_pct([c['recall_0.05'] for c in col])} | "
                          f"{_pct([c['close_fpr_0.03'] for c in col])} | {np.mean([c['auc'] for c in col]):.3f} | "
                          f"{_pct([c.get('recall_all_0.03') for c in col])} | {_pct(cen)} | {len(runs)} |")
-        ens = seed_ensemble(runs, results.path.parent)
+        built = [e for e in results.ensembles.values() if e["tag"] == tag and e["keyword"] == kw
+                 and e["real_positives"] == n]
+        for system in ("float", "int8") if built else ():
+            col = [e["systems"][system] for e in built]
+            cen = [e["systems"][f"{system}_centred"]["recall_0.03"] for e in built]
+            size = len(built[0]["members"])
+            lines.append(f"| {kw} | {n} | {names[system]}, ensemble of {size} ({built[0]['int8_bytes'] / 1024:.1f} KB int8) | "
+                         f"{_test_cell(t)} | {_pct([c['recall_0.03'] for c in col], rng=True)} | "
+                         f"{_pct([c['recall_0.05'] for c in col])} | {_pct([c['close_fpr_0.03'] for c in col])} | "
+                         f"{np.mean([c['auc'] for c in col]):.3f} | {_pct([c.get('recall_all_0.03') for c in col])} | "
+                         f"{_pct(cen)} | {len(built)} x {size} |")
+        ens = None if built else seed_ensemble(runs, results.path.parent)
         if ens is not None:
             lines.append(f"| {kw} | {n} | ours float, ensemble of the {len(runs)} seeds' models | {_test_cell(t)} | "
                          f"{_pct([ens['recall_0.03']])} | {_pct([ens['recall_0.05']])} | {_pct([ens['close_fpr_0.03']])} "
@@ -802,9 +883,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="recompute the metrics of finished entries from their saved clip scores, then report")
     p.add_argument("--no-report", action="store_true", help="do not write BENCHMARKS.md or the plot")
     p.add_argument("--note", action="append", default=[], help="a line under the table (repeatable)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="also join every N consecutive seeds' models into one (kws train --ensemble N) and score it")
+    p.add_argument("--merge-from", action="append", default=[], metavar="WORKDIR",
+                   help="first bring in the finished runs of --tag from another workdir (run in parallel), "
+                        "copying their run folders; repeatable")
     args = p.parse_args(argv)
     if args.seeds < 1 or any(n < 0 for n in args.real_positives):
         p.error("--seeds must be >= 1 and --real-positives >= 0")
+    if args.ensemble < 1 or (args.ensemble > 1 and args.seeds < args.ensemble):
+        p.error("--ensemble N needs N >= 1 and at least N --seeds")
     return args
 
 
@@ -816,6 +904,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     corpora = Corpora(real_data.shared_root(args.shared))
     results = Results(Path(args.workdir) / "results.json")
+    for other in args.merge_from:
+        try:
+            n = merge_from(results, Path(args.workdir), Path(other), args.tag)
+        except KwsError as e:
+            print(f"bench_text_only: error: {e}", file=sys.stderr)
+            return 2
+        print(f"merged {n} entries of tag {args.tag!r} from {other}", file=sys.stderr)
     if args.rescore:
         print(f"rescored {rescore(results, Path(args.workdir))} entries", file=sys.stderr)
     elif not args.report_only:

@@ -38,6 +38,10 @@ extern const int32_t kws_U_shift[KWS_HIDDEN];
 extern const int32_t kws_b_z[KWS_HIDDEN];
 extern const int32_t kws_b_h[KWS_HIDDEN];
 extern const int8_t kws_head_q[KWS_HIDDEN];
+#if KWS_ZETA_PER_UNIT
+extern const int32_t kws_zeta_q15[KWS_HIDDEN];
+extern const int32_t kws_nu_q15[KWS_HIDDEN];
+#endif
 #if KWS_NONLIN_LUT
 extern const int16_t kws_sigmoid_lut[513];
 extern const int16_t kws_tanh_lut[513];

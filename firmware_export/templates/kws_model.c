@@ -46,6 +46,14 @@ static int32_t pwl_tanh(int32_t p) {
 #define TANH(p) pwl_tanh(p)
 #endif
 
+#if KWS_ZETA_PER_UNIT
+#define ZETA_Q15(i) kws_zeta_q15[i]
+#define NU_Q15(i) kws_nu_q15[i]
+#else
+#define ZETA_Q15(i) KWS_ZETA_Q15
+#define NU_Q15(i) KWS_NU_Q15
+#endif
+
 /* One step: h (int16 [H]) updated in place from int8 input x [F]. */
 void kws_model_step(const int8_t *x, int16_t *h) {
     int16_t h_new[KWS_HIDDEN];
@@ -60,7 +68,7 @@ void kws_model_step(const int8_t *x, int16_t *h) {
         p = mul_ms(acc_w, kws_W_mult[i], kws_W_shift[i]) + mul_ms(acc_u, kws_U_mult[i], kws_U_shift[i]);
         z = SIG(sat16(p + kws_b_z[i]));
         c = TANH(sat16(p + kws_b_h[i]));
-        coef = (int64_t)KWS_NU_Q15 + rrshift((int64_t)KWS_ZETA_Q15 * (32768 - z), 15);
+        coef = (int64_t)NU_Q15(i) + rrshift((int64_t)ZETA_Q15(i) * (32768 - z), 15);
         g = rrshift(coef * c, 15);
         h_new[i] = (int16_t)sat16(mul_ms(g, KWS_H_MULT, KWS_H_SHIFT) + rrshift((int64_t)z * h[i], 15));
     }

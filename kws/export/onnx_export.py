@@ -72,7 +72,10 @@ def _modules():
             else:
                 self.u_t = const(weights["U"].T)
             self.b_z, self.b_h = const(weights["b_z"]), const(weights["b_h"])
-            sig = lambda v: 1.0 / (1.0 + np.exp(-float(np.asarray(v).reshape(-1)[0])))  # noqa: E731
+            def sig(v):  # a scalar for one pair, [H] when per unit (ensembles)
+                v = np.asarray(v, np.float64).reshape(-1)
+                return 1.0 / (1.0 + np.exp(-(v if v.size > 1 else v[0])))
+
             self.zeta = const(np.array(sig(weights["zeta"])))
             self.nu = const(np.array(sig(weights["nu"])))
             self.head_t = const(weights["head.weight"].T)          # [H, 1]

@@ -18,9 +18,12 @@ if TYPE_CHECKING:  # pragma: no cover
 MODEL_KINDS = ("fastgrnn", "lstm", "gru")
 NONLINEARITIES = ("standard", "pwl")
 
-# Defaults for the structural hyper-parameters (the ones stored in a bundle).
+# Defaults for the structural hyper-parameters (the ones stored in a bundle). FastGRNN unit_zeta_nu:
+# zeta and nu per hidden unit instead of one pair; kws.models.ensemble sets it when it joins FastGRNNs
+# trained apart into one block-diagonal model (each block keeps its own pair).
+OPTIONAL_FLAGS = {"fastgrnn": ("unit_zeta_nu",)}  # stored only when true: older bundles and runs match
 DEFAULT_HPARAMS: dict[str, dict[str, Any]] = {
-    "fastgrnn": {"hidden": 32, "w_rank": None, "u_rank": None, "nonlinearity": "standard"},
+    "fastgrnn": {"hidden": 32, "w_rank": None, "u_rank": None, "nonlinearity": "standard", "unit_zeta_nu": False},
     "lstm": {"hidden": 32},
     "gru": {"hidden": 32},
 }
@@ -35,7 +38,8 @@ def _positive_int(name: str, v: Any) -> int:
 def normalize_hparams(kind: str, hparams: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and check a model's structural hyper-parameters; ValueError names the bad one.
 
-    Returns a new JSON-able dict with exactly the keys of DEFAULT_HPARAMS[kind]."""
+    Returns a new JSON-able dict with the keys of DEFAULT_HPARAMS[kind], less OPTIONAL_FLAGS that are
+    false."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}")
     unknown = set(hparams) - set(DEFAULT_HPARAMS[kind])
@@ -50,6 +54,11 @@ def normalize_hparams(kind: str, hparams: dict[str, Any]) -> dict[str, Any]:
                 hp[key] = _positive_int(key, hp[key])
         if hp["nonlinearity"] not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {hp['nonlinearity']!r}")
+    for flag in OPTIONAL_FLAGS.get(kind, ()):
+        if not isinstance(hp[flag], bool):
+            raise ValueError(f"{flag} must be true or false, got {hp[flag]!r}")
+        if not hp[flag]:
+            del hp[flag]
     return hp
 
 
@@ -68,7 +77,8 @@ def weight_shapes(kind: str, n_features: int, hparams: dict[str, Any]) -> dict[s
             shapes["U"] = (h, h)
         else:
             shapes["U1"], shapes["U2"] = (h, hp["u_rank"]), (hp["u_rank"], h)
-        shapes.update({"b_z": (h,), "b_h": (h,), "zeta": (1,), "nu": (1,)})
+        n_zeta = h if hp.get("unit_zeta_nu") else 1
+        shapes.update({"b_z": (h,), "b_h": (h,), "zeta": (n_zeta,), "nu": (n_zeta,)})
     else:
         gates = 4 if kind == "lstm" else 3
         shapes.update({

@@ -30,6 +30,11 @@ def pwl_tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, -1.0, 1.0)
 
 
+def _reduce(g: torch.Tensor, per_unit: bool) -> torch.Tensor:
+    """Gradient of a zeta/nu of shape [H] (per unit) or [1] from per-element terms [T, B, H]."""
+    return g.sum((0, 1)) if per_unit else g.sum().reshape(1)
+
+
 class _FastGRNNScan(torch.autograd.Function):
     """The FastGRNN recurrence over all frames with a hand-written backward (BPTT).
 
@@ -39,7 +44,7 @@ class _FastGRNNScan(torch.autograd.Function):
     gradients are single vectorised reductions (measured ~2-3x faster than autograd on CPU).
 
     Inputs: wx [B, T, H] (= W x), U [H, H] (effective: U1 U2 when low rank), b_z, b_h [H],
-    zeta, nu (post-sigmoid, shape [1]), pwl (bool). Output: every state h_t, [B, T, H]."""
+    zeta, nu (post-sigmoid, shape [1] or [H]), pwl (bool). Output: every state h_t, [B, T, H]."""
 
     @staticmethod
     def forward(ctx, wx, U, b_z, b_h, zeta, nu, pwl, grad):  # noqa: D401
@@ -78,6 +83,7 @@ class _FastGRNNScan(torch.autograd.Function):
             h = h_new
         if grad:
             ctx.save_for_backward(U, hs, zs, cs, a_z, a_c, omz_c)
+            ctx.per_unit = zeta.numel() > 1
         return hs.transpose(0, 1)
 
     @staticmethod
@@ -100,8 +106,9 @@ class _FastGRNNScan(torch.autograd.Function):
         d_u = dpre[1:].reshape(-1, hdim).t() @ hs[:-1].reshape(-1, hdim) if need[1] else None
         d_bz = (dh_all * a_z).sum((0, 1)) if need[2] else None
         d_bh = (dh_all * a_c).sum((0, 1)) if need[3] else None
-        d_zeta = (dh_all * omz_c).sum().reshape(1) if need[4] else None
-        d_nu = (dh_all * cs).sum().reshape(1) if need[5] else None
+        per_unit = ctx.per_unit
+        d_zeta = _reduce(dh_all * omz_c, per_unit) if need[4] else None
+        d_nu = _reduce(dh_all * cs, per_unit) if need[5] else None
         return d_wx, d_u, d_bz, d_bh, d_zeta, d_nu, None, None
 
 
@@ -135,8 +142,9 @@ class FastGRNN(KwsModel):
             self.U2 = nn.Parameter(0.1 * torch.randn(ru, h))
         self.b_z = nn.Parameter(torch.full((h,), float(bz_init)))
         self.b_h = nn.Parameter(torch.ones(h))
-        self.zeta = nn.Parameter(torch.full((1,), float(zeta_init)))
-        self.nu = nn.Parameter(torch.full((1,), float(nu_init)))
+        n_zeta = h if self.hparams.get("unit_zeta_nu") else 1
+        self.zeta = nn.Parameter(torch.full((n_zeta,), float(zeta_init)))
+        self.nu = nn.Parameter(torch.full((n_zeta,), float(nu_init)))
         self.head = nn.Linear(h, 1)
         if self.hparams["nonlinearity"] == "pwl":
             self._sigmoid, self._tanh = pwl_sigmoid, pwl_tanh

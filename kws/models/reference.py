@@ -54,8 +54,8 @@ def fastgrnn_cell(w: dict[str, np.ndarray], hp: dict[str, Any], wx: np.ndarray, 
     pre = wx + fastgrnn_uh(w, h)
     z = sig(pre + w["b_z"])
     c = tanh(pre + w["b_h"])
-    zeta = sigmoid(w["zeta"])[0]
-    nu = sigmoid(w["nu"])[0]
+    zeta = sigmoid(w["zeta"])  # [1] or [H] (per unit): broadcasts either way
+    nu = sigmoid(w["nu"])
     return (zeta * (1.0 - z) + nu) * c + z * h
 
 

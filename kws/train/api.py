@@ -6,6 +6,7 @@ scored once, after the model is chosen, and reported (never used for any choice)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import re
@@ -69,6 +70,9 @@ class TrainOptions:
     build: dict[str, Any] = field(default_factory=dict)
     # "openwakeword": distil its speech embedding into the model's states (kws.train.teacher)
     teacher: str | None = None
+    # > 1: train this many models (seeds seed, seed + 1, ...) and ship their mean logit as one model
+    # (kws.models.ensemble), in run_dir/member<i>
+    ensemble: int = 1
 
 
 @dataclass
@@ -88,6 +92,8 @@ class TrainResult:
     best_epoch: int
     resumed_from: int = 0
     curve: Path | None = None
+    ensemble_of: int = 1  # > 1: the model joins this many trained models (kws.models.ensemble)
+    members: list["TrainResult"] = field(default_factory=list)  # their results, when trained here
 
     def summary(self) -> dict[str, Any]:
         """Flat numbers (for benchmarks and JSON)."""
@@ -126,10 +132,12 @@ class TrainResult:
         w = max(len(r[0]) for r in rows) + 2
         lines = [f"'{self.keyword}': {self.method} {self.model_kind} -> {self.bundle}"]
         lines += [f"  {a:<{w}}{b:>12}  {c}" for a, b, c in rows]
+        how = (f"ensemble of {self.ensemble_of} models (mean logit), each trained and chosen on validation; "
+               f"{self.train_seconds:.0f} s in all") if self.ensemble_of > 1 else \
+            (f"trained {self.epochs_run} epochs in {self.train_seconds:.0f} s (best epoch "
+             f"{self.best_epoch}, chosen on validation)")
         lines.append(f"  params {self.cost.get('params')}, int8 {self.cost.get('int8_bytes')} bytes, "
-                     f"{self.cost.get('macs_per_second', 0) / 1e3:.0f}k MACs/s; trained "
-                     f"{self.epochs_run} epochs in {self.train_seconds:.0f} s (best epoch "
-                     f"{self.best_epoch}, chosen on validation)")
+                     f"{self.cost.get('macs_per_second', 0) / 1e3:.0f}k MACs/s; {how}")
         lines.append(f"  run folder: {self.run_dir}" + (f"  (curve: {self.curve.name})" if self.curve else ""))
         return "\n".join(lines)
 
@@ -171,22 +179,8 @@ def calibrate_thresholds(val_scores: np.ndarray, val_y: np.ndarray, fprs: tuple[
     return {fpr_key(p): recall_at_fpr(val_scores[val_y == 1], val_scores[val_y == 0], p)[1] for p in fprs}
 
 
-def train_keyword(opts: TrainOptions) -> TrainResult:
-    """Build the dataset if needed, train, calibrate on validation, save the bundle, report."""
-    import torch
-
-    from kws.data.dataset import load_split
-    from kws.models import build_model
-    from kws.train.trainer import TrainHparams, fit, predict_scores
-
-    if opts.model not in DEFAULT_EPOCHS:
-        raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
-    if opts.teacher is not None and opts.teacher not in TEACHERS:
-        raise KwsError(f"unknown teacher {opts.teacher!r}; choose one of {', '.join(TEACHERS)}")
-    if opts.teacher is None and opts.train_hparams.get("distill"):
-        raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
-    run_dir = Path(opts.run_dir) if opts.run_dir else Path("runs") / f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
-    out = Path(opts.out) if opts.out else Path(f"{_slug(opts.keyword)}.kws")
+def _prepare_dataset(opts: TrainOptions, run_dir: Path) -> Path:
+    """The dataset folder to train on: opts.data, or one built under run_dir from the options."""
     data_dir = Path(opts.data) if opts.data else run_dir / "data"
     if opts.data is not None and (opts.positives or opts.negatives or opts.build):
         raise DataError(f"--positives/--negatives/--augment/--carrier-share go into the dataset `kws train` builds, but --data {data_dir} "
@@ -202,6 +196,67 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
         raise DataError(f"{data_dir}: no such dataset folder; build one with `kws data build --keyword "
                         f"{opts.keyword} --out {data_dir}` or leave out --data to build it automatically")
     require_dataset_keyword(data_dir, opts.keyword, "pass the matching --keyword or another --data folder")
+    return data_dir
+
+
+def _dataset_provenance(data_dir: Path) -> dict[str, Any]:
+    info = data_dir / "dataset.json"
+    if info.exists():
+        try:
+            return {k: v for k, v in json.loads(info.read_text()).items()
+                    if k in ("keyword", "seed", "preset", "sizes", "summary")}
+        except ValueError:
+            pass
+    return {}
+
+
+def _calibrate_and_save(model: Any, keyword: str, fc: Any, mean: np.ndarray, std: np.ndarray, val: Any, test: Any,
+                        out: Path, training: dict[str, Any], provenance: dict[str, Any]
+                        ) -> tuple[dict[str, float], dict[str, Any], dict[str, Any], dict[str, int]]:
+    """Thresholds from the validation split, metrics on val and test, the bundle written to `out`."""
+    import torch
+
+    from kws.bundle import save_model_bundle
+    from kws.train.trainer import predict_scores
+
+    val_scores = predict_scores(model, val.x)
+    thresholds = calibrate_thresholds(val_scores, val.y)
+    test_scores = predict_scores(model, test.x)
+    val_m = split_metrics(val_scores, val.y, val.kinds, thresholds)
+    test_m = split_metrics(test_scores, test.y, test.kinds, thresholds)
+    cost = model.cost()
+    metrics = {"val": val_m, "test": test_m, "cost": cost, "training": training}
+    sizes = {**provenance.get("sizes", {}), "val": int(len(val.y)), "test": int(len(test.y))}
+    provenance = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **provenance,
+                  "sizes": sizes, "torch": torch.__version__, "thresholds_from": "validation split"}
+    save_model_bundle(out, model, fc, mean, std, keyword, thresholds, metrics=metrics, provenance=provenance)
+    return thresholds, val_m, test_m, cost
+
+
+def train_keyword(opts: TrainOptions) -> TrainResult:
+    """Build the dataset if needed, train, calibrate on validation, save the bundle, report."""
+    import torch
+
+    from kws.data.dataset import load_split
+    from kws.models import build_model
+    from kws.train.trainer import TrainHparams, fit
+
+    if opts.model not in DEFAULT_EPOCHS:
+        raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
+    if opts.teacher is not None and opts.teacher not in TEACHERS:
+        raise KwsError(f"unknown teacher {opts.teacher!r}; choose one of {', '.join(TEACHERS)}")
+    if opts.teacher is None and opts.train_hparams.get("distill"):
+        raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
+    if opts.ensemble < 1:
+        raise KwsError(f"ensemble must be 1 (one model) or more, got {opts.ensemble}")
+    name = f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
+    if opts.ensemble > 1:
+        name += f"-ens{opts.ensemble}"
+    run_dir = Path(opts.run_dir) if opts.run_dir else Path("runs") / name
+    out = Path(opts.out) if opts.out else Path(f"{_slug(opts.keyword)}.kws")
+    data_dir = _prepare_dataset(opts, run_dir)
+    if opts.ensemble > 1:
+        return _train_ensemble(opts, run_dir, data_dir, out)
 
     train_split = load_split(data_dir, "train")
     val_split = load_split(data_dir, "val")
@@ -231,33 +286,98 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
                  desc=opts.desc or f"{opts.keyword} {opts.method} {opts.model}")
     model = result.model.eval()
 
-    val_scores = predict_scores(model, val.x)
-    thresholds = calibrate_thresholds(val_scores, val.y)
-    test_scores = predict_scores(model, test.x)
-    val_m = split_metrics(val_scores, val.y, val.kinds, thresholds)
-    test_m = split_metrics(test_scores, test.y, test.kinds, thresholds)
-    cost = model.cost()
-    metrics = {"val": val_m, "test": test_m, "cost": cost,
-               "training": {"method": opts.method, "best_epoch": result.best_epoch,
-                            "epochs_run": len(result.history), "train_seconds": result.train_seconds,
-                            "history": result.history}}
-    provenance = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  "method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(),
-                  "teacher": opts.teacher,
+    training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                "train_seconds": result.train_seconds, "history": result.history}
+    provenance = {"method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(), "teacher": opts.teacher,
                   "dataset": str(data_dir.resolve()), "run_dir": str(run_dir.resolve()),
-                  "sizes": {s: int(len(a.y)) for s, a in (("train", train), ("val", val), ("test", test))},
-                  "torch": torch.__version__, "thresholds_from": "validation split"}
-    info = data_dir / "dataset.json"
-    if info.exists():
-        try:
-            provenance["dataset_info"] = {k: v for k, v in json.loads(info.read_text()).items()
-                                          if k in ("keyword", "seed", "preset", "sizes", "summary")}
-        except ValueError:
-            pass
-    from kws.bundle import save_model_bundle
-
-    save_model_bundle(out, model, fc, mean, std, opts.keyword, thresholds, metrics=metrics, provenance=provenance)
+                  "sizes": {"train": int(len(train.y))}, "dataset_info": _dataset_provenance(data_dir)}
+    thresholds, val_m, test_m, cost = _calibrate_and_save(model, opts.keyword, fc, mean, std, val, test, out,
+                                                          training, provenance)
     return TrainResult(keyword=opts.keyword, method=opts.method, model_kind=opts.model, bundle=out,
                        run_dir=run_dir, data_dir=data_dir, thresholds=thresholds, val=val_m, test=test_m,
                        cost=cost, train_seconds=result.train_seconds, epochs_run=len(result.history),
                        best_epoch=result.best_epoch, resumed_from=result.resumed_from, curve=result.curve)
+
+
+def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path) -> TrainResult:
+    members = []
+    for i in range(opts.ensemble):
+        member_dir = run_dir / f"member{i}"
+        desc = f"{opts.desc or f'{opts.keyword} {opts.method} {opts.model}'} [{i + 1}/{opts.ensemble}]"
+        members.append(train_keyword(dataclasses.replace(
+            opts, ensemble=1, seed=opts.seed + i, data=data_dir, positives=[], negatives=[], build={},
+            run_dir=member_dir, out=member_dir / "model.kws", desc=desc)))
+    result = ensemble_bundles([m.bundle for m in members], out, data=data_dir)
+    result.members = members
+    result.run_dir = run_dir
+    result.train_seconds = sum(m.train_seconds for m in members)
+    result.epochs_run = sum(m.epochs_run for m in members)
+    return result
+
+
+def ensemble_bundles(bundles: list[str | Path], out: str | Path, data: str | Path | None = None) -> TrainResult:
+    """One bundle whose score is the mean logit of `bundles` (kws.models.ensemble), its thresholds
+    calibrated anew on the validation split of `data` (default: the dataset the first was trained on).
+
+    The models must be of one kind, keyword, featurizer and normalization: models trained on the same
+    dataset with different seeds (`kws train --ensemble N` does exactly that)."""
+    import torch
+
+    from kws.bundle import load_bundle
+    from kws.data.dataset import load_split
+    from kws.models import build_model
+    from kws.models.ensemble import merge_weights
+
+    paths = [Path(b) for b in bundles]
+    if len(paths) < 2:
+        raise KwsError(f"an ensemble needs at least two bundles, got {len(paths)}")
+    loaded = [load_bundle(p) for p in paths]
+    first = loaded[0]
+    for b in loaded[1:]:
+        same = (b.keyword == first.keyword, b.model_kind == first.model_kind,
+                b.feature_config.to_dict() == first.feature_config.to_dict(),
+                np.allclose(b.mean, first.mean, rtol=1e-5, atol=1e-6) and np.allclose(b.std, first.std, rtol=1e-5, atol=1e-6))
+        what = ("keyword", "model kind", "featurizer", "normalization (train them on one dataset)")
+        for ok, w in zip(same, what):
+            if not ok:
+                raise KwsError(f"{b.path} and {first.path} differ in {w}; an ensemble joins models of one "
+                               "keyword, kind, featurizer and dataset")
+    if data is None:
+        recorded = first.provenance.get("dataset")
+        if not recorded or not Path(recorded).is_dir():
+            raise DataError(f"{first.path}: the dataset it was trained on ({recorded or 'not recorded'}) is not here; "
+                            "pass it with --data DIR (its validation split calibrates the ensemble's thresholds)")
+        data_dir = Path(recorded)
+    else:
+        data_dir = Path(data)
+        if not data_dir.is_dir():
+            raise DataError(f"{data_dir}: no such dataset folder (pass the one the models were trained on)")
+    require_dataset_keyword(data_dir, first.keyword, "pass the dataset the models were trained on with --data")
+    try:
+        hp, weights = merge_weights(first.model_kind, first.n_features,
+                                    [(b.hparams, b.weights) for b in loaded])
+    except ValueError as e:
+        raise KwsError(f"cannot join {', '.join(map(str, paths))}: {e}") from None
+    model = build_model(first.model_kind, first.n_features, **hp)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    model.eval()
+    val_split, test_split = load_split(data_dir, "val"), load_split(data_dir, "test")
+    val, test = (_arrays(s, first.mean, first.std) for s in (val_split, test_split))
+    seeds = [b.provenance.get("seed") for b in loaded]
+    methods = sorted({str(b.provenance.get("method")) for b in loaded})
+    method = methods[0] if len(methods) == 1 else "+".join(methods)
+    train_seconds = float(sum(b.metrics.get("training", {}).get("train_seconds", 0.0) for b in loaded))
+    training = {"method": method, "ensemble": [{"bundle": str(p.resolve()), "seed": s,
+                                                "best_epoch": b.metrics.get("training", {}).get("best_epoch")}
+                                               for p, s, b in zip(paths, seeds, loaded)],
+                "train_seconds": train_seconds}
+    provenance = {"method": method, "seed": seeds, "ensemble": [str(p.resolve()) for p in paths],
+                  "dataset": str(data_dir.resolve()), "dataset_info": _dataset_provenance(data_dir),
+                  "train_hparams": first.provenance.get("train_hparams")}
+    out = Path(out)
+    thresholds, val_m, test_m, cost = _calibrate_and_save(model, first.keyword, first.feature_config, first.mean,
+                                                          first.std, val, test, out, training, provenance)
+    return TrainResult(keyword=first.keyword, method=method, model_kind=first.model_kind, bundle=out,
+                       run_dir=out.parent, data_dir=data_dir, thresholds=thresholds, val=val_m, test=test_m,
+                       cost=cost, train_seconds=train_seconds, epochs_run=0, best_epoch=0,
+                       ensemble_of=len(paths))
