@@ -201,6 +201,8 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         f"#define KWS_N_BIN_WEIGHTS {tables['bin_weights'].size}",
         "/* model: int8 FastGRNN (docs/QUANTIZATION.md) */",
         f"#define KWS_HIDDEN {sc['hidden']}",
+        "/* U is block-diagonal with blocks of this size (an ensemble: one per model; else KWS_HIDDEN) */",
+        f"#define KWS_U_BLOCK {model_arrays(qm)[1]}",
         f"#define KWS_NONLIN_LUT {sc['nonlinearity']}",
         "/* zeta and nu: one pair, or one per hidden unit (an ensemble's blocks, kws.models.ensemble) */",
         f"#define KWS_ZETA_PER_UNIT {sc['zeta_per_unit']}",
@@ -244,12 +246,34 @@ def tables_source(qm: Any, tables: dict[str, np.ndarray], fc: Any) -> str:
     return "\n".join(parts)
 
 
-def weights_source(qm: Any) -> str:
+def u_block_size(u_q: np.ndarray) -> int:
+    """The smallest block size b (dividing H) for which U is block-diagonal with b x b blocks: an
+    ensemble's joined FastGRNN (kws.models.ensemble) has one block per member; any other model, H."""
+    h = u_q.shape[0]
+    for b in range(1, h):
+        if h % b == 0:
+            blocks = np.kron(np.eye(h // b, dtype=bool), np.ones((b, b), dtype=bool))
+            if not u_q[~blocks].any():
+                return b
+    return h
+
+
+def model_arrays(qm: Any) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays the C library stores, and U's block size: of a block-diagonal U only the diagonal
+    blocks are kept (row i holds U[i, its block's columns]), so an ensemble does not pay for zeros."""
     a = qm.to_arrays()
+    b = u_block_size(a["U_q"])
+    h = a["U_q"].shape[0]
+    a["U_q"] = np.stack([a["U_q"][i, (i // b) * b:(i // b + 1) * b] for i in range(h)]) if b < h else a["U_q"]
+    return a, b
+
+
+def weights_source(qm: Any) -> str:
+    a, _ = model_arrays(qm)
     parts = ['/* kws_weights.c - int8 FastGRNN, generated from kws.quantize; do not edit. */',
              '#include "kws_internal.h"', ""]
     for name, length in (("W_q", "KWS_HIDDEN * KWS_N_FEATURES"), ("W_mult", "KWS_HIDDEN"),
-                         ("W_shift", "KWS_HIDDEN"), ("U_q", "KWS_HIDDEN * KWS_HIDDEN"),
+                         ("W_shift", "KWS_HIDDEN"), ("U_q", "KWS_HIDDEN * KWS_U_BLOCK"),
                          ("U_mult", "KWS_HIDDEN"), ("U_shift", "KWS_HIDDEN"), ("b_z", "KWS_HIDDEN"),
                          ("b_h", "KWS_HIDDEN"), ("head_q", "KWS_HIDDEN")):
         parts.append(c_array(f"kws_{name}", a[name], length=length))
@@ -361,7 +385,8 @@ def generate(bundle_path: str | Path | Any, out_dir: str | Path, *, data_dir: st
     atomic_write_text(out / "kws_weights.c", weights_source(qm))
     atomic_write_text(out / "harness" / "golden_data.c", golden_source(golden))
 
-    weight_bytes = sum(v.nbytes for k, v in qm.to_arrays().items() if k not in ("x_mean", "x_inv_scale"))
+    arrays, u_block = model_arrays(qm)
+    weight_bytes = sum(v.nbytes for k, v in arrays.items() if k not in ("x_mean", "x_inv_scale"))
     lines = [f"C library for '{bundle.keyword}' ({bundle.model_kind}, hidden {qm.hidden}, "
              f"{fc.n_features} {fc.kind} features, nonlinearity {qm.nonlinearity}) in {out}",
              f"  model weights (int8 + int32 scales/biases{' + LUTs' if qm.nonlinearity != 'pwl' else ''}): "
@@ -370,6 +395,9 @@ def generate(bundle_path: str | Path | Any, out_dir: str | Path, *, data_dir: st
              f"refractory {det.refractory_hops} hops, threshold_q {det.threshold_q} (score {tau:g})",
              f"  int8 scales: s_x {qm.s_x:.4g}, s_h {qm.s_h:.4g}, calibrated on "
              f"{'the given windows' if calib_x_raw is not None else 'the training split'}"]
+    if u_block < qm.hidden:
+        lines.append(f"  recurrent matrix block-diagonal ({qm.hidden // u_block} blocks of {u_block}: an ensemble); "
+                     "only the blocks are stored and multiplied")
     if "W1" in bundle.weights or "U1" in bundle.weights:
         lines.append("  low-rank W/U exported as their dense int8 product (docs/QUANTIZATION.md)")
     if verify:

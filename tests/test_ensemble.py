@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from firmware_export import build  # noqa: E402
-from firmware_export.generate import calibration_from_audio, generate, golden_audio  # noqa: E402
+from firmware_export.generate import calibration_from_audio, generate, golden_audio, u_block_size  # noqa: E402
 from kws.bundle import load_bundle, save_bundle  # noqa: E402
 from kws.cli import main as kws_main  # noqa: E402
 from kws.errors import KwsError  # noqa: E402
@@ -129,6 +129,19 @@ def test_c_library_runs_per_unit_zeta_nu_bit_exactly(joined_bundle, tmp_path):
     cfg = (tmp_path / "c" / "kws_config.h").read_text()
     assert "#define KWS_ZETA_PER_UNIT 1" in cfg and "KWS_ZETA_Q15 " not in cfg
     assert "kws_zeta_q15[KWS_HIDDEN]" in (tmp_path / "c" / "kws_weights.c").read_text()
+    # only the two 10 x 10 blocks of U are stored (and multiplied): the harness above checked the sums
+    assert "#define KWS_U_BLOCK 10" in cfg and "2 blocks of 10" in summary
+
+
+def test_u_block_size_finds_the_diagonal_blocks(rng):
+    dense = rng.integers(-127, 128, size=(12, 12)).astype(np.int8)
+    assert u_block_size(dense) == 12
+    blocks = np.zeros((12, 12), np.int8)
+    for b in range(3):
+        blocks[4 * b:4 * b + 4, 4 * b:4 * b + 4] = dense[:4, :4]
+    assert u_block_size(blocks) == 4
+    blocks[0, 11] = 1  # one entry outside the blocks: dense again
+    assert u_block_size(blocks) == 12
 
 
 def test_train_ensemble_and_kws_ensemble(trained_bundle, tmp_path, capsys):

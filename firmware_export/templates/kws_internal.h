@@ -32,7 +32,7 @@ float kws_logf(float x);
 extern const int8_t kws_W_q[KWS_HIDDEN * KWS_N_FEATURES];
 extern const int32_t kws_W_mult[KWS_HIDDEN];
 extern const int32_t kws_W_shift[KWS_HIDDEN];
-extern const int8_t kws_U_q[KWS_HIDDEN * KWS_HIDDEN];
+extern const int8_t kws_U_q[KWS_HIDDEN * KWS_U_BLOCK];
 extern const int32_t kws_U_mult[KWS_HIDDEN];
 extern const int32_t kws_U_shift[KWS_HIDDEN];
 extern const int32_t kws_b_z[KWS_HIDDEN];

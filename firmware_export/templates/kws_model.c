@@ -60,11 +60,12 @@ void kws_model_step(const int8_t *x, int16_t *h) {
     unsigned i, j;
     for (i = 0; i < KWS_HIDDEN; i++) {
         const int8_t *wrow = &kws_W_q[i * KWS_N_FEATURES];
-        const int8_t *urow = &kws_U_q[i * KWS_HIDDEN];
+        const int8_t *urow = &kws_U_q[i * KWS_U_BLOCK];
+        const int16_t *hblock = &h[(i / KWS_U_BLOCK) * KWS_U_BLOCK];  /* the state of i's block */
         int32_t acc_w = 0, acc_u = 0, z, c;
         int64_t p, coef, g;
         for (j = 0; j < KWS_N_FEATURES; j++) acc_w += (int32_t)wrow[j] * (int32_t)x[j];
-        for (j = 0; j < KWS_HIDDEN; j++) acc_u += (int32_t)urow[j] * (int32_t)h[j];
+        for (j = 0; j < KWS_U_BLOCK; j++) acc_u += (int32_t)urow[j] * (int32_t)hblock[j];
         p = mul_ms(acc_w, kws_W_mult[i], kws_W_shift[i]) + mul_ms(acc_u, kws_U_mult[i], kws_U_shift[i]);
         z = SIG(sat16(p + kws_b_z[i]));
         c = TANH(sat16(p + kws_b_h[i]));
