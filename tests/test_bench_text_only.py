@@ -197,3 +197,19 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert bench.main(argv + ["--rescore", "--no-report"]) == 0
     again = json.loads((work / "results.json").read_text())
     assert again["runs"] == res["runs"] and again["pocketsphinx"] == res["pocketsphinx"]
+    # --ensemble 2: a second seed, then one model joining both seeds' models, scored like a run
+    ens_argv = list(argv)
+    ens_argv[ens_argv.index("--seeds") + 1] = "2"
+    del ens_argv[ens_argv.index("--real-positives") + 2]  # rp0 only
+    assert bench.main(ens_argv + ["--ensemble", "2"]) == 0
+    res = json.loads((work / "results.json").read_text())
+    ens = res["ensembles"]["t|athena|rp0|ens0+1"]
+    assert ens["members"] == [0, 1] and set(ens["systems"]) == set(bench.SYSTEMS)
+    assert (work / ens["scores_file"]).is_file() and (work / ens["scores_file"]).parent.name == "athena-rp0-ens0+1"
+    assert "| athena | 0 | ours int8, ensemble of 2 (" in (tmp_path / "BENCHMARKS.md").read_text()
+    # --merge-from brings another workdir's entries in, with their files (rescoring reads them)
+    work2 = tmp_path / "work2"
+    assert bench.main(argv + ["--workdir", str(work2), "--merge-from", str(work), "--rescore", "--no-report"]) == 0
+    merged = json.loads((work2 / "results.json").read_text())
+    assert merged["runs"] == res["runs"] and merged["ensembles"] == res["ensembles"]
+    assert (work2 / ens["scores_file"]).is_file()

@@ -585,8 +585,9 @@ def rescore(results: Results, workdir: Path) -> int:
     n = 0
     keys_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, e in [*results.runs.items(), *results.ensembles.items()]:
-        path = workdir / e.get("scores_file", f"runs/{e['tag']}/{e['keyword']}-rp{e['real_positives']}-seed{e['seed']}"
-                                              "/test_scores.npz")
+        # entries from before scores_file was recorded (single runs only) sit at the old place
+        path = workdir / (e["scores_file"] if "scores_file" in e else
+                          f"runs/{e['tag']}/{e['keyword']}-rp{e['real_positives']}-seed{e['seed']}/test_scores.npz")
         if not path.is_file():
             continue
         with np.load(path, allow_pickle=False) as z:
