@@ -732,17 +732,19 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
                          f"{_pct([c['recall_0.03'] for c in col], rng=True)} | {_pct([c['recall_0.05'] for c in col])} | "
                          f"{_pct([c['close_fpr_0.03'] for c in col])} | {np.mean([c['auc'] for c in col]):.3f} | "
                          f"{_pct([c.get('recall_all_0.03') for c in col])} | {_pct(cen)} | {len(runs)} |")
-        built = [e for e in results.ensembles.values() if e["tag"] == tag and e["keyword"] == kw
-                 and e["real_positives"] == n]
-        for system in ("float", "int8") if built else ():
-            col = [e["systems"][system] for e in built]
-            cen = [e["systems"][f"{system}_centred"]["recall_0.03"] for e in built]
-            size = len(built[0]["members"])
-            lines.append(f"| {kw} | {n} | {names[system]}, ensemble of {size} ({built[0]['int8_bytes'] / 1024:.1f} KB int8) | "
-                         f"{_test_cell(t)} | {_pct([c['recall_0.03'] for c in col], rng=True)} | "
-                         f"{_pct([c['recall_0.05'] for c in col])} | {_pct([c['close_fpr_0.03'] for c in col])} | "
-                         f"{np.mean([c['auc'] for c in col]):.3f} | {_pct([c.get('recall_all_0.03') for c in col])} | "
-                         f"{_pct(cen)} | {len(built)} x {size} |")
+        built: dict[int, list[dict]] = {}
+        for e in results.ensembles.values():
+            if e["tag"] == tag and e["keyword"] == kw and e["real_positives"] == n:
+                built.setdefault(len(e["members"]), []).append(e)
+        for size, group in sorted(built.items()):
+            for system in ("float", "int8"):
+                col = [e["systems"][system] for e in group]
+                cen = [e["systems"][f"{system}_centred"]["recall_0.03"] for e in group]
+                lines.append(f"| {kw} | {n} | {names[system]}, ensemble of {size} ({group[0]['int8_bytes'] / 1024:.1f} KB int8) | "
+                             f"{_test_cell(t)} | {_pct([c['recall_0.03'] for c in col], rng=True)} | "
+                             f"{_pct([c['recall_0.05'] for c in col])} | {_pct([c['close_fpr_0.03'] for c in col])} | "
+                             f"{np.mean([c['auc'] for c in col]):.3f} | {_pct([c.get('recall_all_0.03') for c in col])} | "
+                             f"{_pct(cen)} | {len(group)} x {size} |")
         ens = None if built else seed_ensemble(runs, results.path.parent)
         if ens is not None:
             lines.append(f"| {kw} | {n} | ours float, ensemble of the {len(runs)} seeds' models | {_test_cell(t)} | "
@@ -819,6 +821,17 @@ def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None
         means = [_stats([r["systems"]["int8"]["recall_0.03"] for r in groups[(kw, n)]])[:2] for n in ns]
         ax.errorbar(ns, [100 * m for m, _ in means], yerr=[100 * s for _, s in means], marker="o", capsize=3,
                     color=colour, label=f"{kw} (ours, int8)")
+        ens = {}  # the smallest ensemble of each N, dotted
+        for e in results.ensembles.values():
+            if e["tag"] == tag and e["keyword"] == kw:
+                ens.setdefault(e["real_positives"], {}).setdefault(len(e["members"]), []).append(
+                    e["systems"]["int8"]["recall_0.03"])
+        if ens:
+            e_ns = sorted(ens)
+            e_means = [_stats(ens[n][min(ens[n])])[:2] for n in e_ns]
+            ax.errorbar(e_ns, [100 * m for m, _ in e_means], yerr=[100 * s for _, s in e_means], marker="x",
+                        capsize=3, color=colour, linestyle=":",
+                        label=f"{kw} (ensemble of {min(min(v) for v in ens.values())})")
         ps = next((results.pocketsphinx[run_key(tag, kw, n)]["metrics"] for n in ns
                    if "metrics" in results.pocketsphinx.get(run_key(tag, kw, n), {})), None)
         if ps:
