@@ -623,8 +623,8 @@ def merge_from(results: Results, workdir: Path, other: Path, tag: str) -> int:
         for key, e in their.items():
             if key in mine or not key.startswith(f"{tag}|" if mine is not results.datasets else f"{tag}/"):
                 continue
-            if "scores_file" in e:
-                src, dst = other / e["scores_file"], workdir / e["scores_file"]
+            src, dst = (other / e["scores_file"], workdir / e["scores_file"]) if "scores_file" in e else (None, None)
+            if src is not None and not (dst.exists() and dst.resolve() == src.resolve()):  # not a shared folder
                 if mine is results.pocketsphinx:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dst)
