@@ -298,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     _recipe_args(s)
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("ensemble", help="join bundles trained on one dataset into one model of their mean score")
-    s.add_argument("bundles", nargs="+", help="two or more .kws bundles (one keyword, kind and dataset)")
+    s = sub.add_parser("ensemble", help="join trained bundles into one model of their mean score")
+    s.add_argument("bundles", nargs="+", help="two or more .kws bundles of one keyword, model kind and featurizer "
+                                             "(other datasets are fine: their normalization is folded in)")
     s.add_argument("--out", "-o", required=True, help="the ensemble bundle to write")
     s.add_argument("--data", help="the dataset they were trained on (default: the one recorded in the first "
                                   "bundle); its validation split calibrates the thresholds")

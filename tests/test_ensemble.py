@@ -17,7 +17,7 @@ from kws.cli import main as kws_main  # noqa: E402
 from kws.errors import KwsError  # noqa: E402
 from kws.features import FeatureConfig  # noqa: E402
 from kws.models import build_model, weight_shapes  # noqa: E402
-from kws.models.ensemble import merge_weights  # noqa: E402
+from kws.models.ensemble import merge_weights, renormalize  # noqa: E402
 from kws.stream import make_scorer  # noqa: E402
 
 
@@ -70,6 +70,22 @@ def test_unit_zeta_nu_trains(tmp_path):
     np.testing.assert_allclose(fast[0].numpy(), m.zeta.grad.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(fast[1].numpy(), m.nu.grad.numpy(), rtol=1e-4, atol=1e-6)
     assert m.zeta.grad.shape == (4,) and len(set(np.round(m.zeta.grad.numpy(), 6))) > 1
+
+
+@pytest.mark.parametrize("kind,hp", [("fastgrnn", {"hidden": 6}), ("fastgrnn", {"hidden": 5, "w_rank": 3}),
+                                     ("lstm", {"hidden": 4}), ("gru", {"hidden": 3})])
+def test_renormalize_folds_another_normalization_into_the_weights(kind, hp, rng):
+    (m,) = _members(kind, 1, 7, **hp)
+    mean_a, std_a = rng.normal(size=7), rng.uniform(0.5, 2.0, 7)
+    mean_b, std_b = rng.normal(size=7), rng.uniform(0.5, 2.0, 7)
+    moved = build_model(kind, 7, **m.hparams)
+    moved.load_state_dict({k: torch.from_numpy(v) for k, v in
+                           renormalize(kind, _state(m), mean_a, std_a, mean_b, std_b).items()})
+    raw = rng.normal(size=(3, 20, 7)) * 2.0
+    with torch.no_grad():
+        want = m.forward_all(torch.from_numpy(((raw - mean_a) / std_a).astype(np.float32)))
+        got = moved.forward_all(torch.from_numpy(((raw - mean_b) / std_b).astype(np.float32)))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-4)
 
 
 def test_merge_refuses_what_cannot_be_joined():
@@ -196,3 +212,25 @@ def test_ensemble_errors_name_the_files_and_the_fix(trained_bundle, tmp_path, ca
         ensemble_bundles(pair, tmp_path / "x.kws")
     assert kws_main(["ensemble", str(trained_bundle[0]), "-o", str(tmp_path / "y.kws")]) != 0
     assert "at least two" in capsys.readouterr().err
+
+
+def test_models_of_other_datasets_join_in_the_first_ones_normalization(trained_bundle, tmp_path):
+    """A bundle with other normalization statistics (another dataset) is re-expressed, not refused:
+    the ensemble scores the mean of each model's logit under its own normalization."""
+    from kws.data.dataset import load_split
+    from kws.train.api import ensemble_bundles
+
+    a = load_bundle(trained_bundle[0])
+    rng = np.random.default_rng(3)
+    other = save_bundle(tmp_path / "other.kws", a.model_kind, a.hparams,
+                        {k: v + rng.normal(0, 0.05, v.shape).astype(np.float32) for k, v in a.weights.items()},
+                        a.feature_config, a.mean + rng.normal(0, 0.5, a.mean.shape), a.std * rng.uniform(0.7, 1.4, a.std.shape),
+                        a.keyword, a.thresholds, provenance=a.provenance)
+    r = ensemble_bundles([trained_bundle[0], other], tmp_path / "ens.kws")
+    b, o = load_bundle(r.bundle), load_bundle(other)
+    x = np.asarray(load_split(r.data_dir, "test").x[:32])
+    with torch.no_grad():
+        logits = [m.torch_model()(torch.from_numpy(m.normalize(x))).numpy() for m in (a, o)]
+        joined = b.torch_model()(torch.from_numpy(b.normalize(x))).numpy()
+    np.testing.assert_allclose(joined, np.mean(logits, axis=0), atol=1e-4)
+    np.testing.assert_array_equal(b.mean, a.mean)

@@ -92,6 +92,28 @@ def _merge_rnn(kind: str, hps: list[dict[str, Any]], ws: list[dict[str, np.ndarr
     return {"hidden": sum(hs)}, out
 
 
+def renormalize(kind: str, weights: dict[str, np.ndarray], mean_from: np.ndarray, std_from: np.ndarray,
+                mean_to: np.ndarray, std_to: np.ndarray) -> dict[str, np.ndarray]:
+    """The same model for inputs normalized with (mean_to, std_to) instead of (mean_from, std_from):
+    x_from = x_to * std_to / std_from + (mean_to - mean_from) / std_from, folded into the input
+    weights (columns scaled) and the input biases (a constant added). Exact up to float rounding, so
+    models trained on different datasets can share one normalization in an ensemble."""
+    w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
+    scale = np.asarray(std_to, np.float64) / np.asarray(std_from, np.float64)
+    shift = (np.asarray(mean_to, np.float64) - np.asarray(mean_from, np.float64)) / np.asarray(std_from, np.float64)
+    if kind == "fastgrnn":
+        first = "W" if "W" in w else "W2"  # the factor that meets the input
+        offset = w["W"] @ shift if "W" in w else w["W1"] @ (w["W2"] @ shift)
+        w[first] = w[first] * scale[None, :]
+        w["b_z"] = w["b_z"] + offset  # W x feeds both the gate and the candidate
+        w["b_h"] = w["b_h"] + offset
+    else:
+        ih = f"{kind}.weight_ih_l0"
+        w[f"{kind}.bias_ih_l0"] = w[f"{kind}.bias_ih_l0"] + w[ih] @ shift
+        w[ih] = w[ih] * scale[None, :]
+    return _f32(w)
+
+
 def merge_weights(kind: str, n_features: int, members: list[tuple[dict[str, Any], dict[str, np.ndarray]]]
                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(hparams, weights) of one `kind` model whose logit is the mean of the members' logits.

@@ -319,14 +319,15 @@ def ensemble_bundles(bundles: list[str | Path], out: str | Path, data: str | Pat
     """One bundle whose score is the mean logit of `bundles` (kws.models.ensemble), its thresholds
     calibrated anew on the validation split of `data` (default: the dataset the first was trained on).
 
-    The models must be of one kind, keyword, featurizer and normalization: models trained on the same
-    dataset with different seeds (`kws train --ensemble N` does exactly that)."""
+    The models must be of one kind, keyword and featurizer: typically models trained on one dataset with
+    different seeds (`kws train --ensemble N` does exactly that). Models trained on other datasets (with
+    other normalization statistics) are re-expressed in the first one's normalization first."""
     import torch
 
     from kws.bundle import load_bundle
     from kws.data.dataset import load_split
     from kws.models import build_model
-    from kws.models.ensemble import merge_weights
+    from kws.models.ensemble import merge_weights, renormalize
 
     paths = [Path(b) for b in bundles]
     if len(paths) < 2:
@@ -335,13 +336,12 @@ def ensemble_bundles(bundles: list[str | Path], out: str | Path, data: str | Pat
     first = loaded[0]
     for b in loaded[1:]:
         same = (b.keyword == first.keyword, b.model_kind == first.model_kind,
-                b.feature_config.to_dict() == first.feature_config.to_dict(),
-                np.allclose(b.mean, first.mean, rtol=1e-5, atol=1e-6) and np.allclose(b.std, first.std, rtol=1e-5, atol=1e-6))
-        what = ("keyword", "model kind", "featurizer", "normalization (train them on one dataset)")
+                b.feature_config.to_dict() == first.feature_config.to_dict())
+        what = ("keyword", "model kind", "featurizer")
         for ok, w in zip(same, what):
             if not ok:
                 raise KwsError(f"{b.path} and {first.path} differ in {w}; an ensemble joins models of one "
-                               "keyword, kind, featurizer and dataset")
+                               "keyword, kind and featurizer")
     if data is None:
         recorded = first.provenance.get("dataset")
         if not recorded or not Path(recorded).is_dir():
@@ -354,8 +354,10 @@ def ensemble_bundles(bundles: list[str | Path], out: str | Path, data: str | Pat
             raise DataError(f"{data_dir}: no such dataset folder (pass the one the models were trained on)")
     require_dataset_keyword(data_dir, first.keyword, "pass the dataset the models were trained on with --data")
     try:
-        hp, weights = merge_weights(first.model_kind, first.n_features,
-                                    [(b.hparams, b.weights) for b in loaded])
+        same_norm = [np.array_equal(b.mean, first.mean) and np.array_equal(b.std, first.std) for b in loaded]
+        hp, weights = merge_weights(first.model_kind, first.n_features, [
+            (b.hparams, b.weights if same else renormalize(b.model_kind, b.weights, b.mean, b.std, first.mean, first.std))
+            for b, same in zip(loaded, same_norm)])
     except ValueError as e:
         raise KwsError(f"cannot join {', '.join(map(str, paths))}: {e}") from None
     model = build_model(first.model_kind, first.n_features, **hp)
