@@ -9,7 +9,7 @@ do not depend on the weight values) and optionally a trained bundle:
     kws.features + kws.quantize),
   - instructions per frame under valgrind --tool=callgrind (difference of two run lengths).
 
-    nice -n 10 .venv/bin/python tools/bench_c.py [--bundle B.kws --data DATASET] [--seconds 60]
+    nice -n 10 .venv/bin/python tools/bench_c.py [--bundle B.kws ...] [--data DATASET] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def python_speed(bundle_path: Path, calib: np.ndarray, seconds: float) -> dict[s
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bundle", help="also measure this trained FastGRNN bundle")
-    ap.add_argument("--data", help="its dataset folder (int8 calibration)")
+    ap.add_argument("--bundle", action="append", default=[],
+                    help="also measure this trained FastGRNN bundle (repeatable: e.g. one model and its ensembles)")
+    ap.add_argument("--data", help="their dataset folder (int8 calibration; default: the one each bundle records)")
     ap.add_argument("--seconds", type=float, default=60.0, help="audio seconds in the host timing loop")
     ap.add_argument("--py-seconds", type=float, default=10.0, help="audio seconds for the Python pipelines")
     args = ap.parse_args()
@@ -95,8 +96,10 @@ def main() -> int:
         cases = [("FastGRNN h32 standard (random weights)", random_bundle(tmp / "r32.kws", hidden=32, seed=1), None),
                  ("FastGRNN h32 pwl (random weights)",
                   random_bundle(tmp / "p32.kws", hidden=32, seed=1, nonlinearity="pwl"), None)]
-        if args.bundle:
-            cases.append((f"trained {Path(args.bundle).name}", Path(args.bundle), args.data))
+        for b in args.bundle:
+            hp = load_bundle(b).hparams
+            cases.append((f"trained {Path(b).parent.name}/{Path(b).name} (hidden {hp['hidden']})", Path(b),
+                          args.data or load_bundle(b).provenance.get("dataset")))
         for name, bpath, data in cases:
             out = tmp / f"out{len(rows)}"
             kw = {"data_dir": data} if data else {"calib_x_raw": calib}

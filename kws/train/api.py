@@ -315,6 +315,33 @@ def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path
     return result
 
 
+def _check_joinable(loaded: list[Any]) -> None:
+    first = loaded[0]
+    for b in loaded[1:]:
+        same = (b.keyword == first.keyword, b.model_kind == first.model_kind,
+                b.feature_config.to_dict() == first.feature_config.to_dict())
+        for ok, what in zip(same, ("keyword", "model kind", "featurizer")):
+            if not ok:
+                raise KwsError(f"{b.path} and {first.path} differ in {what}; an ensemble joins models of one "
+                               "keyword, kind and featurizer")
+
+
+def _calibration_dataset(first: Any, data: str | Path | None) -> Path:
+    """The dataset whose validation split calibrates an ensemble: `data`, else the first model's."""
+    if data is None:
+        recorded = first.provenance.get("dataset")
+        if not recorded or not Path(recorded).is_dir():
+            raise DataError(f"{first.path}: the dataset it was trained on ({recorded or 'not recorded'}) is not here; "
+                            "pass it with --data DIR (its validation split calibrates the ensemble's thresholds)")
+        data_dir = Path(recorded)
+    else:
+        data_dir = Path(data)
+        if not data_dir.is_dir():
+            raise DataError(f"{data_dir}: no such dataset folder (pass the one the models were trained on)")
+    require_dataset_keyword(data_dir, first.keyword, "pass the dataset the models were trained on with --data")
+    return data_dir
+
+
 def ensemble_bundles(bundles: list[str | Path], out: str | Path, data: str | Path | None = None) -> TrainResult:
     """One bundle whose score is the mean logit of `bundles` (kws.models.ensemble), its thresholds
     calibrated anew on the validation split of `data` (default: the dataset the first was trained on).
@@ -334,25 +361,8 @@ def ensemble_bundles(bundles: list[str | Path], out: str | Path, data: str | Pat
         raise KwsError(f"an ensemble needs at least two bundles, got {len(paths)}")
     loaded = [load_bundle(p) for p in paths]
     first = loaded[0]
-    for b in loaded[1:]:
-        same = (b.keyword == first.keyword, b.model_kind == first.model_kind,
-                b.feature_config.to_dict() == first.feature_config.to_dict())
-        what = ("keyword", "model kind", "featurizer")
-        for ok, w in zip(same, what):
-            if not ok:
-                raise KwsError(f"{b.path} and {first.path} differ in {w}; an ensemble joins models of one "
-                               "keyword, kind and featurizer")
-    if data is None:
-        recorded = first.provenance.get("dataset")
-        if not recorded or not Path(recorded).is_dir():
-            raise DataError(f"{first.path}: the dataset it was trained on ({recorded or 'not recorded'}) is not here; "
-                            "pass it with --data DIR (its validation split calibrates the ensemble's thresholds)")
-        data_dir = Path(recorded)
-    else:
-        data_dir = Path(data)
-        if not data_dir.is_dir():
-            raise DataError(f"{data_dir}: no such dataset folder (pass the one the models were trained on)")
-    require_dataset_keyword(data_dir, first.keyword, "pass the dataset the models were trained on with --data")
+    _check_joinable(loaded)
+    data_dir = _calibration_dataset(first, data)
     try:
         same_norm = [np.array_equal(b.mean, first.mean) and np.array_equal(b.std, first.std) for b in loaded]
         hp, weights = merge_weights(first.model_kind, first.n_features, [
