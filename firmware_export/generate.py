@@ -174,10 +174,11 @@ def feature_tables(fc: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: DetectorSpec) -> str:
+def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: DetectorSpec,
+                  arrays: dict[str, np.ndarray], u_block: int) -> str:
+    """kws_config.h; `arrays, u_block` are model_arrays(qm)."""
     fc = bundle.feature_config
     sc = qm.scalars()
-    arrays = qm.to_arrays()
     try:
         threshold_fpr5 = qm.threshold_q(bundle.threshold(0.05))
     except BundleError:
@@ -202,7 +203,7 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         "/* model: int8 FastGRNN (docs/QUANTIZATION.md) */",
         f"#define KWS_HIDDEN {sc['hidden']}",
         "/* U is block-diagonal with blocks of this size (an ensemble: one per model; else KWS_HIDDEN) */",
-        f"#define KWS_U_BLOCK {model_arrays(qm)[1]}",
+        f"#define KWS_U_BLOCK {u_block}",
         f"#define KWS_NONLIN_LUT {sc['nonlinearity']}",
         "/* zeta and nu: one pair, or one per hidden unit (an ensemble's blocks, kws.models.ensemble) */",
         f"#define KWS_ZETA_PER_UNIT {sc['zeta_per_unit']}",
@@ -268,8 +269,8 @@ def model_arrays(qm: Any) -> tuple[dict[str, np.ndarray], int]:
     return a, b
 
 
-def weights_source(qm: Any) -> str:
-    a, _ = model_arrays(qm)
+def weights_source(a: dict[str, np.ndarray]) -> str:
+    """kws_weights.c from the arrays of model_arrays."""
     parts = ['/* kws_weights.c - int8 FastGRNN, generated from kws.quantize; do not edit. */',
              '#include "kws_internal.h"', ""]
     for name, length in (("W_q", "KWS_HIDDEN * KWS_N_FEATURES"), ("W_mult", "KWS_HIDDEN"),
@@ -380,12 +381,12 @@ def generate(bundle_path: str | Path | Any, out_dir: str | Path, *, data_dir: st
     shutil.copyfile(HERE / "examples" / "main.c", out / "examples" / "main.c")
     shutil.copyfile(TEMPLATES / "Makefile", out / "Makefile")
     shutil.copyfile(TEMPLATES / "README.md", out / "README.md")
-    atomic_write_text(out / "kws_config.h", config_header(bundle, qm, tables, det))
+    arrays, u_block = model_arrays(qm)
+    atomic_write_text(out / "kws_config.h", config_header(bundle, qm, tables, det, arrays, u_block))
     atomic_write_text(out / "kws_tables.c", tables_source(qm, tables, fc))
-    atomic_write_text(out / "kws_weights.c", weights_source(qm))
+    atomic_write_text(out / "kws_weights.c", weights_source(arrays))
     atomic_write_text(out / "harness" / "golden_data.c", golden_source(golden))
 
-    arrays, u_block = model_arrays(qm)
     weight_bytes = sum(v.nbytes for k, v in arrays.items() if k not in ("x_mean", "x_inv_scale"))
     lines = [f"C library for '{bundle.keyword}' ({bundle.model_kind}, hidden {qm.hidden}, "
              f"{fc.n_features} {fc.kind} features, nonlinearity {qm.nonlinearity}) in {out}",
