@@ -57,7 +57,7 @@ def test_joined_model_gives_the_mean_logit_at_every_frame(kind, hp):
         assert ("W1" in joined_w) == ("w_rank" in hp)
 
 
-def test_unit_zeta_nu_trains(tmp_path):
+def test_unit_zeta_nu_trains():
     """Per-unit zeta/nu: the hand-written backward matches autograd, per unit."""
     m = build_model("fastgrnn", 5, hidden=4, unit_zeta_nu=True)
     with torch.no_grad():

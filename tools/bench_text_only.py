@@ -662,6 +662,17 @@ def _test_cell(t: dict[str, Any]) -> str:
     return f"{pos} / {neg} / {t['n_close']}"
 
 
+def _system_row(kw: str, n: int, label: str, test: dict[str, Any], entries: list[dict], system: str,
+                seeds: str) -> str:
+    """One table row: a system's metrics over entries (runs or ensembles), mean ± std."""
+    col = [e["systems"][system] for e in entries]
+    cen = [e["systems"][f"{system}_centred"]["recall_0.03"] for e in entries]
+    return (f"| {kw} | {n} | {label} | {_test_cell(test)} | "
+            f"{_pct([c['recall_0.03'] for c in col], rng=True)} | {_pct([c['recall_0.05'] for c in col])} | "
+            f"{_pct([c['close_fpr_0.03'] for c in col])} | {np.mean([c['auc'] for c in col]):.3f} | "
+            f"{_pct([c.get('recall_all_0.03') for c in col])} | {_pct(cen)} | {seeds} |")
+
+
 def seed_ensemble(runs: list[dict], workdir: Path, system: str = "float") -> dict[str, Any] | None:
     """Metrics of the seeds' models averaged (mean logit per clip, from their saved clip scores): what
     an ensemble of the trained models would score, at N times the size and compute."""
@@ -726,25 +737,15 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
     for (kw, n), runs in groups.items():
         t = runs[0]["test"]
         for system in ("float", "int8"):
-            col = [r["systems"][system] for r in runs]
-            cen = [r["systems"][f"{system}_centred"]["recall_0.03"] for r in runs]
-            lines.append(f"| {kw} | {n} | {names[system]} | {_test_cell(t)} | "
-                         f"{_pct([c['recall_0.03'] for c in col], rng=True)} | {_pct([c['recall_0.05'] for c in col])} | "
-                         f"{_pct([c['close_fpr_0.03'] for c in col])} | {np.mean([c['auc'] for c in col]):.3f} | "
-                         f"{_pct([c.get('recall_all_0.03') for c in col])} | {_pct(cen)} | {len(runs)} |")
+            lines.append(_system_row(kw, n, names[system], t, runs, system, str(len(runs))))
         built: dict[int, list[dict]] = {}
         for e in results.ensembles.values():
             if e["tag"] == tag and e["keyword"] == kw and e["real_positives"] == n:
                 built.setdefault(len(e["members"]), []).append(e)
         for size, group in sorted(built.items()):
             for system in ("float", "int8"):
-                col = [e["systems"][system] for e in group]
-                cen = [e["systems"][f"{system}_centred"]["recall_0.03"] for e in group]
-                lines.append(f"| {kw} | {n} | {names[system]}, ensemble of {size} ({group[0]['int8_bytes'] / 1024:.1f} KB int8) | "
-                             f"{_test_cell(t)} | {_pct([c['recall_0.03'] for c in col], rng=True)} | "
-                             f"{_pct([c['recall_0.05'] for c in col])} | {_pct([c['close_fpr_0.03'] for c in col])} | "
-                             f"{np.mean([c['auc'] for c in col]):.3f} | {_pct([c.get('recall_all_0.03') for c in col])} | "
-                             f"{_pct(cen)} | {len(group)} x {size} |")
+                label = f"{names[system]}, ensemble of {size} ({group[0]['int8_bytes'] / 1024:.1f} KB int8)"
+                lines.append(_system_row(kw, n, label, t, group, system, f"{len(group)} x {size}"))
         ens = None if built else seed_ensemble(runs, results.path.parent)
         if ens is not None:
             lines.append(f"| {kw} | {n} | ours float, ensemble of the {len(runs)} seeds' models | {_test_cell(t)} | "
