@@ -79,11 +79,16 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="share of clips of every kind left without microphone, noise, codec or dither, so a "
                         "missing noise floor (speech synthesis, zero-padded files) tells the model nothing "
                         "(default 0.15)")
+    p.add_argument("--word-task", type=int, default=None, metavar="N",
+                   help="N clips of other words for an auxiliary task that names the word (half real, from the "
+                        "Speech Commands trees in --negatives; half the same words synthesized): the model learns "
+                        "what words sound like in real and synthesized voices alike (default 0 = off)")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
-    given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share}
+    given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
+             "word_task": args.word_task}
     return {k: v for k, v in given.items() if v is not None}
 
 

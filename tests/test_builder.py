@@ -541,3 +541,42 @@ def test_a_few_recordings_go_to_training(tmp_path, cache):
     real = [r for r in read_manifest(out / "manifest.jsonl") if r.kind == "positive" and r.source.startswith("real")]
     files = {s: {r.speaker for r in real if r.split == s} for s in ("train", "val", "test")}
     assert len(files["train"]) == 4 and len(files["val"]) == 1 and not files["test"]
+
+
+def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_path, cache):
+    """BuildOptions.word_task: train-only clips of the generic words that real training speakers
+    said, half real and half those words synthesized; kind "word", never the keyword or a close
+    negative; `kws train` keeps them out of the keyword task and names their words instead."""
+    from kws.train.api import TrainOptions, _word_task_rows, train_keyword
+
+    tree = make_sc_tree(tmp_path / "sc")
+    out = tmp_path / "ds"
+    build_dataset(opts(out, cache, negatives=[tree], close_negatives=["martin"], word_task=16,
+                       sizes="train_pos=10,train_neg=20,eval_each=6"))
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["word_task_words"] == ["no", "yes"]  # not the keyword, not the close negative
+    recs = read_manifest(out / "manifest.jsonl")
+    words = [r for r in recs if r.kind == "word"]
+    assert {r.split for r in words} == {"train"} and all(r.label == 0 for r in words)
+    real = [r for r in words if r.source == "real:speech_commands"]
+    synth = [r for r in words if r.source.startswith("tts:")]
+    assert len(real) == 8 and len(synth) == 8 and len(words) == 16
+    assert {r.text for r in real} <= {"yes", "no"} and {r.text for r in synth} == {"yes", "no"}
+    others = {r.speaker for r in recs if r.split != "train"}
+    assert not ({r.speaker for r in words} & others)  # speaker-disjoint like every train clip
+    split = load_split(out, "train")
+    main, rows, labels = _word_task_rows(split, out)
+    assert len(rows) == 16 and len(main) == len(split) - 16
+    assert [split.records[i].text for i in rows] == [["no", "yes"][k] for k in labels]
+
+    res = train_keyword(TrainOptions(keyword="marvin", data=out, method="bce", hidden=8, epochs=2,
+                                     out=tmp_path / "m.kws", run_dir=tmp_path / "run"))
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["n_train"] == len(main)  # word clips are not keyword-task negatives
+    assert state["hparams"]["word_task"] == 0.5 and all(h["word"] > 0 for h in state["history"])
+    from kws.bundle import load_bundle
+
+    b = load_bundle(res.bundle)
+    assert not any(k.startswith("aux") for k in b.weights)  # the word head never ships
+    with pytest.raises(DataError, match="word_task must be >= 0"):
+        opts(out, cache, word_task=-1)

@@ -319,3 +319,56 @@ def test_drocc_lf_search_differs_from_euclidean_when_the_projection_acts():
         return float(h[..., :2].pow(2).sum() / h.pow(2).sum())
 
     assert share(m) < 0.5 * share(e)
+
+
+def word_split(n: int, seed: int, t: int = 4, f: int = 3) -> Arrays:
+    """Three 'words': clusters at different places of the window (y = word index)."""
+    rng = np.random.default_rng(seed)
+    centres = np.stack([np.roll(np.linspace(-1, 1, t * f), k * 4).reshape(t, f) for k in range(3)])
+    y = np.arange(n) % 3
+    x = (3 * centres[y] + 0.2 * rng.standard_normal((n, t, f))).astype(np.float32)
+    return Arrays(x, y)
+
+
+def test_word_task_trains_a_head_that_names_the_words_and_resumes(tmp_path):
+    from kws.models import build_model
+    from kws.train.trainer import _load_checkpoint
+
+    train, val, words = toy_split(192, 192, 9), toy_split(30, 30, 10), word_split(90, 11)
+    hp = dict(TOY_HP, epochs=5, lr=3e-2, warmup_epochs=1, word_task=1.0, time_mask=1)
+
+    def run(run_dir, epochs, method="drocc-lf", **kw):
+        torch.manual_seed(5)
+        model = build_model("fastgrnn", 3, hidden=8)
+        return fit(model, train, val, method, TrainHparams(**dict(hp, epochs=epochs, **kw)), run_dir,
+                   seed=2, words=words)
+
+    full = run(tmp_path / "full", 5)
+    losses = [h["word"] for h in full.history]
+    assert losses[-1] < 0.5 * losses[0]  # ln 3 = 1.1 at chance
+    groups, _ = _load_checkpoint(tmp_path / "full" / CHECKPOINT)
+    head = torch.nn.Linear(8, 3)
+    head.load_state_dict(groups["aux"])  # the head is checkpointed, and is not part of the model
+    assert not any(k.startswith("aux") or k.startswith("head.weight") and v.shape[0] == 3
+                   for k, v in full.model.state_dict().items())
+    with torch.no_grad():
+        pred = head(full.model.hidden_states(torch.from_numpy(words.x))[:, -1]).argmax(1).numpy()
+    assert (pred == words.y).mean() > 0.9
+    assert full.best["val_recall_3"] > 0.9  # the keyword task is still learnt
+    run(tmp_path / "part", 2)
+    resumed = run(tmp_path / "part", 5)
+    assert resumed.resumed_from == 2 and [h["word"] for h in resumed.history] == losses
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    # weight 0: the words are ignored and the run is the plain one
+    torch.manual_seed(5)
+    plain = fit(build_model("fastgrnn", 3, hidden=8), train, val, "bce",
+                TrainHparams(**dict(hp, epochs=2, word_task=0.0)), tmp_path / "plain", seed=2)
+    off = run(tmp_path / "off", 2, method="bce", word_task=0.0)
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(v, off.model.state_dict()[k]), k
+    assert "word" not in off.history[0]
+    with pytest.raises(KwsError, match="word-task clips"):
+        fit(build_model("fastgrnn", 3, hidden=8), train, val, "bce", TrainHparams(**hp), tmp_path / "none")
+    with pytest.raises(ValueError, match="word_task"):
+        TrainHparams(word_task=-1)

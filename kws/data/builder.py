@@ -133,6 +133,12 @@ class BuildOptions:
     # -70 dBFS floor); with 0.15: 75% clean, flat across floors, stream FRR at 0.5 FA/h 98 -> 68%, and
     # on real speech (six words, 2 seeds each) 65.9% vs 66.0% mean (BENCHMARKS "noise_floor", "text_only_clean")
     clean_share: float = 0.15
+    # clips of other words for the auxiliary word-identification task (TrainHparams.word_task): half
+    # real, from the Speech Commands trees in --negatives (training speakers), half the same words
+    # synthesized by the training voices, train split only, kind "word". They never enter the
+    # keyword-vs-rest loss; naming the word in real and synthesized voices alike pushes the model's
+    # state towards what a word sounds like whoever says it. 0 = off.
+    word_task: int = 0
 
     def __post_init__(self) -> None:
         self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
@@ -142,6 +148,8 @@ class BuildOptions:
             raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
         if not 0.0 <= self.clean_share <= 1.0:
             raise DataError(f"clean_share must be in [0, 1], got {self.clean_share}")
+        if self.word_task < 0:
+            raise DataError(f"word_task must be >= 0 clips, got {self.word_task}")
 
 
 CLOSE_MODES = ("none", "disjoint", "all")
@@ -491,6 +499,8 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         fp["negative_placement"] = opts.negative_placement
     if opts.positives:
         fp["real_positive_repeats"] = opts.real_positive_repeats
+    if opts.word_task:
+        fp["word_task"] = opts.word_task
     return json.loads(json.dumps(fp))  # the form it has after a round trip through plan.json
 
 
@@ -590,10 +600,11 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
                 src["carrier"] = list(carriers[int(crng.integers(len(carriers)))])
             clips.append({"split": split, "kind": kind, "src": src})
 
-    def add_real(split: str, kind: str, n: int, cands: list[_Candidate], texts: set[str] | None = None) -> int:
+    def add_real(split: str, kind: str, n: int, cands: list[_Candidate], texts: set[str] | None = None,
+                 pool_kind: str | None = None) -> int:
         if n <= 0:
             return 0
-        pool = [c for c in cands if c.kind == kind and real_split.get(c.speaker) == split
+        pool = [c for c in cands if c.kind == (pool_kind or kind) and real_split.get(c.speaker) == split
                 and (texts is None or c.text.lower() in texts)]
         rng = np.random.default_rng([seed, zlib.crc32(f"real:{split}:{kind}".encode())])
         chosen = _take_valid(pool, n, rng, skipped, bad)
@@ -623,6 +634,10 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         n_real = round(opts.real_negative_share * n_close) if neg_cands else 0
         got = add_real(split, "close_negative", n_real, neg_cands, {t.lower() for t in close_list})
         add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
+    word_task_words = _word_task_words(neg_cands, real_split, generic) if opts.word_task else []
+    if word_task_words:
+        got = add_real("train", "word", opts.word_task // 2, neg_cands, set(word_task_words), pool_kind="negative")
+        add_tts_group("train", "word", opts.word_task - got, word_task_words, "train:word")
 
     # stable ids: <split>-<kind>-<n> in plan order
     counters: Counter = Counter()
@@ -641,6 +656,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         "close_negatives_in_train": mode,
         "close_negative_splits": [s for s in SPLITS if close_in[s]],
         "generic_words": len(generic),
+        "word_task_words": word_task_words,
         "tts_speakers": tts_speakers,
         "real_candidates": {"positives": len(pos_cands), "negatives": len(neg_cands)},
         "noise_files": noise_files,
@@ -648,6 +664,15 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         "utterances": utterances,
         "clips": clips,
     }
+
+
+def _word_task_words(neg_cands: list[_Candidate], real_split: dict[str, str], generic: list[str]) -> list[str]:
+    """The word task's vocabulary: generic negative words (so never the keyword, a close negative or
+    a near-homophone of either) that training speakers of a Speech Commands tree said."""
+    allowed = {w.lower() for w in generic}
+    said = {c.text.lower() for c in neg_cands if c.kind == "negative" and c.source == "real:speech_commands"
+            and real_split.get(c.speaker) == "train"}
+    return sorted(allowed & said)
 
 
 # ---------------------------------------------------------------- carrier phrases
@@ -938,7 +963,7 @@ class DatasetSummary:
     def table(self) -> str:
         rows = [("split", "kind", "source", "clips")]
         for s in SPLITS:
-            for kind in ("positive", "negative", "close_negative", "noise"):
+            for kind in ("positive", "negative", "close_negative", "noise", "word"):
                 for src, n in sorted(self.counts.get(s, {}).get(kind, {}).items()):
                     rows.append((s, kind, src, str(n)))
             rows.append((s, "all", "", str(self.total(s))))
@@ -1188,6 +1213,8 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
         "close_negatives_dropped": plan["close_negatives_dropped"], "skipped": [list(x) for x in skipped],
         "tts": recipes["tts"], "options": fp, "align": opts.align,
     }
+    if plan.get("word_task_words"):
+        info["word_task_words"] = plan["word_task_words"]
     _write_json_if_changed(out / "dataset.json", info)
     summary.rendered = len(todo)
     _write_text_if_changed(out / "summary.txt", summary.table() + "\n")

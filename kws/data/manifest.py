@@ -14,7 +14,7 @@ from typing import Iterable
 from kws.errors import DataError
 from kws.util import atomic_write_text
 
-KINDS = ("positive", "negative", "close_negative", "noise")
+KINDS = ("positive", "negative", "close_negative", "noise", "word")  # word: the auxiliary word task only
 SPLITS = ("train", "val", "test")
 
 

@@ -36,6 +36,7 @@ DEFAULT_TRAIN_HPARAMS: dict[str, dict[str, Any]] = {
 STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
 TEACHERS = ("openwakeword",)
 DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given
+DEFAULT_WORD_TASK = 0.5  # weight of the word task when the dataset has word-task clips
 
 
 @dataclass
@@ -164,11 +165,30 @@ def normalization_stats(x: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, n
     return mean, np.maximum(std, STD_FLOOR)
 
 
-def _arrays(split: Any, mean: np.ndarray, std: np.ndarray) -> "Any":
+def _arrays(split: Any, mean: np.ndarray, std: np.ndarray, rows: np.ndarray | None = None,
+            y: np.ndarray | None = None) -> "Any":
+    """Normalized arrays of a split (or of its `rows`), labels `y` instead of the split's if given."""
     from kws.train.trainer import Arrays
 
-    x = ((np.asarray(split.x, dtype=np.float32) - mean.astype(np.float32)) / std.astype(np.float32))
-    return Arrays(x=x, y=np.asarray(split.y), kinds=np.asarray(split.kinds))
+    sel = slice(None) if rows is None else rows
+    x = ((np.asarray(split.x[sel], dtype=np.float32) - mean.astype(np.float32)) / std.astype(np.float32))
+    return Arrays(x=x, y=np.asarray(split.y[sel] if y is None else y), kinds=np.asarray(split.kinds[sel]))
+
+
+def _word_task_rows(split: Any, data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keyword-task rows, word-task rows, their word indices) of the train split: word-task clips
+    (kind "word", BuildOptions.word_task) are named by their word and never labelled keyword / not."""
+    from kws.data.dataset import dataset_info
+
+    is_word = split.kinds == "word"
+    words = {w: i for i, w in enumerate(dataset_info(data_dir).get("word_task_words", []))}
+    rows = np.flatnonzero(is_word)
+    try:
+        labels = np.array([words[split.records[i].text.lower()] for i in rows], dtype=np.int64)
+    except KeyError as e:
+        raise DataError(f"{data_dir}: word-task clip of {e} is not in dataset.json's word_task_words; "
+                        "rebuild the dataset (kws data build ... --word-task N)") from None
+    return np.flatnonzero(~is_word), rows, labels
 
 
 def calibrate_thresholds(val_scores: np.ndarray, val_y: np.ndarray, fprs: tuple[float, ...] = FPRS) -> dict[str, float]:
@@ -262,14 +282,19 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     val_split = load_split(data_dir, "val")
     test_split = load_split(data_dir, "test")
     fc = train_split.feature_config
-    mean, std = normalization_stats(train_split.x)
-    train, val, test = (_arrays(s, mean, std) for s in (train_split, val_split, test_split))
+    main_rows, word_rows, word_labels = _word_task_rows(train_split, data_dir)
+    mean, std = normalization_stats(train_split.x[main_rows] if len(word_rows) else train_split.x)
+    train = _arrays(train_split, mean, std, main_rows if len(word_rows) else None)
+    val, test = (_arrays(s, mean, std) for s in (val_split, test_split))
+    words = _arrays(train_split, mean, std, word_rows, word_labels) if len(word_rows) else None
     hparams_in = dict(opts.train_hparams)
+    if words is not None:
+        hparams_in.setdefault("word_task", DEFAULT_WORD_TASK)
     if opts.teacher is not None:
         from kws.train.teacher import teacher_targets
 
         targets = teacher_targets(data_dir, "train")
-        train.teacher, train.teacher_frames = targets.emb, targets.frames
+        train.teacher, train.teacher_frames = targets.emb[main_rows], targets.frames
         hparams_in.setdefault("distill", DEFAULT_DISTILL)
 
     hp = TrainHparams(**{**DEFAULT_TRAIN_HPARAMS.get(opts.model, {}), **hparams_in,
@@ -283,7 +308,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     np.random.seed(opts.seed % (2 ** 32))
     model = build_model(opts.model, fc.n_features, **model_hp)
     result = fit(model, train, val, opts.method, hp, run_dir, seed=opts.seed,
-                 desc=opts.desc or f"{opts.keyword} {opts.method} {opts.model}")
+                 desc=opts.desc or f"{opts.keyword} {opts.method} {opts.model}", words=words)
     model = result.model.eval()
 
     training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),

@@ -32,7 +32,7 @@ CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
-NEWER_HPARAMS = {"distill": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
+NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
 
@@ -66,6 +66,10 @@ class TrainHparams:
     distill: weight of the feature-distillation term (`losses.distill_loss`: the share of a
         teacher's embedding the student's states cannot predict linearly, at aligned moments of
         every training clip); needs `Arrays.teacher` (kws.train.teacher). 0 = off.
+    word_task: weight of the auxiliary word-identification loss (cross-entropy of a training-only
+        linear head on the last state over the words of `fit(words=...)`: real and synthesized
+        clips of other words, see BuildOptions.word_task). The head is dropped after training, so
+        the model and its cost are unchanged. 0 = off.
     """
 
     epochs: int = 40
@@ -88,14 +92,15 @@ class TrainHparams:
     freq_mask: int = 0
     ema: float = 0.0
     distill: float = 0.0
+    word_task: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.time_mask < 0 or self.freq_mask < 0:
             raise ValueError("time_mask and freq_mask must be >= 0")
-        if self.distill < 0:
-            raise ValueError(f"distill must be >= 0, got {self.distill}")
+        if self.distill < 0 or self.word_task < 0:
+            raise ValueError(f"distill and word_task must be >= 0, got {self.distill} and {self.word_task}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,13 +224,16 @@ def _optimizer_load(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 
 def _save_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
                      best_weights: dict[str, torch.Tensor], state: dict[str, Any],
-                     ema_weights: dict[str, torch.Tensor] | None = None) -> None:
+                     ema_weights: dict[str, torch.Tensor] | None = None,
+                     aux: dict[str, torch.Tensor] | None = None) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v.contiguous().clone() for k, v in best_weights.items()})
     if ema_weights is not None:
         tensors.update({f"ema.{k}": v.contiguous().clone() for k, v in ema_weights.items()})
+    if aux is not None:  # training-only modules (the word head)
+        tensors.update({f"aux.{k}": v.detach().contiguous().clone() for k, v in aux.items()})
     opt_tensors, opt_meta = _optimizer_split(opt)
     tensors.update(opt_tensors)
     if hasattr(model, "sparsity_state"):
@@ -240,7 +248,7 @@ def _save_checkpoint(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Opt
 def _load_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     from safetensors import safe_open
 
-    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "mask": {}, "ema": {}}
+    groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "best": {}, "optim": {}, "mask": {}, "ema": {}, "aux": {}}
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -271,6 +279,8 @@ def _plot_curve(history: list[dict[str, float]], path: Path, title: str) -> Path
         a.plot(ep, [h["adv"] for h in history], label="adversarial")
     if any(h.get("distill") for h in history):
         a.plot(ep, [h.get("distill", 0.0) for h in history], label="distillation")
+    if any(h.get("word") for h in history):
+        a.plot(ep, [h.get("word", 0.0) for h in history], label="word task")
     a.set_xlabel("epoch")
     a.set_ylabel("training loss")
     a.legend(fontsize=8)
@@ -303,14 +313,37 @@ def training_threads() -> int:
         return 1
 
 
+def _word_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch.nn.Module:
+    """The word task's training-only head: last state -> one logit per word (seeded init)."""
+    if words is None or len(words.y) == 0:
+        raise KwsError("word_task > 0 needs word-task clips: build the dataset with a word task "
+                       "(--word-task N, with a Speech Commands tree in --negatives)")
+    hidden = int(model.hidden_states(torch.from_numpy(words.x[:1])).shape[-1])
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed) + 7)
+        return torch.nn.Linear(hidden, int(words.y.max()) + 1)
+
+
+def _word_loss(model: torch.nn.Module, head: torch.nn.Module, words: Arrays, hp: TrainHparams,
+               rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+    """Cross-entropy of naming the word of a random batch of word-task clips from the last state."""
+    idx = rng.integers(0, len(words.y), size=min(hp.batch_size, len(words.y)))
+    xb = torch.from_numpy(words.x[idx])
+    if hp.time_mask or hp.freq_mask:
+        xb = spec_mask(xb, hp.time_mask, hp.freq_mask, gen)
+    return torch.nn.functional.cross_entropy(head(model.hidden_states(xb)[:, -1]), torch.from_numpy(words.y[idx]))
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2 ** 63 - 1)
 
 
 def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         hparams: TrainHparams | dict[str, Any] | None, run_dir: str | os.PathLike, seed: int = 0,
-        desc: str | None = None) -> FitResult:
+        desc: str | None = None, words: Arrays | None = None) -> FitResult:
     """Train `model` in place with `method` and return it holding the best-on-validation weights.
+
+    `words`: the auxiliary word task's clips (y = word index), used when hparams.word_task > 0.
 
     Rerunning with the same run_dir resumes after the last finished epoch (a larger `epochs`
     continues a finished run). Other changed hyper-parameters are refused.
@@ -342,7 +375,9 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         t_tr_t = torch.from_numpy(np.ascontiguousarray(t_tr, dtype=np.float32))
         t_frames = torch.from_numpy(train.teacher_frames)
 
-    opt = torch.optim.Adam(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    word_head = _word_head(model, words, seed) if hp.word_task > 0 else None
+    params = list(model.parameters()) + (list(word_head.parameters()) if word_head is not None else [])
+    opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
     schedule = None
     if hp.sparsity < 1.0:
         if not hasattr(model, "sparsifiable"):
@@ -377,6 +412,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
             raise KwsError(f"{run_dir} holds a run with different settings ({', '.join(diff)}); "
                            f"pass another run folder or delete this one to start over")
         model.load_state_dict(groups["model"])
+        if word_head is not None:
+            word_head.load_state_dict(groups["aux"])
         best_weights = groups["best"]
         if ema is not None:
             ema = groups["ema"]
@@ -409,6 +446,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         perm = torch.from_numpy(rng.permutation(len(y_tr_t)))
         n_batches = max(1, math.ceil(len(perm) / hp.batch_size))
         sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0, "distill": 0.0}
+        if word_head is not None:
+            sums["word"] = 0.0
         for bi in range(n_batches):
             idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
             xb = x_tr_t[idx]
@@ -422,10 +461,14 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                 d = distill_loss(states.reshape(-1, states.shape[-1]), t_tr_t[idx].reshape(-1, t_tr_t.shape[-1]))
                 loss = loss + hp.distill * d
                 sums["distill"] += float(d.detach())
+            if word_head is not None:
+                wl = _word_loss(model, word_head, words, hp, rng, gen)
+                loss = loss + hp.word_task * wl
+                sums["word"] += float(wl.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if hp.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip_norm)
+                torch.nn.utils.clip_grad_norm_(params, hp.clip_norm)
             opt.step()
             if ema is not None:
                 with torch.no_grad():
@@ -471,7 +514,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                  "best_epoch": best_epoch, "best_key": list(best_key) if best_key else None,
                  "since_best": since_best, "stopped_early": stopped_early,
                  "train_seconds": elapsed_before + time.time() - t0}
-        _save_checkpoint(run_dir, model, opt, best_weights, state, ema)
+        _save_checkpoint(run_dir, model, opt, best_weights, state, ema,
+                         word_head.state_dict() if word_head is not None else None)
         if stopped_early:
             break
 
