@@ -213,3 +213,16 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     merged = json.loads((work2 / "results.json").read_text())
     assert merged["runs"] == res["runs"] and merged["ensembles"] == res["ensembles"]
     assert (work2 / ens["scores_file"]).is_file()
+    # a recipe change (the word task) against the first tag as its side-by-side baseline
+    w_argv = [a if a != "t" else "w" for a in argv[:argv.index("--build-options") + 1]] \
+        + [json.dumps(dict(build, word_task=8))] + argv[argv.index("--build-options") + 2:]
+    w_argv[w_argv.index("--tag") + 1] = "w"
+    w_argv[w_argv.index("--real-positives") + 1:w_argv.index("--real-positives") + 3] = ["0"]
+    assert bench.main(w_argv + ["--baseline", "t"]) == 0
+    res = json.loads((work / "results.json").read_text())
+    assert res["runs"]["w|athena|rp0|seed0"]["test"] == res["runs"]["t|athena|rp0|seed0"]["test"]  # same test clips
+    manifest = (work / "data" / "w" / "athena-small-rp0" / "manifest.jsonl").read_text()
+    assert manifest.count('"kind": "word"') == 8
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| athena | 0 | baseline `t`, ours float |" in text
+    assert "Against baseline `t`" in text and "athena (N=0)" in text

@@ -698,8 +698,33 @@ def collect(results: Results, tag: str, keywords: list[str] | None = None) -> di
     return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][0], kv[0][1])))
 
 
-def report(results: Results, tag: str, plot: Path | None, notes: list[str], keywords: list[str] | None = None) -> str:
+def baseline_lines(results: Results, tag: str, baseline: str, keywords: list[str] | None = None) -> list[str]:
+    """The recipe against a baseline tag run side by side (same test clips, same seeds): recall at 3%
+    FPR (float) per keyword, seed means and the mean of the per-seed differences."""
+    mine, base = collect(results, tag, keywords), collect(results, baseline, keywords)
+    parts, means = [], []
+    for (kw, n), runs in mine.items():
+        other = {r["seed"]: r for r in base.get((kw, n), [])}
+        pairs = [(r["systems"]["float"]["recall_0.03"], other[r["seed"]]["systems"]["float"]["recall_0.03"])
+                 for r in runs if r["seed"] in other and r["test"] == other[r["seed"]]["test"]]
+        if not pairs:
+            continue
+        a, b = (np.array(x) for x in zip(*pairs))
+        means.append((a.mean(), b.mean()))
+        parts.append(f"{kw} (N={n}) {100 * b.mean():.1f} -> {100 * a.mean():.1f} "
+                     f"({100 * (a - b).mean():+.1f}; per seed {', '.join(f'{100 * d:+.1f}' for d in a - b)})")
+    if not parts:
+        return []
+    m = np.array(means)
+    return [f"- Against baseline `{baseline}` (run side by side: same datasets but for the recipe's change, same "
+            f"seeds, same test clips), recall @3% FPR, float, seed mean: " + "; ".join(parts)
+            + f". Mean over these rows: {100 * m[:, 1].mean():.1f} -> {100 * m[:, 0].mean():.1f}."]
+
+
+def report(results: Results, tag: str, plot: Path | None, notes: list[str], keywords: list[str] | None = None,
+           baseline: str | None = None) -> str:
     groups = collect(results, tag, keywords)
+    base_groups = collect(results, baseline, keywords) if baseline else {}
     cfg = results.configs.get(tag, {})
     lines = [
         "## Text-only keywords on real voices (issue 7)",
@@ -738,6 +763,10 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         t = runs[0]["test"]
         for system in ("float", "int8"):
             lines.append(_system_row(kw, n, names[system], t, runs, system, str(len(runs))))
+        for system in ("float", "int8") if base_groups.get((kw, n)) else ():
+            b_runs = base_groups[(kw, n)]
+            lines.append(_system_row(kw, n, f"baseline `{baseline}`, {names[system]}", b_runs[0]["test"], b_runs,
+                                     system, str(len(b_runs))))
         built: dict[int, list[dict]] = {}
         for e in results.ensembles.values():
             if e["tag"] == tag and e["keyword"] == kw and e["real_positives"] == n:
@@ -797,6 +826,8 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         lines.append(f"- Time on this machine: dataset build {np.mean(builds):.0f} s mean over {len(builds)} builds; "
                      if builds else "- Time on this machine: ")
         lines[-1] += f"training {np.mean(train_s):.0f} s mean over {len(train_s)} runs." if train_s else ""
+    if baseline:
+        lines += baseline_lines(results, tag, baseline, keywords)
     lines += [f"- {n}" for n in notes]
     if plot is not None:
         lines += ["", f"![recall at 3% FPR vs real positives]({os.path.relpath(plot, Path(__file__).resolve().parents[1])})"]
@@ -903,6 +934,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--merge-from", action="append", default=[], metavar="WORKDIR",
                    help="first bring in the finished runs of --tag from another workdir (run in parallel), "
                         "copying their run folders; repeatable")
+    p.add_argument("--baseline", default=None, metavar="TAG",
+                   help="report: add the rows of another tag (run side by side, e.g. merged with --merge-from) "
+                        "and the per-seed differences against it")
     args = p.parse_args(argv)
     if args.seeds < 1 or any(n < 0 for n in args.real_positives):
         p.error("--seeds must be >= 1 and --real-positives >= 0")
@@ -944,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         plot = make_plot(results, args.tag, Path(args.plot) if args.plot else repo / "docs" / f"{args.section}.png",
                          args.keywords)
-    md = report(results, args.tag, plot, args.note, args.keywords)
+    md = report(results, args.tag, plot, args.note, args.keywords, baseline=args.baseline)
     print(md)
     if not args.no_report:
         from tools.report import update_section
