@@ -498,12 +498,13 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
 
     monkeypatch.setattr(B, "build_dataset", capture)
     assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "d"),
-                     "--augment", "standard", "--carrier-share", "0"]) == 2
+                     "--augment", "standard", "--carrier-share", "0", "--word-task", "3000"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r"), "--carrier-share", "0.5",
-                     "--clean-share", "0.25"]) == 2
+                     "--clean-share", "0.25", "--word-task", "100"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r2")]) == 2
-    assert (seen[0].augment_recipe, seen[0].carrier_share) == ("standard", 0.0)
-    assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share) == ("realistic", 0.5, 0.25)
+    assert (seen[0].augment_recipe, seen[0].carrier_share, seen[0].word_task) == ("standard", 0.0, 3000)
+    assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share, seen[1].word_task) == \
+        ("realistic", 0.5, 0.25, 100)
     assert (seen[2].augment_recipe, seen[2].carrier_share, seen[2].clean_share) == \
         ("realistic", 0.3, B.BuildOptions(keyword="x", out=tmp_path).clean_share)
 
