@@ -158,6 +158,27 @@ def test_seed_ensemble_averages_the_models_logits_per_clip(tmp_path):
     assert bench.seed_ensemble([runs[0], {"scores_file": "c.npz"}], tmp_path) is None
 
 
+def test_control_threshold_uses_only_negatives_of_words_the_word_task_never_named(tmp_path):
+    sc = f"real:{real_data.SC_NAME}"
+    assert bench.negative_word(f"{sc}/Go/abc_nohash_0.flac") == "go"
+    assert bench.negative_word(f"real:{real_data.MYCROFT_NAME}/not-wake-words/en/x.flac") is None
+    assert bench.negative_word("synth:0123") is None
+    # the unnamed word ('go') scores high and the named one ('yes') low: the control's threshold sits
+    # among the 'go' clips only, so it is higher than the one over every negative
+    keys = ([f"{sc}/stop/p{i}.flac" for i in range(10)] + [f"{sc}/yes/n{i}.flac" for i in range(50)]
+            + [f"{sc}/go/n{i}.flac" for i in range(50)] + ["synth:c"] * 5)
+    kinds = np.array(["positive"] * 10 + ["negative"] * 100 + ["close_negative"] * 5)
+    scores = np.r_[np.linspace(0.5, 0.95, 10), np.full(50, 0.1), np.linspace(0.3, 0.8, 50), np.full(5, 0.99)]
+    np.savez(tmp_path / "s.npz", keys=np.array(keys), kinds=kinds, float=scores)
+    entry = {"scores_file": "s.npz"}
+    recall, n = bench.unnamed_word_recall(tmp_path, entry, {"yes"})
+    assert n == 50  # the 'go' negatives; never the positives or the synthesized close negatives
+    from kws.metrics import recall_at_fpr
+
+    assert recall == recall_at_fpr(scores[:10], scores[60:110], 0.03)[0]
+    assert recall < recall_at_fpr(scores[:10], scores[10:110], 0.05)[0]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
 def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch):

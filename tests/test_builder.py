@@ -579,5 +579,11 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
 
     b = load_bundle(res.bundle)
     assert not any(k.startswith("aux") for k in b.weights)  # the word head never ships
+    # restricted to some words (a close negative is never one of them)
+    only = tmp_path / "only"
+    build_dataset(opts(only, cache, negatives=[tree], close_negatives=["martin"], word_task=16,
+                       word_task_words=["YES", "martin"], sizes="train_pos=10,train_neg=20,eval_each=6"))
+    assert json.loads((only / "dataset.json").read_text())["word_task_words"] == ["yes"]
+    assert {r.text for r in read_manifest(only / "manifest.jsonl") if r.kind == "word"} == {"yes"}
     with pytest.raises(DataError, match="word_task must be >= 0"):
         opts(out, cache, word_task=-1)

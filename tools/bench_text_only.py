@@ -698,6 +698,26 @@ def collect(results: Results, tag: str, keywords: list[str] | None = None) -> di
     return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][0], kv[0][1])))
 
 
+def negative_word(key: str) -> str | None:
+    """The Speech Commands word of a real test clip's key ("real:<corpus>/<word>/<file>"); None for
+    any other clip (Mycroft's not-wake-words, synthesized close negatives)."""
+    parts = key.split("/")
+    return parts[1].lower() if key.startswith(f"real:{real_data.SC_NAME}/") and len(parts) > 2 else None
+
+
+def unnamed_word_recall(workdir: Path, entry: dict[str, Any], named: set[str], system: str = "float",
+                        fpr: float = 0.03) -> tuple[float, int]:
+    """Recall at `fpr` with the threshold set on the real negatives of words outside `named` only
+    (Speech Commands words the word task never named, and Mycroft's not-wake-words), and how many
+    such negatives there are: whether a recipe's gain reaches words it was never shown."""
+    from kws.metrics import recall_at_fpr
+
+    z = np.load(workdir / entry["scores_file"])
+    kinds, s = np.asarray(z["kinds"]), np.asarray(z[system], dtype=np.float64)
+    unnamed = np.array([k == "negative" and negative_word(str(key)) not in named for key, k in zip(z["keys"], kinds)])
+    return recall_at_fpr(s[kinds == "positive"], s[unnamed], fpr)[0], int(unnamed.sum())
+
+
 def baseline_lines(results: Results, tag: str, baseline: str, keywords: list[str] | None = None) -> list[str]:
     """The recipe against a baseline tag run side by side (same test clips, same seeds): recall at 3%
     FPR (float) per keyword, seed means and the mean of the per-seed differences."""
@@ -716,9 +736,25 @@ def baseline_lines(results: Results, tag: str, baseline: str, keywords: list[str
     if not parts:
         return []
     m = np.array(means)
-    return [f"- Against baseline `{baseline}` (run side by side: same datasets but for the recipe's change, same "
-            f"seeds, same test clips), recall @3% FPR, float, seed mean: " + "; ".join(parts)
-            + f". Mean over these rows: {100 * m[:, 1].mean():.1f} -> {100 * m[:, 0].mean():.1f}."]
+    lines = [f"- Against baseline `{baseline}` (run side by side: same datasets but for the recipe's change, same "
+             f"seeds, same test clips), recall @3% FPR, float, seed mean: " + "; ".join(parts)
+             + f". Mean over these rows: {100 * m[:, 1].mean():.1f} -> {100 * m[:, 0].mean():.1f}."]
+    named = results.configs.get(tag, {}).get("build_options", {}).get("word_task_words")
+    if named:
+        named_set = {w.lower() for w in named}
+        parts = []
+        for (kw, n), runs in mine.items():
+            other = {r["seed"]: r for r in base.get((kw, n), [])}
+            got = [(unnamed_word_recall(results.path.parent, r, named_set),
+                    unnamed_word_recall(results.path.parent, other[r["seed"]], named_set))
+                   for r in runs if r["seed"] in other]
+            if got:
+                parts.append(f"{kw} {100 * np.mean([b[0] for _, b in got]):.1f} -> "
+                             f"{100 * np.mean([a[0] for a, _ in got]):.1f} ({got[0][0][1]} negatives)")
+        lines.append("- Control: recall @3% FPR with the threshold set only on real negatives of words the word task "
+                     f"never named (every Speech Commands word but {', '.join(sorted(named_set))}, and Mycroft's "
+                     f"not-wake-words), `{baseline}` -> `{tag}`: " + "; ".join(parts) + ".")
+    return lines
 
 
 def report(results: Results, tag: str, plot: Path | None, notes: list[str], keywords: list[str] | None = None,

@@ -139,6 +139,7 @@ class BuildOptions:
     # keyword-vs-rest loss; naming the word in real and synthesized voices alike pushes the model's
     # state towards what a word sounds like whoever says it. 0 = off.
     word_task: int = 0
+    word_task_words: list[str] | None = None  # only these words in the word task (default: every one it can)
 
     def __post_init__(self) -> None:
         self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
@@ -501,6 +502,8 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         fp["real_positive_repeats"] = opts.real_positive_repeats
     if opts.word_task:
         fp["word_task"] = opts.word_task
+        if opts.word_task_words is not None:
+            fp["word_task_words"] = sorted({w.strip().lower() for w in opts.word_task_words})
     return json.loads(json.dumps(fp))  # the form it has after a round trip through plan.json
 
 
@@ -634,7 +637,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         n_real = round(opts.real_negative_share * n_close) if neg_cands else 0
         got = add_real(split, "close_negative", n_real, neg_cands, {t.lower() for t in close_list})
         add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
-    word_task_words = _word_task_words(neg_cands, real_split, generic) if opts.word_task else []
+    word_task_words = _word_task_words(neg_cands, real_split, generic, opts.word_task_words) if opts.word_task else []
     if word_task_words:
         got = add_real("train", "word", opts.word_task // 2, neg_cands, set(word_task_words), pool_kind="negative")
         add_tts_group("train", "word", opts.word_task - got, word_task_words, "train:word")
@@ -666,10 +669,13 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _word_task_words(neg_cands: list[_Candidate], real_split: dict[str, str], generic: list[str]) -> list[str]:
+def _word_task_words(neg_cands: list[_Candidate], real_split: dict[str, str], generic: list[str],
+                     only: list[str] | None = None) -> list[str]:
     """The word task's vocabulary: generic negative words (so never the keyword, a close negative or
-    a near-homophone of either) that training speakers of a Speech Commands tree said."""
+    a near-homophone of either) that training speakers of a Speech Commands tree said (and in `only`)."""
     allowed = {w.lower() for w in generic}
+    if only is not None:
+        allowed &= {w.strip().lower() for w in only}
     said = {c.text.lower() for c in neg_cands if c.kind == "negative" and c.source == "real:speech_commands"
             and real_split.get(c.speaker) == "train"}
     return sorted(allowed & said)
