@@ -579,6 +579,18 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
 
     b = load_bundle(res.bundle)
     assert not any(k.startswith("aux") for k in b.weights)  # the word head never ships
+    # hard-negative mining: the first run (same settings: reused as it is) picks the word clips it
+    # scores highest, they join the negatives for mine_epochs more epochs
+    mined = train_keyword(TrainOptions(keyword="marvin", data=out, method="bce", hidden=8, epochs=2,
+                                       out=tmp_path / "mined.kws", run_dir=tmp_path / "run",
+                                       train_hparams={"mine": 4, "mine_epochs": 1}))
+    picked = json.loads((tmp_path / "run" / "mined" / "mined.json").read_text())
+    assert len(picked["rows"]) == 4 and sum(picked["words"]) == 4
+    first = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert first["epoch"] == 2 and first == state  # the first stage was not trained again
+    second = json.loads((tmp_path / "run" / "mined" / "state.json").read_text())
+    assert second["n_train"] == len(main) + 4 and second["epoch"] == 1
+    assert mined.epochs_run == 3 and load_bundle(mined.bundle).model_kind == "fastgrnn"
     # restricted to some words (a close negative is never one of them)
     only = tmp_path / "only"
     build_dataset(opts(only, cache, negatives=[tree], close_negatives=["martin"], word_task=16,

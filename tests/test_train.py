@@ -372,3 +372,17 @@ def test_word_task_trains_a_head_that_names_the_words_and_resumes(tmp_path):
         fit(build_model("fastgrnn", 3, hidden=8), train, val, "bce", TrainHparams(**hp), tmp_path / "none")
     with pytest.raises(ValueError, match="word_task"):
         TrainHparams(word_task=-1)
+
+
+def test_mining_picks_the_pool_clips_the_model_scores_highest():
+    from kws.train.api import mine_hard_negatives
+
+    torch.manual_seed(0)
+    model = TinyNet(4, 3)
+    pool = toy_split(20, 20, 12)
+    s = predict_scores(model, pool.x)
+    rows = mine_hard_negatives(model, pool, 5)
+    assert list(rows) == list(np.argsort(-s, kind="stable")[:5]) and s[rows[0]] == s.max()
+    assert len(mine_hard_negatives(model, pool, 100)) == 40
+    with pytest.raises(ValueError, match="mine"):
+        TrainHparams(mine=-1)

@@ -18,6 +18,7 @@ import numpy as np
 
 from kws.errors import DataError, KwsError
 from kws.evaluate import FPRS, fpr_key, require_dataset_keyword, split_metrics
+from kws.util import atomic_write_text
 
 # Epochs that train the paper-preset marvin dataset in a few minutes on 2 cores (see BENCHMARKS.md).
 DEFAULT_EPOCHS = {"fastgrnn": 80, "lstm": 30, "gru": 30}
@@ -307,8 +308,12 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed % (2 ** 32))
     model = build_model(opts.model, fc.n_features, **model_hp)
-    result = fit(model, train, val, opts.method, hp, run_dir, seed=opts.seed,
-                 desc=opts.desc or f"{opts.keyword} {opts.method} {opts.model}", words=words)
+    desc = opts.desc or f"{opts.keyword} {opts.method} {opts.model}"
+    # the main run never sees the mining settings, so a run without mining is its first stage
+    result = fit(model, train, val, opts.method, dataclasses.replace(hp, mine=0, mine_epochs=20), run_dir,
+                 seed=opts.seed, desc=desc, words=words)
+    if hp.mine > 0:
+        result = _refine_on_mined(result, train, val, words, hp, opts, run_dir / "mined", desc)
     model = result.model.eval()
 
     training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
@@ -322,6 +327,40 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
                        run_dir=run_dir, data_dir=data_dir, thresholds=thresholds, val=val_m, test=test_m,
                        cost=cost, train_seconds=result.train_seconds, epochs_run=len(result.history),
                        best_epoch=result.best_epoch, resumed_from=result.resumed_from, curve=result.curve)
+
+
+def mine_hard_negatives(model: Any, pool: Any, n: int) -> np.ndarray:
+    """Rows of `pool` (trainer Arrays) holding the n clips the model scores highest, highest first:
+    the other words it most takes for the keyword."""
+    from kws.train.trainer import predict_scores
+
+    return np.argsort(-predict_scores(model, pool.x), kind="stable")[:n]
+
+
+def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts: TrainOptions, run_dir: Path,
+                     desc: str) -> Any:
+    """Hard-negative mining: the trained model picks the word-task clips it scores highest; they join
+    the training negatives and training goes on for hp.mine_epochs (run_dir, resumable)."""
+    from kws.train.trainer import Arrays, fit
+
+    if words is None:
+        raise KwsError("mining hard negatives (mine > 0) needs word-task clips to mine from: build the dataset "
+                       "with --word-task N and a Speech Commands tree in --negatives")
+    if hp.distill > 0:
+        raise KwsError("mine > 0 and distill > 0 together are not supported (the mined clips have no teacher targets)")
+    rows = mine_hard_negatives(first.model.eval(), words, hp.mine)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "mined.json", json.dumps({"rows": rows.tolist(), "words": np.bincount(
+        words.y[rows], minlength=int(words.y.max()) + 1).tolist()}) + "\n")
+    mined = Arrays(x=np.concatenate([train.x, words.x[rows]]), y=np.concatenate([train.y, np.zeros(len(rows))]),
+                   kinds=np.concatenate([train.kinds, np.full(len(rows), "negative")]))
+    hp2 = dataclasses.replace(hp, mine=0, mine_epochs=20, epochs=hp.mine_epochs, warmup_epochs=0)
+    second = fit(first.model, mined, val, opts.method, hp2, run_dir, seed=opts.seed, desc=f"{desc} (mined)",
+                 words=words)
+    second.history = first.history + [{**h, "epoch": h["epoch"] + len(first.history)} for h in second.history]
+    second.best_epoch += len(first.history)
+    second.train_seconds += first.train_seconds
+    return second
 
 
 def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path) -> TrainResult:

@@ -32,7 +32,7 @@ CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
-NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
+NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
 
@@ -70,6 +70,9 @@ class TrainHparams:
         linear head on the last state over the words of `fit(words=...)`: real and synthesized
         clips of other words, see BuildOptions.word_task). The head is dropped after training, so
         the model and its cost are unchanged. 0 = off.
+    mine, mine_epochs: hard-negative mining, done by `kws.train.api.train_keyword` after the main
+        run: the `mine` word-task clips the trained model scores highest (other words it takes for
+        the keyword) join the training negatives for `mine_epochs` more epochs. 0 = off.
     """
 
     epochs: int = 40
@@ -93,12 +96,16 @@ class TrainHparams:
     ema: float = 0.0
     distill: float = 0.0
     word_task: float = 0.0
+    mine: int = 0
+    mine_epochs: int = 20
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.time_mask < 0 or self.freq_mask < 0:
             raise ValueError("time_mask and freq_mask must be >= 0")
+        if self.mine < 0 or self.mine_epochs < 1:
+            raise ValueError(f"mine must be >= 0 and mine_epochs >= 1, got {self.mine} and {self.mine_epochs}")
         if self.distill < 0 or self.word_task < 0:
             raise ValueError(f"distill and word_task must be >= 0, got {self.distill} and {self.word_task}")
 
