@@ -507,6 +507,14 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
         ("realistic", 0.5, 0.25, 100)
     assert (seen[2].augment_recipe, seen[2].carrier_share, seen[2].clean_share) == \
         ("realistic", 0.3, B.BuildOptions(keyword="x", out=tmp_path).clean_share)
+    import kws.train.api as api
+
+    trained = []
+    monkeypatch.setattr(api, "train_keyword", lambda o: trained.append(o) or (_ for _ in ()).throw(KwsError("x")))
+    assert cli.main(["train", "--keyword", "athena", "--word-task", "100", "--mine", "30"]) == 2
+    assert cli.main(["train", "--keyword", "athena"]) == 2
+    assert trained[0].train_hparams == {"mine": 30} and trained[0].build["word_task"] == 100
+    assert trained[1].train_hparams == {}
 
 
 def test_negatives_are_placed_anywhere_keywords_stay_centred(cache):
