@@ -120,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         build=_recipe(args),
         teacher=args.teacher,
         ensemble=args.ensemble,
-        train_hparams={"mine": args.mine} if args.mine else {},
+        train_hparams={"mine": args.mine} if args.mine is not None else {},
     )
     result = train_keyword(opts)
     print(result.table())
@@ -301,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "one model of about N times the training time, size and compute; on six real-speech words 2 "
                         "models gained 1.6-6.4 recall points over one and 4 gained 2.6-10.6 (BENCHMARKS.md "
                         "text_only_clean)")
-    s.add_argument("--mine", type=int, default=0, metavar="N",
-                   help="with --word-task: after training, the N word-task clips the model scores highest (other "
-                        "words it takes for the keyword) join the negatives for 20 more epochs (default 0 = off)")
+    s.add_argument("--mine", type=int, default=None, metavar="N",
+                   help="hard-negative mining: after training, the N word-task clips the model scores highest (other "
+                        "words it takes for the keyword) join the negatives for 20 more epochs (default: 10%% of the "
+                        "word-task clips, when the dataset has them; 0 = off)")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)

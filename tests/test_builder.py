@@ -514,7 +514,8 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     assert cli.main(["train", "--keyword", "athena", "--word-task", "100", "--mine", "30"]) == 2
     assert cli.main(["train", "--keyword", "athena"]) == 2
     assert trained[0].train_hparams == {"mine": 30} and trained[0].build["word_task"] == 100
-    assert trained[1].train_hparams == {}
+    assert trained[1].train_hparams == {}  # the defaults decide
+    assert cli.main(["train", "--keyword", "athena", "--mine", "0"]) == 2 and trained[2].train_hparams == {"mine": 0}
 
 
 def test_negatives_are_placed_anywhere_keywords_stay_centred(cache):
@@ -583,6 +584,9 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["n_train"] == len(main)  # word clips are not keyword-task negatives
     assert state["hparams"]["word_task"] == 0.5 and all(h["word"] > 0 for h in state["history"])
+    # by default 10% of the word clips were mined as hard negatives for 20 more epochs
+    assert len(json.loads((tmp_path / "run" / "mined-2" / "mined.json").read_text())["rows"]) == 2
+    assert res.epochs_run == 2 + 20
     from kws.bundle import load_bundle
 
     b = load_bundle(res.bundle)
@@ -592,13 +596,19 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
     mined = train_keyword(TrainOptions(keyword="marvin", data=out, method="bce", hidden=8, epochs=2,
                                        out=tmp_path / "mined.kws", run_dir=tmp_path / "run",
                                        train_hparams={"mine": 4, "mine_epochs": 1}))
-    picked = json.loads((tmp_path / "run" / "mined" / "mined.json").read_text())
+    picked = json.loads((tmp_path / "run" / "mined-4" / "mined.json").read_text())
     assert len(picked["rows"]) == 4 and sum(picked["words"]) == 4
     first = json.loads((tmp_path / "run" / "state.json").read_text())
     assert first["epoch"] == 2 and first == state  # the first stage was not trained again
-    second = json.loads((tmp_path / "run" / "mined" / "state.json").read_text())
+    second = json.loads((tmp_path / "run" / "mined-4" / "state.json").read_text())
     assert second["n_train"] == len(main) + 4 and second["epoch"] == 1
     assert mined.epochs_run == 3 and load_bundle(mined.bundle).model_kind == "fastgrnn"
+    # by default: as many word clips as the train split's other clips, when a Speech Commands tree
+    # is among the negatives; none from plain folders
+    sizes = resolve_sizes("small", "train_pos=10,train_neg=20,eval_each=6", "disjoint")
+    assert B.word_task_clips(opts(out, cache, negatives=[tree]), sizes) == 30
+    assert B.word_task_clips(opts(out, cache, negatives=[tree / "yes"]), sizes) == 0
+    assert B.word_task_clips(opts(out, cache, negatives=[tree], word_task=0), sizes) == 0
     # restricted to some words (a close negative is never one of them)
     only = tmp_path / "only"
     build_dataset(opts(only, cache, negatives=[tree], close_negatives=["martin"], word_task=16,

@@ -133,12 +133,14 @@ class BuildOptions:
     # -70 dBFS floor); with 0.15: 75% clean, flat across floors, stream FRR at 0.5 FA/h 98 -> 68%, and
     # on real speech (six words, 2 seeds each) 65.9% vs 66.0% mean (BENCHMARKS "noise_floor", "text_only_clean")
     clean_share: float = 0.15
-    # clips of other words for the auxiliary word-identification task (TrainHparams.word_task): half
-    # real, from the Speech Commands trees in --negatives (training speakers), half the same words
-    # synthesized by the training voices, train split only, kind "word". They never enter the
-    # keyword-vs-rest loss; naming the word in real and synthesized voices alike pushes the model's
-    # state towards what a word sounds like whoever says it. 0 = off.
-    word_task: int = 0
+    # clips of other words for the auxiliary word-identification task (TrainHparams.word_task) and
+    # for hard-negative mining (TrainHparams.mine): up to half real, from the Speech Commands trees in
+    # --negatives (training speakers), the rest the same words synthesized by the training voices,
+    # train split only, kind "word". They never enter the keyword-vs-rest loss as such; naming the
+    # word in real and synthesized voices alike pushes the model's state towards what a word sounds
+    # like whoever says it. None (default): as many as the train split's other clips when a Speech
+    # Commands tree is among --negatives, else none; 0 = off.
+    word_task: int | None = None
     word_task_words: list[str] | None = None  # only these words in the word task (default: every one it can)
 
     def __post_init__(self) -> None:
@@ -149,7 +151,7 @@ class BuildOptions:
             raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
         if not 0.0 <= self.clean_share <= 1.0:
             raise DataError(f"clean_share must be in [0, 1], got {self.clean_share}")
-        if self.word_task < 0:
+        if self.word_task is not None and self.word_task < 0:
             raise DataError(f"word_task must be >= 0 clips, got {self.word_task}")
 
 
@@ -500,8 +502,9 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         fp["negative_placement"] = opts.negative_placement
     if opts.positives:
         fp["real_positive_repeats"] = opts.real_positive_repeats
-    if opts.word_task:
-        fp["word_task"] = opts.word_task
+    n_word = word_task_clips(opts, sizes)
+    if n_word:
+        fp["word_task"] = n_word
         if opts.word_task_words is not None:
             fp["word_task_words"] = sorted({w.strip().lower() for w in opts.word_task_words})
     return json.loads(json.dumps(fp))  # the form it has after a round trip through plan.json
@@ -637,10 +640,11 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         n_real = round(opts.real_negative_share * n_close) if neg_cands else 0
         got = add_real(split, "close_negative", n_real, neg_cands, {t.lower() for t in close_list})
         add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
-    word_task_words = _word_task_words(neg_cands, real_split, generic, opts.word_task_words) if opts.word_task else []
+    n_word = word_task_clips(opts, sizes)
+    word_task_words = _word_task_words(neg_cands, real_split, generic, opts.word_task_words) if n_word else []
     if word_task_words:
-        got = add_real("train", "word", opts.word_task // 2, neg_cands, set(word_task_words), pool_kind="negative")
-        add_tts_group("train", "word", opts.word_task - got, word_task_words, "train:word")
+        got = add_real("train", "word", n_word // 2, neg_cands, set(word_task_words), pool_kind="negative")
+        add_tts_group("train", "word", n_word - got, word_task_words, "train:word")
 
     # stable ids: <split>-<kind>-<n> in plan order
     counters: Counter = Counter()
@@ -667,6 +671,19 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         "utterances": utterances,
         "clips": clips,
     }
+
+
+def word_task_clips(opts: BuildOptions, sizes: dict[str, int]) -> int:
+    """How many word-task clips a build makes: opts.word_task, or by default as many as the train
+    split's keyword-task clips when a Speech Commands tree is among the negatives (its words are
+    what the task names), else 0."""
+    if opts.word_task is not None:
+        return int(opts.word_task)
+    from kws.data.speech_commands import is_speech_commands_tree
+
+    if not any(Path(p).is_dir() and is_speech_commands_tree(Path(p)) for p in opts.negatives):
+        return 0
+    return int(sizes["train_pos"] + sizes["train_neg"] + sizes["train_close"])
 
 
 def _word_task_words(neg_cands: list[_Candidate], real_split: dict[str, str], generic: list[str],

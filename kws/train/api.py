@@ -38,6 +38,7 @@ STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normali
 TEACHERS = ("openwakeword",)
 DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given
 DEFAULT_WORD_TASK = 0.5  # weight of the word task when the dataset has word-task clips
+DEFAULT_MINE_SHARE = 0.1  # of the word-task clips, mined as hard negatives after the main run
 
 
 @dataclass
@@ -291,6 +292,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     hparams_in = dict(opts.train_hparams)
     if words is not None:
         hparams_in.setdefault("word_task", DEFAULT_WORD_TASK)
+        hparams_in.setdefault("mine", round(DEFAULT_MINE_SHARE * len(words.y)))
     if opts.teacher is not None:
         from kws.train.teacher import teacher_targets
 
@@ -313,7 +315,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     result = fit(model, train, val, opts.method, dataclasses.replace(hp, mine=0, mine_epochs=20), run_dir,
                  seed=opts.seed, desc=desc, words=words)
     if hp.mine > 0:
-        result = _refine_on_mined(result, train, val, words, hp, opts, run_dir / "mined", desc)
+        result = _refine_on_mined(result, train, val, words, hp, opts, run_dir / f"mined-{hp.mine}", desc)
     model = result.model.eval()
 
     training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
