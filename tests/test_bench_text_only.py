@@ -173,6 +173,7 @@ def test_control_threshold_uses_only_negatives_of_words_the_word_task_never_name
     entry = {"scores_file": "s.npz"}
     recall, n = bench.unnamed_word_recall(tmp_path, entry, {"yes"})
     assert n == 50  # the 'go' negatives; never the positives or the synthesized close negatives
+    assert bench.unnamed_words(tmp_path, entry, {"yes"}) == ["go"]
     from kws.metrics import recall_at_fpr
 
     assert recall == recall_at_fpr(scores[:10], scores[60:110], 0.03)[0]
