@@ -240,7 +240,9 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
         + [json.dumps(dict(build, word_task=8))] + argv[argv.index("--build-options") + 2:]
     w_argv[w_argv.index("--tag") + 1] = "w"
     w_argv[w_argv.index("--real-positives") + 1:w_argv.index("--real-positives") + 3] = ["0"]
+    (tmp_path / "plot.png").unlink()
     assert bench.main(w_argv + ["--baseline", "t"]) == 0
+    assert (tmp_path / "plot.png").stat().st_size > 0  # text-only rows alone: bars beside the baseline
     res = json.loads((work / "results.json").read_text())
     assert res["runs"]["w|athena|rp0|seed0"]["test"] == res["runs"]["t|athena|rp0|seed0"]["test"]  # same test clips
     manifest = (work / "data" / "w" / "athena-small-rp0" / "manifest.jsonl").read_text()

@@ -878,9 +878,11 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
     return "\n".join(lines)
 
 
-def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None = None) -> Path | None:
+def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None = None,
+              baseline: str | None = None) -> Path | None:
     """Recall at 3% FPR (int8, mean ± std over seeds) vs real positives, one line per keyword;
-    PocketSphinx dashed in the keyword's colour."""
+    PocketSphinx dashed in the keyword's colour. Text-only rows alone: bars per keyword (the
+    baseline's, the recipe's, PocketSphinx's)."""
     groups = collect(results, tag, keywords)
     if not groups:
         return None
@@ -888,6 +890,9 @@ def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    if all(n == 0 for _, n in groups):
+        return _bar_plot(results, tag, baseline, groups, path, plt)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     kws = list(dict.fromkeys(kw for kw, _ in groups))
@@ -920,6 +925,35 @@ def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None
     ax.set_title(f"Real voices, recipe '{tag}'")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _bar_plot(results: Results, tag: str, baseline: str | None, groups: dict, path: Path, plt: Any) -> Path:
+    """Recall at 3% FPR per keyword: baseline, recipe (int8, seed mean ± std) and PocketSphinx bars."""
+    base = collect(results, baseline) if baseline else {}
+    kws = [kw for kw, _ in groups]
+    series = [(f"baseline '{baseline}'", [base.get((kw, 0)) for kw in kws], "C7")] if baseline else []
+    series.append((f"'{tag}'", [groups[(kw, 0)] for kw in kws], "C0"))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / (len(series) + 1)
+    x = np.arange(len(kws))
+    for i, (label, runs, colour) in enumerate(series):
+        stats = [_stats([r["systems"]["int8"]["recall_0.03"] for r in rs])[:2] if rs else (np.nan, 0.0) for rs in runs]
+        ax.bar(x + i * width, [100 * m for m, _ in stats], width, yerr=[100 * sd for _, sd in stats], capsize=3,
+               color=colour, label=f"{label} (ours, int8)")
+    ps = [results.pocketsphinx.get(run_key(tag, kw, 0), {}).get("metrics", {}).get("recall_0.03", np.nan) for kw in kws]
+    ax.bar(x + len(series) * width, [100 * v for v in ps], width, color="C3", alpha=0.6, label="PocketSphinx")
+    ax.set_xticks(x + width * len(series) / 2, kws)
+    ax.set_ylabel("recall at 3% FPR (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Real voices, trained from text alone")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -1021,7 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
     plot = None
     if not args.no_report:
         plot = make_plot(results, args.tag, Path(args.plot) if args.plot else repo / "docs" / f"{args.section}.png",
-                         args.keywords)
+                         args.keywords, baseline=args.baseline)
     md = report(results, args.tag, plot, args.note, args.keywords, baseline=args.baseline)
     print(md)
     if not args.no_report:
