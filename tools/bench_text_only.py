@@ -925,6 +925,10 @@ def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None
     ax.set_title(f"Real voices, recipe '{tag}'")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    return _save_figure(fig, path, plt)
+
+
+def _save_figure(fig: Any, path: Path, plt: Any) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -954,12 +958,7 @@ def _bar_plot(results: Results, tag: str, baseline: str | None, groups: dict, pa
     ax.set_title("Real voices, trained from text alone")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, plt)
 
 
 # ---------------------------------------------------------------- command line
