@@ -292,7 +292,8 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     hparams_in = dict(opts.train_hparams)
     if words is not None:
         hparams_in.setdefault("word_task", DEFAULT_WORD_TASK)
-        hparams_in.setdefault("mine", round(DEFAULT_MINE_SHARE * len(words.y)))
+        if opts.teacher is None:  # mined clips have no teacher targets
+            hparams_in.setdefault("mine", round(DEFAULT_MINE_SHARE * len(words.y)))
     if opts.teacher is not None:
         from kws.train.teacher import teacher_targets
 
