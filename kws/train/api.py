@@ -261,7 +261,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
 
     from kws.data.dataset import load_split
     from kws.models import build_model
-    from kws.train.trainer import TrainHparams, fit
+    from kws.train.trainer import TrainHparams, fit, without_mining
 
     if opts.model not in DEFAULT_EPOCHS:
         raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
@@ -313,7 +313,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     model = build_model(opts.model, fc.n_features, **model_hp)
     desc = opts.desc or f"{opts.keyword} {opts.method} {opts.model}"
     # the main run never sees the mining settings, so a run without mining is its first stage
-    result = fit(model, train, val, opts.method, dataclasses.replace(hp, mine=0, mine_epochs=20), run_dir,
+    result = fit(model, train, val, opts.method, without_mining(hp), run_dir,
                  seed=opts.seed, desc=desc, words=words)
     if hp.mine > 0:
         result = _refine_on_mined(result, train, val, words, hp, opts, run_dir / f"mined-{hp.mine}", desc)
@@ -344,7 +344,7 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
                      desc: str) -> Any:
     """Hard-negative mining: the trained model picks the word-task clips it scores highest; they join
     the training negatives and training goes on for hp.mine_epochs (run_dir, resumable)."""
-    from kws.train.trainer import Arrays, fit
+    from kws.train.trainer import Arrays, fit, without_mining
 
     if words is None:
         raise KwsError("mining hard negatives (mine > 0) needs word-task clips to mine from: build the dataset "
@@ -357,7 +357,7 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
         words.y[rows], minlength=int(words.y.max()) + 1).tolist()}) + "\n")
     mined = Arrays(x=np.concatenate([train.x, words.x[rows]]), y=np.concatenate([train.y, np.zeros(len(rows))]),
                    kinds=np.concatenate([train.kinds, np.full(len(rows), "negative")]))
-    hp2 = dataclasses.replace(hp, mine=0, mine_epochs=20, epochs=hp.mine_epochs, warmup_epochs=0)
+    hp2 = dataclasses.replace(without_mining(hp), epochs=hp.mine_epochs, warmup_epochs=0)
     second = fit(first.model, mined, val, opts.method, hp2, run_dir, seed=opts.seed, desc=f"{desc} (mined)",
                  words=words)
     second.history = first.history + [{**h, "epoch": h["epoch"] + len(first.history)} for h in second.history]

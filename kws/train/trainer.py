@@ -320,6 +320,12 @@ def training_threads() -> int:
         return 1
 
 
+def without_mining(hp: TrainHparams) -> TrainHparams:
+    """hp with the mining settings at their defaults: what the main run (mining's first stage) and
+    each mining stage itself are trained with, so their checkpoints match a run without mining."""
+    return dataclasses.replace(hp, mine=NEWER_HPARAMS["mine"], mine_epochs=NEWER_HPARAMS["mine_epochs"])
+
+
 def _word_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch.nn.Module:
     """The word task's training-only head: last state -> one logit per word (seeded init)."""
     if words is None or len(words.y) == 0:
