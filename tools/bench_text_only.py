@@ -729,14 +729,15 @@ def baseline_lines(results: Results, tag: str, baseline: str, keywords: list[str
     """The recipe against a baseline tag run side by side (same test clips, same seeds): recall at 3%
     FPR (float) per keyword, seed means and the mean of the per-seed differences."""
     mine, base = collect(results, tag, keywords), collect(results, baseline, keywords)
-    parts, means = [], []
+    paired = {}  # (keyword, N) -> [(run, the baseline's run of its seed on the same test)]
     for (kw, n), runs in mine.items():
         other = {r["seed"]: r for r in base.get((kw, n), [])}
-        pairs = [(r["systems"]["float"]["recall_0.03"], other[r["seed"]]["systems"]["float"]["recall_0.03"])
-                 for r in runs if r["seed"] in other and r["test"] == other[r["seed"]]["test"]]
-        if not pairs:
-            continue
-        a, b = (np.array(x) for x in zip(*pairs))
+        pairs = [(r, other[r["seed"]]) for r in runs if r["seed"] in other and r["test"] == other[r["seed"]]["test"]]
+        if pairs:
+            paired[(kw, n)] = pairs
+    parts, means = [], []
+    for (kw, n), pairs in paired.items():
+        a, b = (np.array([e["systems"]["float"]["recall_0.03"] for e in side]) for side in zip(*pairs))
         means.append((a.mean(), b.mean()))
         parts.append(f"{kw} (N={n}) {100 * b.mean():.1f} -> {100 * a.mean():.1f} "
                      f"({100 * (a - b).mean():+.1f}; per seed {', '.join(f'{100 * d:+.1f}' for d in a - b)})")
@@ -750,14 +751,11 @@ def baseline_lines(results: Results, tag: str, baseline: str, keywords: list[str
     if named:
         named_set = {w.lower() for w in named}
         parts = []
-        for (kw, n), runs in mine.items():
-            other = {r["seed"]: r for r in base.get((kw, n), [])}
+        for (kw, n), pairs in paired.items():
             got = [(unnamed_word_recall(results.path.parent, r, named_set),
-                    unnamed_word_recall(results.path.parent, other[r["seed"]], named_set))
-                   for r in runs if r["seed"] in other]
-            if got:
-                parts.append(f"{kw} {100 * np.mean([b[0] for _, b in got]):.1f} -> "
-                             f"{100 * np.mean([a[0] for a, _ in got]):.1f} ({got[0][0][1]} negatives)")
+                    unnamed_word_recall(results.path.parent, b, named_set)) for r, b in pairs]
+            parts.append(f"{kw} {100 * np.mean([b[0] for _, b in got]):.1f} -> "
+                         f"{100 * np.mean([a[0] for a, _ in got]):.1f} ({got[0][0][1]} negatives)")
         first = next(iter(mine.values()))[0]
         lines.append("- Control: recall @3% FPR with the threshold set only on the real negatives of words the word "
                      f"task never named ({', '.join(unnamed_words(results.path.parent, first, named_set))} and "
