@@ -31,8 +31,6 @@ test: install peers
 
 # Peer systems for tools/peer_benchmark.py (optional): PocketSphinx, and openWakeWord 0.5.1 without
 # its declared dependencies (they would pull tflite-runtime; its ONNX models run in onnxruntime).
-# the peer systems of tools/peer_benchmark.py; openwakeword with --no-deps (its declared
-# dependencies pull tflite-runtime; we run its ONNX models with onnxruntime)
 PEERS_STAMP := $(VENV)/.peers-installed
 peers: install $(PEERS_STAMP)
 
