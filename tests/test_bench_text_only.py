@@ -250,3 +250,17 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| athena | 0 | baseline `t`, ours float |" in text
     assert "Against baseline `t`" in text and "athena (N=0)" in text
+    # --start-from: a tag whose runs resume from another tag's checkpoints (nothing trained again):
+    # the same recipe gives the same model, clip for clip
+    s_argv = list(argv)
+    s_argv[s_argv.index("--tag") + 1] = "s"
+    del s_argv[s_argv.index("--real-positives") + 2]  # rp0 only
+    assert bench.main(s_argv + ["--start-from", "t", "--no-report"]) == 0
+    res = json.loads((work / "results.json").read_text())
+    a, b = (np.load(work / res["runs"][f"{t}|athena|rp0|seed0"]["scores_file"]) for t in "ts")
+    assert np.array_equal(a["float"], b["float"]) and res["runs"]["s|athena|rp0|seed0"]["epochs_run"] == \
+        res["runs"]["t|athena|rp0|seed0"]["epochs_run"]
+    assert not (work / "runs" / "s" / "athena-rp0-seed0.partial").exists()
+    for stage in ("", "mined-2/"):  # both stages resumed finished: not trained again
+        ckpt = [work / "runs" / t / "athena-rp0-seed0" / f"{stage}checkpoint.safetensors" for t in "ts"]
+        assert ckpt[0].read_bytes() == ckpt[1].read_bytes()

@@ -523,6 +523,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     continue
                 tag = f"{keyword}-rp{n_real}-seed{seed}"
                 run_dir = work / "runs" / args.tag / tag
+                start_from_run(work, args.start_from, args.tag, tag)
                 r = train_keyword(TrainOptions(
                     keyword=keyword, data=data, method=args.method, model=args.model, epochs=args.epochs,
                     hidden=args.hidden, seed=seed, run_dir=run_dir, out=run_dir / "model.kws",
@@ -552,6 +553,19 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     **score_run(r.bundle, data, test, cache, work)}
                 results.save()
                 print_run(key, results.ensembles[key], f"{len(members)} models, {r.cost.get('params')} parameters")
+
+
+def start_from_run(work: Path, source_tag: str | None, tag: str, run: str) -> None:
+    """Seed a run folder with the checkpoints of the same run under `source_tag` (same keyword, real
+    positives and seed), so training resumes from there: a variant that changes only what happens
+    after the first stage is scored without training that stage again (training is deterministic)."""
+    src, dst = work / "runs" / str(source_tag) / run, work / "runs" / tag / run
+    if source_tag is None or dst.exists() or not src.is_dir():
+        return
+    tmp = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("model.kws", "test_scores.npz", "*.png"))
+    tmp.rename(dst)
 
 
 def score_run(bundle: Path, data: Path, test: "TestSet", cache: "FeatureCache", work: Path) -> dict[str, Any]:
@@ -1009,6 +1023,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--merge-from", action="append", default=[], metavar="WORKDIR",
                    help="first bring in the finished runs of --tag from another workdir (run in parallel), "
                         "copying their run folders; repeatable")
+    p.add_argument("--start-from", default=None, metavar="TAG",
+                   help="start each run from the finished run folder of TAG (same workdir, keyword and seed; "
+                        "copied, training resumes there): for recipes that differ only after the first stage, "
+                        "e.g. --train-hparams '{\"mine\": 0}' scores TAG's first stage alone")
     p.add_argument("--baseline", default=None, metavar="TAG",
                    help="report: add the rows of another tag (run side by side, e.g. merged with --merge-from) "
                         "and the per-seed differences against it")

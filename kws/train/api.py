@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 from kws.errors import DataError, KwsError
 from kws.evaluate import FPRS, fpr_key, require_dataset_keyword, split_metrics
 from kws.util import atomic_write_text
+
+log = logging.getLogger("kws.train")
 
 # Epochs that train the paper-preset marvin dataset in a few minutes on 2 cores (see BENCHMARKS.md).
 DEFAULT_EPOCHS = {"fastgrnn": 80, "lstm": 30, "gru": 30}
@@ -168,12 +171,15 @@ def normalization_stats(x: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, n
 
 
 def _arrays(split: Any, mean: np.ndarray, std: np.ndarray, rows: np.ndarray | None = None,
-            y: np.ndarray | None = None) -> "Any":
-    """Normalized arrays of a split (or of its `rows`), labels `y` instead of the split's if given."""
+            y: np.ndarray | None = None, x: np.ndarray | None = None) -> "Any":
+    """Normalized arrays of a split (or of its `rows`), labels `y` instead of the split's if given;
+    `x`: those rows' features already read (normalized in place, so they are read only once)."""
     from kws.train.trainer import Arrays
 
     sel = slice(None) if rows is None else rows
-    x = ((np.asarray(split.x[sel], dtype=np.float32) - mean.astype(np.float32)) / std.astype(np.float32))
+    x = np.array(split.x[sel], dtype=np.float32) if x is None else x
+    x -= mean.astype(np.float32)
+    x /= std.astype(np.float32)
     return Arrays(x=x, y=np.asarray(split.y[sel] if y is None else y), kinds=np.asarray(split.kinds[sel]))
 
 
@@ -285,8 +291,10 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     test_split = load_split(data_dir, "test")
     fc = train_split.feature_config
     main_rows, word_rows, word_labels = _word_task_rows(train_split, data_dir)
-    mean, std = normalization_stats(train_split.x[main_rows] if len(word_rows) else train_split.x)
-    train = _arrays(train_split, mean, std, main_rows if len(word_rows) else None)
+    keyword_rows = main_rows if len(word_rows) else None
+    train_x = np.array(train_split.x if keyword_rows is None else train_split.x[keyword_rows], dtype=np.float32)
+    mean, std = normalization_stats(train_x)
+    train = _arrays(train_split, mean, std, keyword_rows, x=train_x)
     val, test = (_arrays(s, mean, std) for s in (val_split, test_split))
     words = _arrays(train_split, mean, std, word_rows, word_labels) if len(word_rows) else None
     hparams_in = dict(opts.train_hparams)
@@ -320,7 +328,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     model = result.model.eval()
 
     training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                "train_seconds": result.train_seconds, "history": result.history}
+                "train_seconds": result.train_seconds, "history": result.history, **result.extra}
     provenance = {"method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(), "teacher": opts.teacher,
                   "dataset": str(data_dir.resolve()), "run_dir": str(run_dir.resolve()),
                   "sizes": {"train": int(len(train.y))}, "dataset_info": _dataset_provenance(data_dir)}
