@@ -553,7 +553,7 @@ def test_a_few_recordings_go_to_training(tmp_path, cache):
     assert len(files["train"]) == 4 and len(files["val"]) == 1 and not files["test"]
 
 
-def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_path, cache):
+def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_path, cache, monkeypatch):
     """BuildOptions.word_task: train-only clips of the generic words that real training speakers
     said, half real and half those words synthesized; kind "word", never the keyword or a close
     negative; `kws train` keeps them out of the keyword task and names their words instead."""
@@ -603,6 +603,40 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
     second = json.loads((tmp_path / "run" / "mined-4" / "state.json").read_text())
     assert second["n_train"] == len(main) + 4 and second["epoch"] == 1
     assert mined.epochs_run == 3 and load_bundle(mined.bundle).model_kind == "fastgrnn"
+    # the mined stage is kept only if validation says it helped; otherwise the first stage's model
+    # (its checkpointed best) is what ships
+    import torch
+
+    import kws.train.api as api
+    from kws.train.trainer import TrainHparams, _load_checkpoint
+
+    rule = api.mining_helped
+    assert rule({"val_auc": 0.9}, {"val_auc": 0.91}) and not rule({"val_auc": 0.9}, {"val_auc": 0.89})
+    report = load_bundle(mined.bundle).metrics["training"]["mining"]
+    assert report["kept"] == rule({"val_auc": report["val_auc"]["first"]},
+                                               {"val_auc": report["val_auc"]["mined"]})
+    first_best = _load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")[0]["best"]
+    mined_best = _load_checkpoint(tmp_path / "run" / "mined-4" / "checkpoint.safetensors")[0]["best"]
+    for helped, want in ((False, first_best), (True, mined_best)):
+        monkeypatch.setattr(api, "mining_helped", lambda a, b, helped=helped: helped)
+        again = train_keyword(TrainOptions(keyword="marvin", data=out, method="bce", hidden=8, epochs=2,
+                                           out=tmp_path / f"again-{helped}.kws", run_dir=tmp_path / "run",
+                                           train_hparams={"mine": 4, "mine_epochs": 1}))
+        shipped = load_bundle(again.bundle)
+        assert shipped.metrics["training"]["mining"]["kept"] is helped
+        assert again.best_epoch == (3 if helped else first["best_epoch"])
+        got = shipped.torch_model().state_dict()
+        for k, v in want.items():
+            assert torch.equal(got[k], v), k
+    # mine_select "always": the mined stage ships whatever validation says
+    monkeypatch.setattr(api, "mining_helped", lambda a, b: False)
+    always = train_keyword(TrainOptions(keyword="marvin", data=out, method="bce", hidden=8, epochs=2,
+                                        out=tmp_path / "always.kws", run_dir=tmp_path / "run",
+                                        train_hparams={"mine": 4, "mine_epochs": 1, "mine_select": "always"}))
+    assert load_bundle(always.bundle).metrics["training"]["mining"]["kept"] is True
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="mine_select"):
+        TrainHparams(mine_select="best")
     # by default: as many word clips as the train split's other clips, when a Speech Commands tree
     # is among the negatives; none from plain folders
     sizes = resolve_sizes("small", "train_pos=10,train_neg=20,eval_each=6", "disjoint")

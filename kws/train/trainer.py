@@ -32,7 +32,8 @@ CHECKPOINT = "checkpoint.safetensors"
 STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
-NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
+MINE_SELECT = ("auc", "always")
+NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc"}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
 
@@ -73,6 +74,9 @@ class TrainHparams:
     mine, mine_epochs: hard-negative mining, done by `kws.train.api.train_keyword` after the main
         run: the `mine` word-task clips the trained model scores highest (other words it takes for
         the keyword) join the training negatives for `mine_epochs` more epochs. 0 = off.
+    mine_select: which model a mining run ships: "auc" (the mined stage's best, unless the first
+        stage's best has the higher validation AUC; `kws.train.api.mining_helped`) or "always"
+        (the mined stage's best).
     """
 
     epochs: int = 40
@@ -98,6 +102,7 @@ class TrainHparams:
     word_task: float = 0.0
     mine: int = 0
     mine_epochs: int = 20
+    mine_select: str = "auc"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
@@ -106,6 +111,8 @@ class TrainHparams:
             raise ValueError("time_mask and freq_mask must be >= 0")
         if self.mine < 0 or self.mine_epochs < 1:
             raise ValueError(f"mine must be >= 0 and mine_epochs >= 1, got {self.mine} and {self.mine_epochs}")
+        if self.mine_select not in MINE_SELECT:
+            raise ValueError(f"mine_select must be one of {', '.join(MINE_SELECT)}, got {self.mine_select!r}")
         if self.distill < 0 or self.word_task < 0:
             raise ValueError(f"distill and word_task must be >= 0, got {self.distill} and {self.word_task}")
 
@@ -323,7 +330,7 @@ def training_threads() -> int:
 def without_mining(hp: TrainHparams) -> TrainHparams:
     """hp with the mining settings at their defaults: what the main run (mining's first stage) and
     each mining stage itself are trained with, so their checkpoints match a run without mining."""
-    return dataclasses.replace(hp, mine=NEWER_HPARAMS["mine"], mine_epochs=NEWER_HPARAMS["mine_epochs"])
+    return dataclasses.replace(hp, **{k: NEWER_HPARAMS[k] for k in ("mine", "mine_epochs", "mine_select")})
 
 
 def _word_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch.nn.Module:
