@@ -307,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "text_only_clean)")
     s.add_argument("--mine", type=int, default=None, metavar="N",
                    help="hard-negative mining: after training, the N word-task clips the model scores highest (other "
-                        "words it takes for the keyword) join the negatives for 20 more epochs (default: 10%% of the "
-                        "word-task clips, when the dataset has them; 0 = off)")
+                        "words it takes for the keyword) join the negatives for 20 more epochs; the mined model ships "
+                        "only if its validation AUC is at least the first one's (TrainHparams.mine_select). Default: "
+                        "10%% of the word-task clips, when the dataset has them; 0 = off")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)

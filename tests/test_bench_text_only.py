@@ -261,6 +261,10 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert np.array_equal(a["float"], b["float"]) and res["runs"]["s|athena|rp0|seed0"]["epochs_run"] == \
         res["runs"]["t|athena|rp0|seed0"]["epochs_run"]
     assert not (work / "runs" / "s" / "athena-rp0-seed0.partial").exists()
+    u_argv = list(s_argv)
+    u_argv[u_argv.index("--tag") + 1] = "u"
+    assert bench.main(u_argv + ["--start-from", "nope", "--no-report"]) == 2  # never trains from scratch instead
+    assert not (work / "runs" / "u").exists()
     for stage in ("", "mined-2/"):  # both stages resumed finished: not trained again
         ckpt = [work / "runs" / t / "athena-rp0-seed0" / f"{stage}checkpoint.safetensors" for t in "ts"]
         assert ckpt[0].read_bytes() == ckpt[1].read_bytes()

@@ -612,6 +612,7 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
 
     rule = api.mining_helped
     assert rule({"val_auc": 0.9}, {"val_auc": 0.91}) and not rule({"val_auc": 0.9}, {"val_auc": 0.89})
+    assert rule({"val_auc": 0.9}, {"val_auc": 0.897}) and not rule({"val_auc": 0.9}, {"val_auc": 0.897}, margin=0)
     report = load_bundle(mined.bundle).metrics["training"]["mining"]
     assert report["kept"] == rule({"val_auc": report["val_auc"]["first"]},
                                                {"val_auc": report["val_auc"]["mined"]})

@@ -560,8 +560,11 @@ def start_from_run(work: Path, source_tag: str | None, tag: str, run: str) -> No
     positives and seed), so training resumes from there: a variant that changes only what happens
     after the first stage is scored without training that stage again (training is deterministic)."""
     src, dst = work / "runs" / str(source_tag) / run, work / "runs" / tag / run
-    if source_tag is None or dst.exists() or not src.is_dir():
+    if source_tag is None or dst.exists():
         return
+    if not (src / "state.json").is_file():
+        raise KwsError(f"--start-from {source_tag}: {src} holds no trained run; run tag {source_tag!r} first "
+                       "(same workdir, keyword and seed), or drop --start-from to train from scratch")
     tmp = dst.with_name(dst.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("model.kws", "test_scores.npz", "*.png"))

@@ -75,8 +75,8 @@ class TrainHparams:
         run: the `mine` word-task clips the trained model scores highest (other words it takes for
         the keyword) join the training negatives for `mine_epochs` more epochs. 0 = off.
     mine_select: which model a mining run ships: "auc" (the mined stage's best, unless the first
-        stage's best has the higher validation AUC; `kws.train.api.mining_helped`) or "always"
-        (the mined stage's best).
+        stage's best has a clearly higher validation AUC; `kws.train.api.mining_helped`) or
+        "always" (the mined stage's best).
     """
 
     epochs: int = 40
