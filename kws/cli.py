@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mine", type=int, default=None, metavar="N",
                    help="hard-negative mining: after training, the N word-task clips the model scores highest (other "
                         "words it takes for the keyword) join the negatives for 20 more epochs; the mined model ships "
-                        "only if its validation AUC is at least the first one's (TrainHparams.mine_select). Default: "
+                        "unless the first one's validation AUC is higher by more than 0.005 (TrainHparams.mine_select, "
+                        "kws.train.api.MINE_AUC_MARGIN). Default: "
                         "10%% of the word-task clips, when the dataset has them; 0 = off")
     _common_args(s)
     _recipe_args(s)

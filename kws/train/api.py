@@ -371,7 +371,7 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
     second = fit(first.model, mined, val, opts.method, hp2, run_dir, seed=opts.seed, desc=f"{desc} (mined)",
                  words=words)
     kept = hp.mine_select == "always" or mining_helped(first.best, second.best)
-    auc = {"first": first.best.get("val_auc"), "mined": second.best.get("val_auc")}
+    auc = {"first": float(first.best.get("val_auc", "nan")), "mined": float(second.best.get("val_auc", "nan"))}
     second.history = first.history + [{**h, "epoch": h["epoch"] + len(first.history)} for h in second.history]
     if kept:
         second.best_epoch += len(first.history)
@@ -381,8 +381,7 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
     second.train_seconds += first.train_seconds
     second.extra["mining"] = {"kept": kept, "clips": int(len(rows)), "val_auc": auc}
     log.info("%s: mined stage %s (best validation AUC %.4f before, %.4f after)", desc,
-             "kept" if kept else "dropped, the first stage's model is kept",
-             *(float(auc[k] if auc[k] is not None else "nan") for k in ("first", "mined")))
+             "kept" if kept else "dropped, the first stage's model is kept", auc["first"], auc["mined"])
     return second
 
 
