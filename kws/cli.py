@@ -84,8 +84,8 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "the Speech Commands trees in --negatives; the rest the same words synthesized), also the "
                         "pool --mine draws hard negatives from. Default: as many as the training split's other "
                         "clips when --negatives holds a Speech Commands tree (3000 for the paper preset), else 0; "
-                        "on real speech it and the mining lifted recall at 3%% FPR by 4-23 points on five words and "
-                        "cost 15 on amelia (BENCHMARKS.md text_only_word, text_only_word_more); 0 = off")
+                        "on real speech it and the mining lifted recall at 3%% FPR by 7-23 points on four words and "
+                        "left amelia level (BENCHMARKS.md text_only_word, text_only_mine_select); 0 = off")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
