@@ -16,7 +16,7 @@ FRAMES_PER_SECOND = 100
 
 class KwsModel(nn.Module):
     """Base class. Subclasses set `kind`, `n_features`, `hparams` and implement `init_state`,
-    `step`, `forward_all`, `sparsifiable` and `matrices`."""
+    `step`, `_states`, a linear `head`, `sparsifiable` and `matrices`."""
 
     kind: str
     n_features: int
@@ -37,17 +37,35 @@ class KwsModel(nn.Module):
         """One 10 ms frame [B, F] -> (logit [B], new state)."""
         raise NotImplementedError
 
-    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits after every frame: x [B, T, F] -> [B, T] (T >= 1)."""
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """States [..., H] -> logits [...] through the linear layer `self.head`."""
+        return (h @ self.head.weight.t() + self.head.bias).squeeze(-1)
+
+    def _states(self, x: torch.Tensor) -> torch.Tensor:
+        """hidden_states for a checked x with T >= 1."""
         raise NotImplementedError
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.n_features:
+            raise ValueError(f"expected input [B, T, {self.n_features}], got {list(x.shape)}")
 
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """The recurrent state h after every frame: x [B, T, F] -> [B, T, H] (for distillation)."""
-        raise NotImplementedError
+        self._check(x)
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.hparams["hidden"])
+        return self._states(x)
+
+    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits after every frame: x [B, T, F] -> [B, T] (T = 0 gives [B, 0])."""
+        hs = self.hidden_states(x)
+        return x.new_zeros(x.shape[0], 0) if x.shape[1] == 0 else self._head(hs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, T, F] -> logit of the last state [B]; equals running `step` from `init_state`."""
-        raise NotImplementedError
+        """x [B, T, F] -> logit of the last state [B]; equals running `step` from `init_state`
+        (T = 0: the logit of the initial state)."""
+        hs = self.hidden_states(x)
+        return self._head(self.init_state(x.shape[0])[0] if x.shape[1] == 0 else hs[:, -1])
 
     def _zeros_state(self, batch: int, n: int) -> tuple[torch.Tensor, ...]:
         p = next(self.parameters())

@@ -171,9 +171,6 @@ class FastGRNN(KwsModel):
         c = self._tanh(pre + self.b_h)
         return (zeta * (1.0 - z) + nu) * c + z * h
 
-    def _head(self, h: torch.Tensor) -> torch.Tensor:
-        return (h @ self.head.weight.t() + self.head.bias).squeeze(-1)
-
     # ------------------------------------------------------------------ interface
     def init_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         return self._zeros_state(batch, 1)
@@ -183,27 +180,13 @@ class FastGRNN(KwsModel):
         h = self._cell(self._wx(frame), state[0], torch.sigmoid(self.zeta), torch.sigmoid(self.nu))
         return self._head(h), (h,)
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.n_features:
-            raise ValueError(f"expected input [B, T, {self.n_features}], got {list(x.shape)}")
-
-    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        """The state after every frame: x [B, T, F] -> [B, T, H]."""
-        self._check(x)
-        if x.shape[1] == 0:
-            return x.new_zeros(x.shape[0], 0, self.hparams["hidden"])
+    def _states(self, x: torch.Tensor) -> torch.Tensor:
         wx = self._wx(x)  # [B, T, H]: one matmul for all frames
         u = self.effective_u()
         zeta, nu = torch.sigmoid(self.zeta), torch.sigmoid(self.nu)
         inputs = (wx, u, self.b_z, self.b_h, zeta, nu)
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
         return _FastGRNNScan.apply(*inputs, self.hparams["nonlinearity"] == "pwl", grad)
-
-    def _run(self, x: torch.Tensor, keep_all: bool) -> torch.Tensor:
-        hs = self.hidden_states(x)
-        if x.shape[1] == 0:
-            return self._head(self.init_state(x.shape[0])[0]) if not keep_all else x.new_zeros(x.shape[0], 0)
-        return self._head(hs if keep_all else hs[:, -1])
 
     def _run_autograd(self, x: torch.Tensor) -> torch.Tensor:
         """Plain autograd version of forward_all (the scan's backward is tested against it)."""
@@ -216,12 +199,6 @@ class FastGRNN(KwsModel):
             h = self._cell(wx[:, t], h, zeta, nu)
             states.append(h)
         return self._head(torch.stack(states, dim=1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, keep_all=False)
-
-    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x, keep_all=True)
 
     def matrices(self) -> list[str]:
         names = ["W"] if self.hparams["w_rank"] is None else ["W1", "W2"]

@@ -44,9 +44,6 @@ class RecurrentKws(KwsModel):
     def init_state(self, batch: int) -> tuple[torch.Tensor, ...]:
         return self._zeros_state(batch, 2 if self.kind == "lstm" else 1)
 
-    def _head(self, h: torch.Tensor) -> torch.Tensor:
-        return (h @ self.head.weight.t() + self.head.bias).squeeze(-1)
-
     def step(self, frame: torch.Tensor, state: tuple[torch.Tensor, ...]
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         r = self.rnn
@@ -67,27 +64,9 @@ class RecurrentKws(KwsModel):
         h = (1.0 - zg) * n + zg * h
         return self._head(h), (h,)
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.n_features:
-            raise ValueError(f"expected input [B, T, {self.n_features}], got {list(x.shape)}")
-
-    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        """The state h after every frame: x [B, T, F] -> [B, T, H]."""
-        self._check(x)
-        if x.shape[1] == 0:
-            return x.new_zeros(x.shape[0], 0, self.hparams["hidden"])
+    def _states(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
         return out
-
-    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
-        return self._head(self.hidden_states(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        if x.shape[1] == 0:
-            return self._head(self.init_state(x.shape[0])[0])
-        out, _ = self.rnn(x)
-        return self._head(out[:, -1])
 
     def matrices(self) -> list[str]:
         return [f"{self.kind}.weight_ih_l0", f"{self.kind}.weight_hh_l0", "head.weight"]
