@@ -67,6 +67,22 @@ def test_forward_equals_step(kind, hp):
 
 
 @pytest.mark.parametrize("kind,hp", CONFIGS, ids=IDS)
+def test_empty_and_misshapen_input(kind, hp):
+    m = _model(kind, hp)
+    empty = torch.zeros(3, 0, 10)
+    with torch.no_grad():
+        # no frame: the logit of the initial state, and no per-frame logits or states
+        assert torch.allclose(m(empty), m._head(m.init_state(3)[0]))
+        assert m.forward_all(empty).shape == (3, 0)
+        assert m.hidden_states(empty).shape == (3, 0, 12)
+        x = torch.randn(2, 7, 10, generator=torch.Generator().manual_seed(2))
+        assert torch.allclose(m.forward_all(x), m._head(m.hidden_states(x)))
+    for bad in (torch.zeros(2, 5, 9), torch.zeros(5, 10)):
+        with pytest.raises(ValueError, match="expected input"):
+            m(bad)
+
+
+@pytest.mark.parametrize("kind,hp", CONFIGS, ids=IDS)
 def test_forward_equals_step_float64(kind, hp):
     m = _model(kind, hp, dtype=torch.float64)
     x = torch.randn(3, 25, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
