@@ -58,8 +58,7 @@ class KwsModel(nn.Module):
 
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
         """Logits after every frame: x [B, T, F] -> [B, T] (T = 0 gives [B, 0])."""
-        hs = self.hidden_states(x)
-        return x.new_zeros(x.shape[0], 0) if x.shape[1] == 0 else self._head(hs)
+        return self._head(self.hidden_states(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, T, F] -> logit of the last state [B]; equals running `step` from `init_state`
