@@ -123,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         build=_recipe(args),
         teacher=args.teacher,
         ensemble=args.ensemble,
+        distill_ensemble=args.distill,
         train_hparams={"mine": args.mine} if args.mine is not None else {},
     )
     result = train_keyword(opts)
@@ -296,15 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "Commands tree, which also feeds the word task and mining: see --word-task); repeatable")
     s.add_argument("--sparsity", type=float, default=1.0,
                    help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
-    s.add_argument("--teacher", choices=["openwakeword"], default=None,
-                   help="distil a large speech embedding into the model during training (openWakeWord's, needs "
-                        "`make peers`; the bundle does not change in size or format). Experimental: no measurable "
-                        "gain on real voices so far (BENCHMARKS.md text_only_distill)")
+    s.add_argument("--teacher", default=None, metavar="openwakeword|BUNDLE.kws",
+                   help="learn from a teacher during training; the bundle does not change in size or format. "
+                        "BUNDLE.kws (same keyword and featurizer, e.g. a `kws train --ensemble N` model): the model "
+                        "also learns the teacher's scores of every training clip (see --distill). openwakeword: "
+                        "distil openWakeWord's speech embedding into the model's states (needs `make peers`; no "
+                        "measurable gain on real voices so far, BENCHMARKS.md text_only_distill)")
     s.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="train N models (seeds SEED..SEED+N-1, in RUN_DIR/member<i>) and ship their mean score as "
                         "one model of about N times the training time, size and compute; on six real-speech words 2 "
                         "models gained 1.6-6.4 recall points over one and 4 gained 2.6-10.6 (BENCHMARKS.md "
                         "text_only_clean)")
+    s.add_argument("--distill", action="store_true",
+                   help="with --ensemble N: then train one model of a member's size that learns the N models' mean "
+                        "score (RUN_DIR/student, seed SEED+N) and ship it instead; the ensemble stays in "
+                        "RUN_DIR/ensemble.kws (BENCHMARKS.md text_only_kd)")
     s.add_argument("--mine", type=int, default=None, metavar="N",
                    help="hard-negative mining: after training, the N word-task clips the model scores highest (other "
                         "words it takes for the keyword) join the negatives for 20 more epochs; the mined model ships "

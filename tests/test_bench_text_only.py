@@ -158,6 +158,22 @@ def test_seed_ensemble_averages_the_models_logits_per_clip(tmp_path):
     assert bench.seed_ensemble([runs[0], {"scores_file": "c.npz"}], tmp_path) is None
 
 
+def test_teacher_ensemble_names_a_built_ensemble_and_offsets_the_student_seeds(tmp_path):
+    results = bench.Results(tmp_path / "results.json")
+    with pytest.raises(bench.KwsError, match="run tag 'default' there first with --seeds 4 --ensemble 4"):
+        bench.teacher_ensemble_bundle(results, tmp_path, "default:4", "stop", 0)
+    key = bench.ensemble_key("default", "stop", 0, [0, 1, 2, 3])
+    results.ensembles[key] = {"scores_file": "runs/default/stop-rp0-ens0+1+2+3/test_scores.npz"}
+    path, offset = bench.teacher_ensemble_bundle(results, tmp_path, "default:4", "stop", 0)
+    assert path == str(tmp_path / "runs/default/stop-rp0-ens0+1+2+3/model.kws") and offset == 4
+    args = bench.parse_args(["--teacher-ensemble", "default:4", "--method", "drocc-lf"])
+    assert bench.tag_config(args)["teacher_ensemble"] == "default:4"
+    assert "teacher_ensemble" not in bench.tag_config(bench.parse_args([]))  # older tags still match
+    for bad in (["--teacher-ensemble", "default"], ["--teacher-ensemble", "default:4", "--teacher", "openwakeword"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+
+
 def test_control_threshold_uses_only_negatives_of_words_the_word_task_never_named(tmp_path):
     sc = f"real:{real_data.SC_NAME}"
     assert bench.negative_word(f"{sc}/Go/abc_nohash_0.flac") == "go"

@@ -70,6 +70,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -414,6 +415,8 @@ def tag_config(args: argparse.Namespace) -> dict[str, Any]:
               "padding": Padding(args.lead_seconds, args.tail_seconds, args.pad_noise_db).name()}
     if args.teacher:  # only when set, so tags recorded before the option existed still match
         config["teacher"] = args.teacher
+    if args.teacher_ensemble:
+        config["teacher_ensemble"] = args.teacher_ensemble
     return config
 
 
@@ -518,6 +521,9 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                                                     "seconds": round(time.time() - t0, 1),
                                                     "scores_file": str(ps_path.relative_to(work))}
                 results.save()
+            teacher, seed_offset = args.teacher, 0
+            if args.teacher_ensemble:
+                teacher, seed_offset = teacher_ensemble_bundle(results, work, args.teacher_ensemble, keyword, n_real)
             for seed, key in zip(range(args.seeds), keys):
                 if key in results.runs:
                     continue
@@ -526,8 +532,8 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 start_from_run(work, args.start_from, args.tag, tag)
                 r = train_keyword(TrainOptions(
                     keyword=keyword, data=data, method=args.method, model=args.model, epochs=args.epochs,
-                    hidden=args.hidden, seed=seed, run_dir=run_dir, out=run_dir / "model.kws",
-                    train_hparams=dict(args.train_hparams), teacher=args.teacher, desc=f"{args.tag} {tag}"))
+                    hidden=args.hidden, seed=seed + seed_offset, run_dir=run_dir, out=run_dir / "model.kws",
+                    train_hparams=dict(args.train_hparams), teacher=teacher, desc=f"{args.tag} {tag}"))
                 results.runs[key] = {
                     "tag": args.tag, "keyword": keyword, "real_positives": n_real, "seed": seed,
                     "dataset": f"{args.tag}/{keyword}-{args.preset}-rp{n_real}", "test": test.describe(),
@@ -553,6 +559,18 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     **score_run(r.bundle, data, test, cache, work)}
                 results.save()
                 print_run(key, results.ensembles[key], f"{len(members)} models, {r.cost.get('params')} parameters")
+
+
+def teacher_ensemble_bundle(results: Results, work: Path, spec: str, keyword: str, n_real: int) -> tuple[str, int]:
+    """--teacher-ensemble TAG:N -> (the bundle of tag TAG's ensemble of seeds 0..N-1 for this keyword and
+    number of real positives, N): the students train with seeds N, N + 1, ... like `kws train --ensemble N
+    --distill`, so no student starts where a member did."""
+    src_tag, _, size = spec.partition(":")
+    key = ensemble_key(src_tag, keyword, n_real, list(range(int(size))))
+    if key not in results.ensembles:
+        raise KwsError(f"--teacher-ensemble {spec}: no ensemble {key} in {work}; run tag {src_tag!r} there first "
+                       f"with --seeds {size} --ensemble {size}")
+    return str(work / Path(results.ensembles[key]["scores_file"]).parent / "model.kws"), int(size)
 
 
 def start_from_run(work: Path, source_tag: str | None, tag: str, run: str) -> None:
@@ -1004,6 +1022,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-options", type=_json_arg, default={}, help="extra BuildOptions fields, JSON")
     p.add_argument("--train-hparams", type=_json_arg, default={}, help="TrainHparams overrides, JSON")
     p.add_argument("--teacher", default=None, choices=["openwakeword"], help="distillation teacher (TrainOptions.teacher)")
+    p.add_argument("--teacher-ensemble", default=None, metavar="TAG:N",
+                   help="distil the ensemble of tag TAG's seeds 0..N-1 (same workdir, keyword and real positives; "
+                        "built with --seeds N --ensemble N) into each run (TrainOptions.teacher = its bundle); the "
+                        "runs train with seeds N, N+1, ... (kws train --ensemble N --distill)")
     p.add_argument("--synthetic-only", action="store_true", help="no real negatives in training")
     p.add_argument("--selection-seed", type=int, default=0, help="which real clips the few-shot rows use")
     p.add_argument("--lead-seconds", type=float, default=0.5, help="padding before each test clip")
@@ -1036,6 +1058,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.seeds < 1 or any(n < 0 for n in args.real_positives):
         p.error("--seeds must be >= 1 and --real-positives >= 0")
+    if args.teacher_ensemble and (args.teacher or not re.fullmatch(r"[^:]+:[0-9]+", args.teacher_ensemble)):
+        p.error("--teacher-ensemble takes TAG:N (e.g. default:4) and excludes --teacher")
     if args.ensemble < 1 or (args.ensemble > 1 and args.seeds < args.ensemble):
         p.error("--ensemble N needs N >= 1 and at least N --seeds")
     return args

@@ -40,6 +40,7 @@ DEFAULT_TRAIN_HPARAMS: dict[str, dict[str, Any]] = {
 STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
 TEACHERS = ("openwakeword",)
 DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given
+DEFAULT_KD = 1.0  # weight of logit distillation when the teacher is a bundle (TrainHparams.kd)
 DEFAULT_WORD_TASK = 0.5  # weight of the word task when the dataset has word-task clips
 DEFAULT_MINE_SHARE = 0.1  # of the word-task clips, mined as hard negatives after the main run
 MINE_AUC_MARGIN = 0.005  # mining_helped: how much better the first stage's validation AUC must be to win
@@ -75,11 +76,15 @@ class TrainOptions:
     negatives: list[Path] = field(default_factory=list)
     # other BuildOptions fields for that dataset, e.g. {"augment_recipe": "standard", "carrier_share": 0}
     build: dict[str, Any] = field(default_factory=dict)
-    # "openwakeword": distil its speech embedding into the model's states (kws.train.teacher)
+    # "openwakeword": distil its speech embedding into the model's states (kws.train.teacher);
+    # the path of a .kws bundle of the same keyword and featurizer: distil its scores (TrainHparams.kd)
     teacher: str | None = None
     # > 1: train this many models (seeds seed, seed + 1, ...) and ship their mean logit as one model
     # (kws.models.ensemble), in run_dir/member<i>
     ensemble: int = 1
+    # with ensemble > 1: ship instead ONE model of a member's size (seed seed + ensemble, run_dir/student)
+    # taught by the ensemble, which stays in run_dir/ensemble.kws
+    distill_ensemble: bool = False
 
 
 @dataclass
@@ -100,6 +105,7 @@ class TrainResult:
     resumed_from: int = 0
     curve: Path | None = None
     ensemble_of: int = 1  # > 1: the model joins this many trained models (kws.models.ensemble)
+    taught_by: Path | None = None  # the teacher bundle whose scores the model learnt (TrainHparams.kd)
     members: list["TrainResult"] = field(default_factory=list)  # their results, when trained here
 
     def summary(self) -> dict[str, Any]:
@@ -141,6 +147,8 @@ class TrainResult:
         lines += [f"  {a:<{w}}{b:>12}  {c}" for a, b, c in rows]
         how = (f"ensemble of {self.ensemble_of} models (mean logit), each trained and chosen on validation; "
                f"{self.train_seconds:.0f} s in all") if self.ensemble_of > 1 else \
+            (f"taught by {self.taught_by} in {self.epochs_run} epochs (best epoch {self.best_epoch}, chosen on "
+             f"validation); {self.train_seconds:.0f} s in all, teacher included") if self.taught_by else \
             (f"trained {self.epochs_run} epochs in {self.train_seconds:.0f} s (best epoch "
              f"{self.best_epoch}, chosen on validation)")
         lines.append(f"  params {self.cost.get('params')}, int8 {self.cost.get('int8_bytes')} bytes, "
@@ -272,12 +280,19 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
 
     if opts.model not in DEFAULT_EPOCHS:
         raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
-    if opts.teacher is not None and opts.teacher not in TEACHERS:
-        raise KwsError(f"unknown teacher {opts.teacher!r}; choose one of {', '.join(TEACHERS)}")
-    if opts.teacher is None and opts.train_hparams.get("distill"):
+    bundle_teacher = opts.teacher is not None and opts.teacher not in TEACHERS
+    if bundle_teacher and not Path(opts.teacher).is_file():
+        raise KwsError(f"unknown teacher {opts.teacher!r}: pass {' or '.join(TEACHERS)}, or the path of a .kws "
+                       "bundle whose scores the model should learn (no such file)")
+    if opts.teacher not in TEACHERS and opts.train_hparams.get("distill"):
         raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
+    if not bundle_teacher and opts.train_hparams.get("kd"):
+        raise KwsError("kd > 0 needs a teacher bundle: pass --teacher MODEL.kws (TrainOptions.teacher)")
     if opts.ensemble < 1:
         raise KwsError(f"ensemble must be 1 (one model) or more, got {opts.ensemble}")
+    if opts.distill_ensemble and (opts.ensemble < 2 or opts.teacher is not None):
+        raise KwsError("distilling an ensemble (--distill) needs --ensemble N with N >= 2 and no --teacher: "
+                       "the N models trained first are the teacher")
     name = f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
     if opts.ensemble > 1:
         name += f"-ens{opts.ensemble}"
@@ -301,9 +316,13 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     hparams_in = dict(opts.train_hparams)
     if words is not None:
         hparams_in.setdefault("word_task", DEFAULT_WORD_TASK)
-        if opts.teacher is None:  # mined clips have no teacher targets
+        if opts.teacher not in TEACHERS:  # mined clips have no embedding-teacher targets
             hparams_in.setdefault("mine", round(DEFAULT_MINE_SHARE * len(words.y)))
-    if opts.teacher is not None:
+    teacher_model = None
+    if bundle_teacher:
+        teacher_model = load_teacher(Path(opts.teacher), opts.keyword, fc, mean, std)
+        hparams_in.setdefault("kd", DEFAULT_KD)
+    elif opts.teacher is not None:
         from kws.train.teacher import teacher_targets
 
         targets = teacher_targets(data_dir, "train")
@@ -323,14 +342,16 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     desc = opts.desc or f"{opts.keyword} {opts.method} {opts.model}"
     # the main run never sees the mining settings, so a run without mining is its first stage
     result = fit(model, train, val, opts.method, without_mining(hp), run_dir,
-                 seed=opts.seed, desc=desc, words=words)
+                 seed=opts.seed, desc=desc, words=words, teacher=teacher_model)
     if hp.mine > 0:
-        result = _refine_on_mined(result, train, val, words, hp, opts, run_dir / f"mined-{hp.mine}", desc)
+        result = _refine_on_mined(result, train, val, words, hp, opts, run_dir / f"mined-{hp.mine}", desc,
+                                  teacher_model)
     model = result.model.eval()
 
     training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                 "train_seconds": result.train_seconds, "history": result.history, **result.extra}
-    provenance = {"method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(), "teacher": opts.teacher,
+    teacher_name = str(Path(opts.teacher).resolve()) if bundle_teacher else opts.teacher
+    provenance = {"method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(), "teacher": teacher_name,
                   "dataset": str(data_dir.resolve()), "run_dir": str(run_dir.resolve()),
                   "sizes": {"train": int(len(train.y))}, "dataset_info": _dataset_provenance(data_dir)}
     thresholds, val_m, test_m, cost = _calibrate_and_save(model, opts.keyword, fc, mean, std, val, test, out,
@@ -338,7 +359,32 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     return TrainResult(keyword=opts.keyword, method=opts.method, model_kind=opts.model, bundle=out,
                        run_dir=run_dir, data_dir=data_dir, thresholds=thresholds, val=val_m, test=test_m,
                        cost=cost, train_seconds=result.train_seconds, epochs_run=len(result.history),
-                       best_epoch=result.best_epoch, resumed_from=result.resumed_from, curve=result.curve)
+                       best_epoch=result.best_epoch, resumed_from=result.resumed_from, curve=result.curve,
+                       taught_by=Path(opts.teacher) if bundle_teacher else None)
+
+
+def load_teacher(path: Path, keyword: str, fc: Any, mean: np.ndarray, std: np.ndarray) -> Any:
+    """The model of bundle `path` as a frozen teacher on features normalized with (mean, std): it must
+    detect the same keyword from the same featurizer; other normalization statistics are folded in."""
+    import torch
+
+    from kws.bundle import load_bundle
+    from kws.models import build_model
+    from kws.models.ensemble import renormalize
+
+    b = load_bundle(path)
+    if b.keyword.lower() != keyword.lower():
+        raise KwsError(f"teacher {path} detects {b.keyword!r}, not {keyword!r}; pass a bundle of the same keyword")
+    if b.feature_config.to_dict() != fc.to_dict():
+        raise KwsError(f"teacher {path} was trained on other features than this dataset's; pass a bundle trained "
+                       "with the same featurizer (e.g. on this dataset)")
+    weights = b.weights if np.array_equal(b.mean, mean) and np.array_equal(b.std, std) else \
+        renormalize(b.model_kind, b.weights, b.mean, b.std, mean, std)
+    model = build_model(b.model_kind, b.n_features, **b.hparams)
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
 
 
 def mine_hard_negatives(model: Any, pool: Any, n: int) -> np.ndarray:
@@ -350,7 +396,7 @@ def mine_hard_negatives(model: Any, pool: Any, n: int) -> np.ndarray:
 
 
 def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts: TrainOptions, run_dir: Path,
-                     desc: str) -> Any:
+                     desc: str, teacher: Any = None) -> Any:
     """Hard-negative mining: the trained model picks the word-task clips it scores highest; they join
     the training negatives and training goes on for hp.mine_epochs (run_dir, resumable)."""
     from kws.train.trainer import Arrays, fit, without_mining
@@ -369,7 +415,7 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
     hp2 = dataclasses.replace(without_mining(hp), epochs=hp.mine_epochs, warmup_epochs=0)
     first_weights = {k: v.detach().clone() for k, v in first.model.state_dict().items()}
     second = fit(first.model, mined, val, opts.method, hp2, run_dir, seed=opts.seed, desc=f"{desc} (mined)",
-                 words=words)
+                 words=words, teacher=teacher)
     kept = hp.mine_select == "always" or mining_helped(first.best, second.best)
     auc = {"first": float(first.best.get("val_auc", "nan")), "mined": float(second.best.get("val_auc", "nan"))}
     second.history = first.history + [{**h, "epoch": h["epoch"] + len(first.history)} for h in second.history]
@@ -401,9 +447,19 @@ def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path
         member_dir = run_dir / f"member{i}"
         desc = f"{opts.desc or f'{opts.keyword} {opts.method} {opts.model}'} [{i + 1}/{opts.ensemble}]"
         members.append(train_keyword(dataclasses.replace(
-            opts, ensemble=1, seed=opts.seed + i, data=data_dir, positives=[], negatives=[], build={},
-            run_dir=member_dir, out=member_dir / "model.kws", desc=desc)))
-    result = ensemble_bundles([m.bundle for m in members], out, data=data_dir)
+            opts, ensemble=1, distill_ensemble=False, seed=opts.seed + i, data=data_dir, positives=[],
+            negatives=[], build={}, run_dir=member_dir, out=member_dir / "model.kws", desc=desc)))
+    joined = run_dir / "ensemble.kws" if opts.distill_ensemble else out
+    result = ensemble_bundles([m.bundle for m in members], joined, data=data_dir)
+    if opts.distill_ensemble:  # one member-sized model learns the ensemble's scores
+        desc = f"{opts.desc or f'{opts.keyword} {opts.method} {opts.model}'} [taught by the {opts.ensemble}]"
+        result = train_keyword(dataclasses.replace(
+            opts, ensemble=1, distill_ensemble=False, seed=opts.seed + opts.ensemble, data=data_dir, positives=[],
+            negatives=[], build={}, run_dir=run_dir / "student", out=out, teacher=str(joined), desc=desc))
+        result.train_seconds += sum(m.train_seconds for m in members)
+        result.members = members
+        result.run_dir = run_dir
+        return result
     result.members = members
     result.run_dir = run_dir
     result.train_seconds = sum(m.train_seconds for m in members)

@@ -226,3 +226,14 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, ridge: float = 1e
     w = torch.linalg.solve(gram + reg, s.T @ t)
     resid = t - s @ w
     return ((resid ** 2).sum() / (t ** 2).sum().clamp_min(1e-12)).to(student.dtype)
+
+
+def logit_distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL divergence from the teacher's keyword probability to the student's, both at `temperature`
+    (logits [B] -> scalar >= 0, 0 when the logits agree), times T^2 so that the gradient's scale does
+    not depend on T (Hinton et al. 2015). The teacher is a constant: no gradient reaches it."""
+    t = float(temperature)
+    p = torch.sigmoid(teacher.detach() / t)
+    entropy = F.binary_cross_entropy(p, p, reduction="none")  # the floor of the cross-entropy
+    ce = F.binary_cross_entropy_with_logits(student / t, p, reduction="none")
+    return (ce - entropy).mean() * t * t

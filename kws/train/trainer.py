@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from kws.errors import KwsError
-from kws.train.losses import METHODS, distill_loss, input_gradient_sigma, lf_weights, method_loss
+from kws.train.losses import METHODS, distill_loss, input_gradient_sigma, lf_weights, logit_distill_loss, method_loss
 from kws.util import atomic_path, atomic_write_text, progress
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -33,7 +33,8 @@ STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
 MINE_SELECT = ("auc", "always")
-NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc"}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
+NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc",
+                 "kd": 0.0, "kd_temperature": 2.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
 
@@ -77,6 +78,10 @@ class TrainHparams:
     mine_select: which model a mining run ships: "auc" (the mined stage's best, unless the first
         stage's best has a clearly higher validation AUC; `kws.train.api.mining_helped`) or
         "always" (the mined stage's best).
+    kd, kd_temperature: weight and temperature of logit distillation (`losses.logit_distill_loss`)
+        from a teacher MODEL given to `fit` (typically an ensemble of seeds, kws.models.ensemble):
+        the student learns the teacher's score of every training batch and of the word-task clips,
+        on the same masked inputs the teacher sees. 0 = off.
     """
 
     epochs: int = 40
@@ -103,6 +108,8 @@ class TrainHparams:
     mine: int = 0
     mine_epochs: int = 20
     mine_select: str = "auc"
+    kd: float = 0.0
+    kd_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
@@ -113,6 +120,8 @@ class TrainHparams:
             raise ValueError(f"mine must be >= 0 and mine_epochs >= 1, got {self.mine} and {self.mine_epochs}")
         if self.mine_select not in MINE_SELECT:
             raise ValueError(f"mine_select must be one of {', '.join(MINE_SELECT)}, got {self.mine_select!r}")
+        if self.kd < 0 or self.kd_temperature <= 0:
+            raise ValueError(f"kd must be >= 0 and kd_temperature > 0, got {self.kd} and {self.kd_temperature}")
         if self.distill < 0 or self.word_task < 0:
             raise ValueError(f"distill and word_task must be >= 0, got {self.distill} and {self.word_task}")
 
@@ -293,6 +302,8 @@ def _plot_curve(history: list[dict[str, float]], path: Path, title: str) -> Path
         a.plot(ep, [h["adv"] for h in history], label="adversarial")
     if any(h.get("distill") for h in history):
         a.plot(ep, [h.get("distill", 0.0) for h in history], label="distillation")
+    if any(h.get("kd") for h in history):
+        a.plot(ep, [h.get("kd", 0.0) for h in history], label="teacher's scores (KD)")
     if any(h.get("word") for h in history):
         a.plot(ep, [h.get("word", 0.0) for h in history], label="word task")
     a.set_xlabel("epoch")
@@ -344,14 +355,25 @@ def _word_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch
         return torch.nn.Linear(hidden, int(words.y.max()) + 1)
 
 
-def _word_loss(model: torch.nn.Module, head: torch.nn.Module, words: Arrays, hp: TrainHparams,
-               rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
-    """Cross-entropy of naming the word of a random batch of word-task clips from the last state."""
+def _word_loss(model: torch.nn.Module, head: torch.nn.Module | None, words: Arrays, hp: TrainHparams,
+               rng: np.random.Generator, gen: torch.Generator, teacher: torch.nn.Module | None = None
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """On a random batch of word-task clips: the cross-entropy of naming each clip's word from the
+    last state (None without a word head) and, with a teacher, the logit distillation term (these
+    clips are real speech of other words: where a teacher's soft scores say most)."""
     idx = rng.integers(0, len(words.y), size=min(hp.batch_size, len(words.y)))
     xb = torch.from_numpy(words.x[idx])
     if hp.time_mask or hp.freq_mask:
         xb = spec_mask(xb, hp.time_mask, hp.freq_mask, gen)
-    return torch.nn.functional.cross_entropy(head(model.hidden_states(xb)[:, -1]), torch.from_numpy(words.y[idx]))
+    last = model.hidden_states(xb)[:, -1]
+    word = None if head is None else \
+        torch.nn.functional.cross_entropy(head(last), torch.from_numpy(words.y[idx]))
+    kd = None
+    if teacher is not None:
+        with torch.no_grad():
+            t_logit = teacher(xb)
+        kd = logit_distill_loss(model._head(last), t_logit, hp.kd_temperature)
+    return word, kd
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -360,10 +382,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         hparams: TrainHparams | dict[str, Any] | None, run_dir: str | os.PathLike, seed: int = 0,
-        desc: str | None = None, words: Arrays | None = None) -> FitResult:
+        desc: str | None = None, words: Arrays | None = None,
+        teacher: torch.nn.Module | None = None) -> FitResult:
     """Train `model` in place with `method` and return it holding the best-on-validation weights.
 
     `words`: the auxiliary word task's clips (y = word index), used when hparams.word_task > 0.
+    `teacher`: a frozen model on the same normalized features, distilled when hparams.kd > 0.
 
     Rerunning with the same run_dir resumes after the last finished epoch (a larger `epochs`
     continues a finished run). Other changed hyper-parameters are refused.
@@ -378,6 +402,9 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     x_tr, y_tr, t_tr = train.x, train.y, train.teacher
     if hp.distill > 0 and t_tr is None:
         raise KwsError("distill > 0 needs teacher targets for the training split (kws.train.teacher)")
+    if hp.kd > 0 and teacher is None:
+        raise KwsError("kd > 0 needs a teacher model to distil (kws train --teacher BUNDLE)")
+    teacher = teacher.eval() if hp.kd > 0 else None
     if method == "drocc":  # one-class: the given negatives are not used at all
         keep = y_tr == 1
         x_tr, y_tr = x_tr[keep], y_tr[keep]
@@ -468,6 +495,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0, "distill": 0.0}
         if word_head is not None:
             sums["word"] = 0.0
+        if teacher is not None:
+            sums["kd"] = 0.0
         for bi in range(n_batches):
             idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
             xb = x_tr_t[idx]
@@ -481,10 +510,20 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                 d = distill_loss(states.reshape(-1, states.shape[-1]), t_tr_t[idx].reshape(-1, t_tr_t.shape[-1]))
                 loss = loss + hp.distill * d
                 sums["distill"] += float(d.detach())
-            if word_head is not None:
-                wl = _word_loss(model, word_head, words, hp, rng, gen)
-                loss = loss + hp.word_task * wl
-                sums["word"] += float(wl.detach())
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logit = teacher(xb)
+                kd = logit_distill_loss(model(xb), t_logit, hp.kd_temperature)
+                loss = loss + hp.kd * kd
+                sums["kd"] += float(kd.detach())
+            if word_head is not None or (teacher is not None and words is not None and len(words.y)):
+                wl, wkd = _word_loss(model, word_head, words, hp, rng, gen, teacher)
+                if wl is not None:
+                    loss = loss + hp.word_task * wl
+                    sums["word"] += float(wl.detach())
+                if wkd is not None:
+                    loss = loss + hp.kd * wkd
+                    sums["kd"] += float(wkd.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if hp.clip_norm > 0:
