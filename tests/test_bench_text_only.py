@@ -172,6 +172,22 @@ def test_teacher_ensemble_names_a_built_ensemble_and_offsets_the_student_seeds(t
     for bad in (["--teacher-ensemble", "default"], ["--teacher-ensemble", "default:4", "--teacher", "openwakeword"]):
         with pytest.raises(SystemExit):
             bench.parse_args(bad)
+    # the report line: members 0.70-0.76 (mean 0.73), ensemble 0.83, students 0.80 and 0.78 -> 60% of the gain
+    results.configs["kd"] = {"teacher_ensemble": "default:4"}
+    test = {"clips": 1}
+
+    def run(tag: str, seed: int, recall: float) -> dict:
+        return {"tag": tag, "keyword": "stop", "real_positives": 0, "seed": seed, "test": test,
+                "systems": {"float": {"recall_0.03": recall}}}
+
+    for seed, r in enumerate((0.70, 0.72, 0.74, 0.76)):
+        results.runs[bench.run_key("default", "stop", 0, seed)] = run("default", seed, r)
+    for seed, r in enumerate((0.80, 0.78)):
+        results.runs[bench.run_key("kd", "stop", 0, seed)] = run("kd", seed, r)
+    results.ensembles[key].update(systems={"float": {"recall_0.03": 0.83}}, int8_bytes=4096)
+    (line,) = bench.teacher_lines(results, "kd")
+    assert "members 73.0 ± 2.6, ensemble 83.0 (4.0 KB int8), students 79.0 ± 1.4 (78.0–80.0) (seeds 4, 5), 60% of its gain kept" in line
+    assert bench.teacher_lines(results, "default") == []
 
 
 def test_control_threshold_uses_only_negatives_of_words_the_word_task_never_named(tmp_path):

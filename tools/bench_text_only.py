@@ -798,6 +798,34 @@ def baseline_lines(results: Results, tag: str, baseline: str, keywords: list[str
     return lines
 
 
+def teacher_lines(results: Results, tag: str, keywords: list[str] | None = None) -> list[str]:
+    """For a tag distilled from an ensemble (--teacher-ensemble TAG:N): per keyword and N, the members'
+    seed mean, the ensemble (the teacher) and the students, recall @3% FPR (float), and the share of the
+    ensemble's gain over its members that the students keep."""
+    spec = results.configs.get(tag, {}).get("teacher_ensemble")
+    if not spec:
+        return []
+    src, _, size = spec.partition(":")
+    members = list(range(int(size)))
+    parts = []
+    for (kw, n), runs in collect(results, tag, keywords).items():
+        base = [r for r in collect(results, src, [kw]).get((kw, n), []) if r["seed"] in members]
+        ens = results.ensembles.get(ensemble_key(src, kw, n, members))
+        if len(base) < len(members) or ens is None:
+            continue
+        m, e, st = (np.array([r["systems"]["float"]["recall_0.03"] for r in rs]) for rs in (base, [ens], runs))
+        gain = e[0] - m.mean()
+        kept = f", {100 * (st.mean() - m.mean()) / gain:.0f}% of its gain kept" if abs(gain) > 1e-9 else ""
+        parts.append(f"{kw} (N={n}): members {100 * m.mean():.1f} ± {100 * m.std(ddof=1):.1f}, ensemble "
+                     f"{100 * e[0]:.1f} ({ens['int8_bytes'] / 1024:.1f} KB int8), students "
+                     f"{_pct(list(st), rng=True)} (seeds {', '.join(str(r['seed'] + int(size)) for r in runs)}){kept}")
+    if not parts:
+        return []
+    return [f"- Teacher: `{src}`'s ensemble of seeds {members[0]}-{members[-1]} on the same keyword and real "
+            f"positives; each student is one member-sized model (kws train --ensemble {size} --distill). Recall @3% "
+            "FPR, float: " + "; ".join(parts) + "."]
+
+
 def report(results: Results, tag: str, plot: Path | None, notes: list[str], keywords: list[str] | None = None,
            baseline: str | None = None) -> str:
     groups = collect(results, tag, keywords)
@@ -905,6 +933,7 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         lines[-1] += f"training {np.mean(train_s):.0f} s mean over {len(train_s)} runs." if train_s else ""
     if baseline:
         lines += baseline_lines(results, tag, baseline, keywords)
+    lines += teacher_lines(results, tag, keywords)
     lines += [f"- {n}" for n in notes]
     if plot is not None:
         lines += ["", f"![recall at 3% FPR vs real positives]({os.path.relpath(plot, Path(__file__).resolve().parents[1])})"]
