@@ -931,9 +931,10 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         lines.append(f"- Time on this machine: dataset build {np.mean(builds):.0f} s mean over {len(builds)} builds; "
                      if builds else "- Time on this machine: ")
         lines[-1] += f"training {np.mean(train_s):.0f} s mean over {len(train_s)} runs." if train_s else ""
-    if baseline:
+    taught = teacher_lines(results, tag, keywords)
+    if baseline and not taught:  # students train with other seeds than the baseline's: no pairs by seed
         lines += baseline_lines(results, tag, baseline, keywords)
-    lines += teacher_lines(results, tag, keywords)
+    lines += taught
     lines += [f"- {n}" for n in notes]
     if plot is not None:
         lines += ["", f"![recall at 3% FPR vs real positives]({os.path.relpath(plot, Path(__file__).resolve().parents[1])})"]
