@@ -366,10 +366,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
 def load_teacher(path: Path, keyword: str, fc: Any, mean: np.ndarray, std: np.ndarray) -> Any:
     """The model of bundle `path` as a frozen teacher on features normalized with (mean, std): it must
     detect the same keyword from the same featurizer; other normalization statistics are folded in."""
-    import torch
-
     from kws.bundle import load_bundle
-    from kws.models import build_model
     from kws.models.ensemble import renormalize
 
     b = load_bundle(path)
@@ -378,10 +375,9 @@ def load_teacher(path: Path, keyword: str, fc: Any, mean: np.ndarray, std: np.nd
     if b.feature_config.to_dict() != fc.to_dict():
         raise KwsError(f"teacher {path} was trained on other features than this dataset's; pass a bundle trained "
                        "with the same featurizer (e.g. on this dataset)")
-    weights = b.weights if np.array_equal(b.mean, mean) and np.array_equal(b.std, std) else \
-        renormalize(b.model_kind, b.weights, b.mean, b.std, mean, std)
-    model = build_model(b.model_kind, b.n_features, **b.hparams)
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
+    model = b.torch_model()
+    if not (np.array_equal(b.mean, mean) and np.array_equal(b.std, std)):
+        model.load_weights_numpy(renormalize(b.model_kind, b.weights, b.mean, b.std, mean, std))
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
@@ -442,20 +438,21 @@ def mining_helped(first_best: dict[str, float], mined_best: dict[str, float],
 
 
 def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path) -> TrainResult:
-    members = []
-    for i in range(opts.ensemble):
-        member_dir = run_dir / f"member{i}"
-        desc = f"{opts.desc or f'{opts.keyword} {opts.method} {opts.model}'} [{i + 1}/{opts.ensemble}]"
-        members.append(train_keyword(dataclasses.replace(
-            opts, ensemble=1, distill_ensemble=False, seed=opts.seed + i, data=data_dir, positives=[],
-            negatives=[], build={}, run_dir=member_dir, out=member_dir / "model.kws", desc=desc)))
+    base = opts.desc or f"{opts.keyword} {opts.method} {opts.model}"
+
+    def one(seed: int, run: Path, bundle: Path, desc: str, teacher: str | None = None) -> TrainResult:
+        """One model on the ensemble's dataset (already built: no recordings or recipe again)."""
+        return train_keyword(dataclasses.replace(
+            opts, ensemble=1, distill_ensemble=False, seed=seed, data=data_dir, positives=[], negatives=[],
+            build={}, run_dir=run, out=bundle, teacher=teacher if teacher else opts.teacher, desc=desc))
+
+    members = [one(opts.seed + i, run_dir / f"member{i}", run_dir / f"member{i}" / "model.kws",
+                   f"{base} [{i + 1}/{opts.ensemble}]") for i in range(opts.ensemble)]
     joined = run_dir / "ensemble.kws" if opts.distill_ensemble else out
     result = ensemble_bundles([m.bundle for m in members], joined, data=data_dir)
     if opts.distill_ensemble:  # one member-sized model learns the ensemble's scores
-        desc = f"{opts.desc or f'{opts.keyword} {opts.method} {opts.model}'} [taught by the {opts.ensemble}]"
-        result = train_keyword(dataclasses.replace(
-            opts, ensemble=1, distill_ensemble=False, seed=opts.seed + opts.ensemble, data=data_dir, positives=[],
-            negatives=[], build={}, run_dir=run_dir / "student", out=out, teacher=str(joined), desc=desc))
+        result = one(opts.seed + opts.ensemble, run_dir / "student", out, f"{base} [taught by the {opts.ensemble}]",
+                     teacher=str(joined))
         result.train_seconds += sum(m.train_seconds for m in members)
         result.members = members
         result.run_dir = run_dir
