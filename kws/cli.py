@@ -297,12 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "Commands tree, which also feeds the word task and mining: see --word-task); repeatable")
     s.add_argument("--sparsity", type=float, default=1.0,
                    help="FastGRNN: kept fraction of W and U (< 1 trains dense, then IHT, then on a fixed support)")
-    s.add_argument("--teacher", default=None, metavar="openwakeword|BUNDLE.kws",
+    s.add_argument("--teacher", action="append", default=None, metavar="openwakeword-head|BUNDLE.kws|openwakeword",
                    help="learn from a teacher during training; the bundle does not change in size or format. "
-                        "BUNDLE.kws (same keyword and featurizer, e.g. a `kws train --ensemble N` model): the model "
-                        "also learns the teacher's scores of every training clip (see --distill). openwakeword: "
-                        "distil openWakeWord's speech embedding into the model's states (needs `make peers`; no "
-                        "measurable gain on real voices so far, BENCHMARKS.md text_only_distill)")
+                        "Score teachers (the model also learns their score of every training clip; repeat the option "
+                        "for their mean): openwakeword-head, a head on openWakeWord's speech embedding trained here "
+                        "on the same clips (needs `make peers`; strong on long words, weak on short ones: "
+                        "BENCHMARKS.md text_only_oww); BUNDLE.kws, a model of the same keyword and featurizer (e.g. "
+                        "from `kws train --ensemble N`; see --distill). openwakeword: distil openWakeWord's speech "
+                        "embedding into the model's states (no measurable gain so far, BENCHMARKS.md "
+                        "text_only_distill)")
     s.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="train N models (seeds SEED..SEED+N-1, in RUN_DIR/member<i>) and ship their mean score as "
                         "one model of about N times the training time, size and compute; on six real-speech words 2 "
@@ -310,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "text_only_clean)")
     s.add_argument("--distill", action="store_true",
                    help="with --ensemble N: then train one model of a member's size that learns the N models' mean "
-                        "score (RUN_DIR/student, seed SEED+N) and ship it instead; the ensemble stays in "
-                        "RUN_DIR/ensemble.kws (BENCHMARKS.md text_only_kd)")
+                        "score (with any --teacher: their mean logit) (RUN_DIR/student, seed SEED+N) and ship it "
+                        "instead; the ensemble stays in RUN_DIR/ensemble.kws (BENCHMARKS.md text_only_kd)")
     s.add_argument("--mine", type=int, default=None, metavar="N",
                    help="hard-negative mining: after training, the N word-task clips the model scores highest (other "
                         "words it takes for the keyword) join the negatives for 20 more epochs; the mined model ships "

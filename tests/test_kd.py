@@ -77,7 +77,7 @@ def test_fit_with_a_teacher_learns_its_scores(tmp_path):
         else:
             assert "kd" not in r.history[0]
     assert agree[3.0] > agree[0.0] + 0.2, agree
-    with pytest.raises(KwsError, match="needs a teacher model"):
+    with pytest.raises(KwsError, match="needs a teacher to distil"):
         fit(build_model("gru", 4, hidden=6), Arrays(x=x, y=y), val, "bce", {"epochs": 1, "kd": 1.0}, tmp_path / "none")
     with pytest.raises(ValueError, match="kd"):
         TrainHparams(kd=-1.0)

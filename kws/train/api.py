@@ -10,6 +10,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,9 @@ DEFAULT_TRAIN_HPARAMS: dict[str, dict[str, Any]] = {
     "fastgrnn": {"lr": 1e-2, "weight_decay": 1e-3, "patience": 0, "time_mask": 10, "freq_mask": 4},
 }
 STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
-TEACHERS = ("openwakeword",)
+FEATURE_TEACHER = "openwakeword"  # its speech embedding, distilled into the model's states
+HEAD_TEACHER = "openwakeword-head"  # a head on that embedding trained on the dataset: its scores (kws.train.oww_head)
+TEACHERS = (FEATURE_TEACHER, HEAD_TEACHER)
 DEFAULT_DISTILL = 1.0  # weight of the distillation term when a teacher is given
 DEFAULT_KD = 1.0  # weight of logit distillation when the teacher is a bundle (TrainHparams.kd)
 DEFAULT_WORD_TASK = 0.5  # weight of the word task when the dataset has word-task clips
@@ -77,8 +80,10 @@ class TrainOptions:
     # other BuildOptions fields for that dataset, e.g. {"augment_recipe": "standard", "carrier_share": 0}
     build: dict[str, Any] = field(default_factory=dict)
     # "openwakeword": distil its speech embedding into the model's states (kws.train.teacher);
-    # the path of a .kws bundle of the same keyword and featurizer: distil its scores (TrainHparams.kd)
-    teacher: str | None = None
+    # score teachers, whose scores of the training clips the model learns (TrainHparams.kd):
+    # "openwakeword-head" (kws.train.oww_head) and/or paths of .kws bundles of the same keyword and
+    # featurizer; a list of several: their mean logit
+    teacher: str | list[str] | None = None
     # > 1: train this many models (seeds seed, seed + 1, ...) and ship their mean logit as one model
     # (kws.models.ensemble), in run_dir/member<i>
     ensemble: int = 1
@@ -105,7 +110,7 @@ class TrainResult:
     resumed_from: int = 0
     curve: Path | None = None
     ensemble_of: int = 1  # > 1: the model joins this many trained models (kws.models.ensemble)
-    taught_by: Path | None = None  # the teacher bundle whose scores the model learnt (TrainHparams.kd)
+    taught_by: list[str] = field(default_factory=list)  # the score teachers it learnt from (TrainHparams.kd)
     members: list["TrainResult"] = field(default_factory=list)  # their results, when trained here
 
     def summary(self) -> dict[str, Any]:
@@ -147,7 +152,7 @@ class TrainResult:
         lines += [f"  {a:<{w}}{b:>12}  {c}" for a, b, c in rows]
         how = (f"ensemble of {self.ensemble_of} models (mean logit), each trained and chosen on validation; "
                f"{self.train_seconds:.0f} s in all") if self.ensemble_of > 1 else \
-            (f"taught by {self.taught_by} in {self.epochs_run} epochs (best epoch {self.best_epoch}, chosen on "
+            (f"taught by {' + '.join(self.taught_by)} in {self.epochs_run} epochs (best epoch {self.best_epoch}, chosen on "
              f"validation); {self.train_seconds:.0f} s in all, teacher included") if self.taught_by else \
             (f"trained {self.epochs_run} epochs in {self.train_seconds:.0f} s (best epoch "
              f"{self.best_epoch}, chosen on validation)")
@@ -280,19 +285,29 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
 
     if opts.model not in DEFAULT_EPOCHS:
         raise KwsError(f"unknown model {opts.model!r}; choose fastgrnn, lstm or gru")
-    bundle_teacher = opts.teacher is not None and opts.teacher not in TEACHERS
-    if bundle_teacher and not Path(opts.teacher).is_file():
-        raise KwsError(f"unknown teacher {opts.teacher!r}: pass {' or '.join(TEACHERS)}, or the path of a .kws "
-                       "bundle whose scores the model should learn (no such file)")
-    if opts.teacher not in TEACHERS and opts.train_hparams.get("distill"):
+    teachers = teacher_list(opts.teacher)
+    feature_teacher = teachers == [FEATURE_TEACHER]
+    if FEATURE_TEACHER in teachers and not feature_teacher:
+        raise KwsError(f"--teacher {FEATURE_TEACHER} (its embedding in the model's states) does not combine with "
+                       "other teachers; pass it alone")
+    for t in teachers:
+        if t not in TEACHERS and not Path(t).is_file():
+            raise KwsError(f"unknown teacher {t!r}: pass {' or '.join(TEACHERS)}, or the path of a .kws "
+                           "bundle whose scores the model should learn (no such file)")
+    score_teachers = [] if feature_teacher else teachers
+    if len([t for t in score_teachers if t != HEAD_TEACHER]) > 1:
+        raise KwsError("pass one teacher bundle (join several into one first: `kws train --ensemble N`, or "
+                       "kws.train.api.ensemble_bundles)")
+    if not feature_teacher and opts.train_hparams.get("distill"):
         raise KwsError("distill > 0 needs a teacher: pass --teacher openwakeword (TrainOptions.teacher)")
-    if not bundle_teacher and opts.train_hparams.get("kd"):
-        raise KwsError("kd > 0 needs a teacher bundle: pass --teacher MODEL.kws (TrainOptions.teacher)")
+    if not score_teachers and opts.train_hparams.get("kd"):
+        raise KwsError(f"kd > 0 needs a score teacher: pass --teacher MODEL.kws or {HEAD_TEACHER} "
+                       "(TrainOptions.teacher)")
     if opts.ensemble < 1:
         raise KwsError(f"ensemble must be 1 (one model) or more, got {opts.ensemble}")
-    if opts.distill_ensemble and (opts.ensemble < 2 or opts.teacher is not None):
-        raise KwsError("distilling an ensemble (--distill) needs --ensemble N with N >= 2 and no --teacher: "
-                       "the N models trained first are the teacher")
+    if opts.distill_ensemble and (opts.ensemble < 2 or feature_teacher):
+        raise KwsError("distilling an ensemble (--distill) needs --ensemble N with N >= 2 (the N models trained "
+                       f"first are the teacher) and no --teacher {FEATURE_TEACHER}")
     name = f"{_slug(opts.keyword)}-{opts.method}-{opts.model}-seed{opts.seed}"
     if opts.ensemble > 1:
         name += f"-ens{opts.ensemble}"
@@ -316,13 +331,21 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     hparams_in = dict(opts.train_hparams)
     if words is not None:
         hparams_in.setdefault("word_task", DEFAULT_WORD_TASK)
-        if opts.teacher not in TEACHERS:  # mined clips have no embedding-teacher targets
+        if not feature_teacher:  # mined clips have no embedding-teacher targets
             hparams_in.setdefault("mine", round(DEFAULT_MINE_SHARE * len(words.y)))
     teacher_model = None
-    if bundle_teacher:
-        teacher_model = load_teacher(Path(opts.teacher), opts.keyword, fc, mean, std)
+    if score_teachers:
+        bundles = [t for t in score_teachers if t != HEAD_TEACHER]
+        teacher_model = load_teacher(Path(bundles[0]), opts.keyword, fc, mean, std) if bundles else None
+        if HEAD_TEACHER in score_teachers:
+            from kws.train.oww_head import head_teacher_logits
+
+            logits = head_teacher_logits(data_dir)
+            train.teacher_logit = logits[main_rows]
+            if words is not None:
+                words.teacher_logit = logits[word_rows]
         hparams_in.setdefault("kd", DEFAULT_KD)
-    elif opts.teacher is not None:
+    elif feature_teacher:
         from kws.train.teacher import teacher_targets
 
         targets = teacher_targets(data_dir, "train")
@@ -350,8 +373,9 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
 
     training = {"method": opts.method, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                 "train_seconds": result.train_seconds, "history": result.history, **result.extra}
-    teacher_name = str(Path(opts.teacher).resolve()) if bundle_teacher else opts.teacher
-    provenance = {"method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(), "teacher": teacher_name,
+    named = [t if t in TEACHERS else str(Path(t).resolve()) for t in teachers]
+    provenance = {"method": opts.method, "seed": opts.seed, "train_hparams": hp.to_dict(),
+                  "teacher": named[0] if len(named) == 1 else (named or None),
                   "dataset": str(data_dir.resolve()), "run_dir": str(run_dir.resolve()),
                   "sizes": {"train": int(len(train.y))}, "dataset_info": _dataset_provenance(data_dir)}
     thresholds, val_m, test_m, cost = _calibrate_and_save(model, opts.keyword, fc, mean, std, val, test, out,
@@ -360,7 +384,14 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
                        run_dir=run_dir, data_dir=data_dir, thresholds=thresholds, val=val_m, test=test_m,
                        cost=cost, train_seconds=result.train_seconds, epochs_run=len(result.history),
                        best_epoch=result.best_epoch, resumed_from=result.resumed_from, curve=result.curve,
-                       taught_by=Path(opts.teacher) if bundle_teacher else None)
+                       taught_by=[str(t) for t in score_teachers])
+
+
+def teacher_list(teacher: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """TrainOptions.teacher as a list (one name or path, several, or none)."""
+    if teacher is None:
+        return []
+    return [str(teacher)] if isinstance(teacher, (str, os.PathLike)) else [str(t) for t in teacher]
 
 
 def load_teacher(path: Path, keyword: str, fc: Any, mean: np.ndarray, std: np.ndarray) -> Any:
@@ -407,7 +438,9 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
     atomic_write_text(run_dir / "mined.json", json.dumps({"rows": rows.tolist(), "words": np.bincount(
         words.y[rows], minlength=int(words.y.max()) + 1).tolist()}) + "\n")
     mined = Arrays(x=np.concatenate([train.x, words.x[rows]]), y=np.concatenate([train.y, np.zeros(len(rows))]),
-                   kinds=np.concatenate([train.kinds, np.full(len(rows), "negative")]))
+                   kinds=np.concatenate([train.kinds, np.full(len(rows), "negative")]),
+                   teacher_logit=None if train.teacher_logit is None else
+                   np.concatenate([train.teacher_logit, words.teacher_logit[rows]]))
     hp2 = dataclasses.replace(without_mining(hp), epochs=hp.mine_epochs, warmup_epochs=0)
     first_weights = {k: v.detach().clone() for k, v in first.model.state_dict().items()}
     second = fit(first.model, mined, val, opts.method, hp2, run_dir, seed=opts.seed, desc=f"{desc} (mined)",
@@ -440,19 +473,22 @@ def mining_helped(first_best: dict[str, float], mined_best: dict[str, float],
 def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path) -> TrainResult:
     base = opts.desc or f"{opts.keyword} {opts.method} {opts.model}"
 
-    def one(seed: int, run: Path, bundle: Path, desc: str, teacher: str | None = None) -> TrainResult:
+    def one(seed: int, run: Path, bundle: Path, desc: str, teacher: list[str] | None) -> TrainResult:
         """One model on the ensemble's dataset (already built: no recordings or recipe again)."""
         return train_keyword(dataclasses.replace(
             opts, ensemble=1, distill_ensemble=False, seed=seed, data=data_dir, positives=[], negatives=[],
-            build={}, run_dir=run, out=bundle, teacher=teacher if teacher else opts.teacher, desc=desc))
+            build={}, run_dir=run, out=bundle, teacher=teacher or None, desc=desc))
 
+    # with --distill, the teachers given teach the student together with the members; else each member
+    given = teacher_list(opts.teacher)
     members = [one(opts.seed + i, run_dir / f"member{i}", run_dir / f"member{i}" / "model.kws",
-                   f"{base} [{i + 1}/{opts.ensemble}]") for i in range(opts.ensemble)]
+                   f"{base} [{i + 1}/{opts.ensemble}]", None if opts.distill_ensemble else given)
+               for i in range(opts.ensemble)]
     joined = run_dir / "ensemble.kws" if opts.distill_ensemble else out
     result = ensemble_bundles([m.bundle for m in members], joined, data=data_dir)
     if opts.distill_ensemble:  # one member-sized model learns the ensemble's scores
         result = one(opts.seed + opts.ensemble, run_dir / "student", out, f"{base} [taught by the {opts.ensemble}]",
-                     teacher=str(joined))
+                     [str(joined)] + given)
         result.train_seconds += sum(m.train_seconds for m in members)
         result.members = members
         result.run_dir = run_dir

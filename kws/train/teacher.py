@@ -27,6 +27,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -160,15 +161,50 @@ def clip_embeddings(fe: FrontEnd, clip: np.ndarray, emb_index: np.ndarray, lead_
     return fe.embeddings(x)[emb_index]
 
 
-def _manifest_digest(paths: list[str]) -> str:
+def manifest_digest(paths: list[str]) -> str:
     return hashlib.sha1("\n".join(paths).encode()).hexdigest()[:16]
+
+
+def cached_clip_parts(cache: Path, meta: dict, paths: list[Path], compute: Callable[[np.ndarray, FrontEnd], np.ndarray],
+                      desc: str, fe: FrontEnd | None = None) -> list[np.ndarray]:
+    """`compute(clip, front_end)` of every clip file, stacked per part of `PART_CLIPS` clips and cached
+    under `cache` as float16 (.npy parts, each written atomically): an interrupted run resumes at its
+    last part; cached parts made with other `meta` (alignment, clip count) are dropped first."""
+    from kws.audio import load_audio
+
+    cache.mkdir(parents=True, exist_ok=True)
+    meta_path = cache / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
+        for f in cache.glob("part-*.npy"):  # another alignment: the old parts do not apply
+            f.unlink()
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta))
+    parts = []
+    starts = range(0, len(paths), PART_CLIPS)
+    todo = [s for s in starts if not (cache / f"part-{s:07d}.npy").is_file()]
+    if todo and fe is None:
+        fe = FrontEnd(threads=1)
+    bar = progress(total=sum(min(PART_CLIPS, len(paths) - s) for s in todo), items=None, desc=desc) if todo else None
+    for s in starts:
+        part = cache / f"part-{s:07d}.npy"
+        if not part.is_file():
+            block = []
+            for p in paths[s:s + PART_CLIPS]:
+                block.append(compute(load_audio(p), fe))
+                bar.update(1)
+            with atomic_path(part) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.stack(block).astype(np.float16))
+        parts.append(np.load(part).astype(np.float32))
+    if bar is not None:
+        bar.close()
+    return parts
 
 
 def teacher_targets(data_dir: str | Path, split: str = "train", fe: FrontEnd | None = None) -> TeacherTargets:
     """Teacher embeddings for every clip of a dataset split (the clips' WAVs, the very audio the
     student's features were computed from), cached under DATA_DIR/teacher/ in parts of
     `PART_CLIPS` clips: rerunning after an interrupt resumes, a rebuilt dataset is recomputed."""
-    from kws.audio import load_audio
     from kws.data.dataset import load_split
 
     d = Path(data_dir)
@@ -183,34 +219,9 @@ def teacher_targets(data_dir: str | Path, split: str = "train", fe: FrontEnd | N
         raise DataError(f"{d}: a {cfg.window_samples / SAMPLE_RATE:.2f} s window is too short for the teacher "
                         f"(its embeddings hear {EMB_END0 / SAMPLE_RATE:.2f} s)")
     paths = [r.path for r in sp.records]
-    cache = d / "teacher" / f"openwakeword-{split}-{_manifest_digest(paths)}"
-    cache.mkdir(parents=True, exist_ok=True)
     meta = {"version": CACHE_VERSION, "lead_samples": lead, "emb_index": emb_index.tolist(), "n": len(paths)}
-    meta_path = cache / "meta.json"
-    if meta_path.is_file() and json.loads(meta_path.read_text()) != meta:
-        for f in cache.glob("part-*.npy"):  # another alignment: the old parts do not apply
-            f.unlink()
-    with atomic_path(meta_path) as tmp:
-        tmp.write_text(json.dumps(meta))
-    parts = []
-    starts = range(0, len(paths), PART_CLIPS)
-    todo = [s for s in starts if not (cache / f"part-{s:07d}.npy").is_file()]
-    if todo and fe is None:
-        fe = FrontEnd(threads=1)
-    bar = progress(total=sum(min(PART_CLIPS, len(paths) - s) for s in todo), items=None,
-                   desc=f"teacher embeddings ({split})") if todo else None
-    for s in starts:
-        part = cache / f"part-{s:07d}.npy"
-        if not part.is_file():
-            block = []
-            for p in paths[s:s + PART_CLIPS]:
-                block.append(clip_embeddings(fe, load_audio(d / p), emb_index, lead))
-                bar.update(1)
-            with atomic_path(part) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, np.stack(block).astype(np.float16))
-        parts.append(np.load(part).astype(np.float32))
-    if bar is not None:
-        bar.close()
+    parts = cached_clip_parts(d / "teacher" / f"openwakeword-{split}-{manifest_digest(paths)}", meta,
+                              [d / p for p in paths], lambda clip, fe: clip_embeddings(fe, clip, emb_index, lead),
+                              f"teacher embeddings ({split})", fe)
     emb = np.concatenate(parts) if parts else np.zeros((0, len(frames), EMB_DIM), np.float32)
     return TeacherTargets(emb=emb, frames=frames)

@@ -141,13 +141,16 @@ class TrainHparams:
 class Arrays:
     """One split as the trainer sees it: x [N, T, F] float32 (already normalized), y [N] 0/1,
     kinds [N] (positive | negative | close_negative | noise) or None; for distillation, teacher
-    [N, K, D] embeddings compared with the student's state after frames `teacher_frames` [K]."""
+    [N, K, D] embeddings compared with the student's state after frames `teacher_frames` [K]; for
+    logit distillation from a fixed teacher, `teacher_logit` [N], its score of each clip
+    (kws.train.oww_head)."""
 
     x: np.ndarray
     y: np.ndarray
     kinds: np.ndarray | None = None
     teacher: np.ndarray | None = None
     teacher_frames: np.ndarray | None = None
+    teacher_logit: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.x = np.ascontiguousarray(self.x, dtype=np.float32)
@@ -162,6 +165,24 @@ class Arrays:
                     or not ((self.teacher_frames >= 0) & (self.teacher_frames < self.x.shape[1])).all()):
                 raise ValueError(f"teacher must be [N, K, D] with N = {len(self.y)} and K = len(teacher_frames) "
                                  f"frames in [0, {self.x.shape[1]}); got {self.teacher.shape}")
+        if self.teacher_logit is not None:
+            self.teacher_logit = np.asarray(self.teacher_logit, dtype=np.float32).ravel()
+            if len(self.teacher_logit) != len(self.y) or not np.isfinite(self.teacher_logit).all():
+                raise ValueError(f"teacher_logit must be [N] finite logits with N = {len(self.y)}; "
+                                 f"got {self.teacher_logit.shape}")
+
+
+def teacher_logits(teacher: torch.nn.Module | None, fixed: np.ndarray | None, xb: torch.Tensor,
+                   idx: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The distillation target of a batch: the mean logit of the teachers there are, a model that
+    scores the (masked) batch and/or fixed per-clip logits (rows `idx` of `fixed`)."""
+    parts = []
+    if teacher is not None:
+        with torch.no_grad():
+            parts.append(teacher(xb))
+    if fixed is not None:
+        parts.append(torch.from_numpy(fixed[np.asarray(idx)]))
+    return parts[0] if len(parts) == 1 else torch.stack(parts).mean(0)
 
 
 @dataclass
@@ -356,11 +377,12 @@ def _word_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch
 
 
 def _word_loss(model: torch.nn.Module, head: torch.nn.Module | None, words: Arrays, hp: TrainHparams,
-               rng: np.random.Generator, gen: torch.Generator, teacher: torch.nn.Module | None = None
-               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+               rng: np.random.Generator, gen: torch.Generator, teacher: torch.nn.Module | None = None,
+               fixed: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """On a random batch of word-task clips: the cross-entropy of naming each clip's word from the
-    last state (None without a word head) and, with a teacher, the logit distillation term (these
-    clips are real speech of other words: where a teacher's soft scores say most)."""
+    last state (None without a word head) and, with a teacher model and/or fixed per-clip teacher
+    logits, the logit distillation term (these clips are real speech of other words: where a
+    teacher's soft scores say most)."""
     idx = rng.integers(0, len(words.y), size=min(hp.batch_size, len(words.y)))
     xb = torch.from_numpy(words.x[idx])
     if hp.time_mask or hp.freq_mask:
@@ -369,10 +391,9 @@ def _word_loss(model: torch.nn.Module, head: torch.nn.Module | None, words: Arra
     word = None if head is None else \
         torch.nn.functional.cross_entropy(head(last), torch.from_numpy(words.y[idx]))
     kd = None
-    if teacher is not None:
-        with torch.no_grad():
-            t_logit = teacher(xb)
-        kd = logit_distill_loss(model._head(last), t_logit, hp.kd_temperature)
+    if teacher is not None or fixed is not None:
+        kd = logit_distill_loss(model._head(last), teacher_logits(teacher, fixed, xb, idx),
+                                hp.kd_temperature)
     return word, kd
 
 
@@ -387,7 +408,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     """Train `model` in place with `method` and return it holding the best-on-validation weights.
 
     `words`: the auxiliary word task's clips (y = word index), used when hparams.word_task > 0.
-    `teacher`: a frozen model on the same normalized features, distilled when hparams.kd > 0.
+    `teacher`: a frozen model on the same normalized features, distilled when hparams.kd > 0; with
+    `train.teacher_logit` (and `words.teacher_logit`) too, the target is the two teachers' mean logit.
 
     Rerunning with the same run_dir resumes after the last finished epoch (a larger `epochs`
     continues a finished run). Other changed hyper-parameters are refused.
@@ -402,13 +424,18 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     x_tr, y_tr, t_tr = train.x, train.y, train.teacher
     if hp.distill > 0 and t_tr is None:
         raise KwsError("distill > 0 needs teacher targets for the training split (kws.train.teacher)")
-    if hp.kd > 0 and teacher is None:
-        raise KwsError("kd > 0 needs a teacher model to distil (kws train --teacher BUNDLE)")
-    teacher = teacher.eval() if hp.kd > 0 else None
+    fixed = train.teacher_logit if hp.kd > 0 else None
+    if hp.kd > 0 and teacher is None and fixed is None:
+        raise KwsError("kd > 0 needs a teacher to distil (kws train --teacher BUNDLE or openwakeword-head)")
+    if fixed is not None and words is not None and len(words.y) and words.teacher_logit is None:
+        raise KwsError("the training clips have teacher logits but the word-task clips do not")
+    teacher = teacher.eval() if hp.kd > 0 and teacher is not None else None
+    kd_on = hp.kd > 0
     if method == "drocc":  # one-class: the given negatives are not used at all
         keep = y_tr == 1
         x_tr, y_tr = x_tr[keep], y_tr[keep]
         t_tr = t_tr[keep] if t_tr is not None else None
+        fixed = fixed[keep] if fixed is not None else None
     if (y_tr == 1).sum() == 0:
         raise KwsError("the training split has no keyword clips")
     if method in ("bce", "drocc-oe", "drocc-lf") and (y_tr == 0).sum() == 0:
@@ -495,7 +522,7 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0, "distill": 0.0}
         if word_head is not None:
             sums["word"] = 0.0
-        if teacher is not None:
+        if kd_on:
             sums["kd"] = 0.0
         for bi in range(n_batches):
             idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
@@ -510,14 +537,13 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                 d = distill_loss(states.reshape(-1, states.shape[-1]), t_tr_t[idx].reshape(-1, t_tr_t.shape[-1]))
                 loss = loss + hp.distill * d
                 sums["distill"] += float(d.detach())
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logit = teacher(xb)
-                kd = logit_distill_loss(model(xb), t_logit, hp.kd_temperature)
+            if kd_on:
+                kd = logit_distill_loss(model(xb), teacher_logits(teacher, fixed, xb, idx), hp.kd_temperature)
                 loss = loss + hp.kd * kd
                 sums["kd"] += float(kd.detach())
-            if word_head is not None or (teacher is not None and words is not None and len(words.y)):
-                wl, wkd = _word_loss(model, word_head, words, hp, rng, gen, teacher)
+            if word_head is not None or (kd_on and words is not None and len(words.y)):
+                wl, wkd = _word_loss(model, word_head, words, hp, rng, gen, teacher,
+                                     words.teacher_logit if fixed is not None else None)
                 if wl is not None:
                     loss = loss + hp.word_task * wl
                     sums["word"] += float(wl.detach())

@@ -37,21 +37,15 @@ from kws.train.teacher import (EMB_DIM, EMB_END0, EMB_START0, EMB_WINDOW, HOP_SA
                                MEL_CONTEXT, SAMPLE_RATE, FrontEnd, embedding_count, embedding_end_seconds,
                                models_dir)
 from kws.train.teacher import onnx_session as _session
+# a head of openWakeWord's kind is also the library's score teacher (kws.train.oww_head)
+from kws.train.oww_head import (HEAD_FRAMES, TRAIN_LEAD, TRAIN_TAIL, TrainedHead, clip_labels,  # noqa: F401
+                                clip_max, clip_windows, head_module, train_head, windows)
 
-HEAD_FRAMES = 16  # embeddings per head window (openWakeWord's default)
 PRETRAINED = {"alexa": "alexa_v0.1.onnx", "hey_jarvis": "hey_jarvis_v0.1.onnx",
               "hey_mycroft": "hey_mycroft_v0.1.onnx", "hey_rhasspy": "hey_rhasspy_v0.1.onnx"}
 PHRASES = {"alexa": "alexa", "hey_jarvis": "hey jarvis", "hey_mycroft": "hey mycroft", "hey_rhasspy": "hey rhasspy"}
 LICENCE = ("openWakeWord code Apache-2.0; its pretrained wake-word models CC BY-NC-SA 4.0 (non-commercial, "
            "benchmark use only); speech-embedding model by Google, Apache-2.0")
-
-
-def windows(emb: np.ndarray, n_frames: int = HEAD_FRAMES) -> np.ndarray:
-    """Every head input [k, n_frames, 96] of an embedding sequence (window i ends at embedding
-    i + n_frames - 1)."""
-    if len(emb) < n_frames:
-        return np.zeros((0, n_frames, emb.shape[1]), dtype=np.float32)
-    return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(emb, n_frames, axis=0).transpose(0, 2, 1))
 
 
 class OnnxHead:
@@ -87,175 +81,6 @@ class PretrainedHead(OnnxHead):
             raise DataError(f"no pretrained openWakeWord model {name!r}; one of {', '.join(PRETRAINED)}")
         super().__init__(models_dir() / PRETRAINED[name], threads)
         self.name = name
-
-
-# ---------------------------------------------------------------- a head of openWakeWord's kind
-def head_module(n_frames: int = HEAD_FRAMES, layer_dim: int = 32, n_blocks: int = 1):
-    """openWakeWord's "dnn" head: flatten -> linear -> layer norm -> ReLU -> n_blocks x (linear ->
-    ReLU -> layer norm) -> linear -> sigmoid (its training notebook's default: 32 units, 1 block)."""
-    import torch.nn as nn
-
-    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(n_frames * EMB_DIM, layer_dim), nn.LayerNorm(layer_dim), nn.ReLU()]
-    for _ in range(n_blocks):
-        layers += [nn.Linear(layer_dim, layer_dim), nn.ReLU(), nn.LayerNorm(layer_dim)]
-    layers += [nn.Linear(layer_dim, 1), nn.Sigmoid()]
-    return nn.Sequential(*layers)
-
-
-@dataclass
-class TrainedHead:
-    """A head trained by `train_head`; scores windows with torch (one thread)."""
-
-    module: Any
-    n_frames: int
-    history: list[dict[str, float]]
-    best_epoch: int
-
-    @property
-    def params(self) -> int:
-        return int(sum(p.numel() for p in self.module.parameters()))
-
-    @property
-    def model_bytes(self) -> int:  # float32 weights
-        return 4 * self.params
-
-    def window_scores(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        self.module.eval()
-        with torch.no_grad():
-            out = [self.module(torch.from_numpy(np.ascontiguousarray(x[i:i + 4096], dtype=np.float32))).reshape(-1)
-                   for i in range(0, len(x), 4096)]
-        return torch.cat(out).double().numpy() if out else np.zeros(0)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """safetensors weights + the structure in the metadata (loadable without pickle)."""
-        from safetensors.torch import save_file
-
-        from kws.util import atomic_path
-
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            save_file({k: v.contiguous() for k, v in self.module.state_dict().items()}, str(tmp),
-                      metadata={"n_frames": str(self.n_frames), "best_epoch": str(self.best_epoch),
-                                "layer_dim": str(self.module[1].out_features),
-                                "n_blocks": str((len(self.module) - 6) // 3)})
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainedHead":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        m = head_module(int(meta["n_frames"]), int(meta["layer_dim"]), int(meta["n_blocks"]))
-        m.load_state_dict(load_file(str(path)))
-        return cls(m, int(meta["n_frames"]), [], int(meta["best_epoch"]))
-
-    def export_onnx(self, path: str | os.PathLike) -> Path:
-        """The head as ONNX with openWakeWord's input layout [1, n_frames, 96] (so
-        `openwakeword.Model(wakeword_models=[path], inference_framework="onnx")` can run it)."""
-        import torch
-
-        from kws.export.onnx_export import _export  # kws's exporter settings (opset, tracer, warnings)
-        from kws.util import atomic_path
-
-        path = Path(path)
-        self.module.eval()
-        with atomic_path(path) as tmp:
-            _export(self.module, (torch.zeros(1, self.n_frames, EMB_DIM),), tmp, ["x"], ["score"])
-        return path
-
-
-# Training windows per clip: the clip (1 s, from the dataset) sits after TRAIN_LEAD seconds of
-# silence and before TRAIN_TAIL; every head window that holds the whole clip is one example (7 for
-# a 1 s clip), positives and negatives alike, so the word's position in the window is no cue.
-TRAIN_LEAD = 1.0
-TRAIN_TAIL = 0.5
-
-
-def clip_windows(fe: FrontEnd, clip: np.ndarray, n_frames: int = HEAD_FRAMES, lead: float = TRAIN_LEAD,
-                 tail: float = TRAIN_TAIL) -> np.ndarray:
-    """The head windows [k, n_frames, 96] of a padded clip that contain the whole clip."""
-    a = int(lead * SAMPLE_RATE)
-    x = np.concatenate([np.zeros(a, np.float32), np.asarray(clip, np.float32), np.zeros(int(tail * SAMPLE_RATE), np.float32)])
-    w = windows(fe.embeddings(x), n_frames)
-    starts = np.arange(len(w)) * HOP_SAMPLES + EMB_START0  # window i: embeddings i .. i + n - 1
-    ends = starts - EMB_START0 + HOP_SAMPLES * (n_frames - 1) + EMB_END0
-    keep = (starts <= a) & (ends >= a + len(clip))
-    if not keep.any():
-        raise DataError(f"a {len(clip) / SAMPLE_RATE:.2f} s clip does not fit in one openWakeWord window "
-                        f"(about {(ends[0] - starts[0]) / SAMPLE_RATE:.2f} s with the padding); cut it to 1 s "
-                        "(kws.audio.fit_to_window) as the dataset's clips are")
-    return w[keep]
-
-
-def train_head(train: tuple[np.ndarray, np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray, np.ndarray],
-               epochs: int = 30, layer_dim: int = 32, n_blocks: int = 1, lr: float = 1e-3, batch_size: int = 256,
-               seed: int = 0, on_epoch: Callable[[int, dict], None] | None = None) -> TrainedHead:
-    """Train an openWakeWord-style head with BCE and Adam on (windows [N, n, 96], labels [N],
-    clip index [N]) and keep the epoch with the best validation recall at 3% FPR (clip score = max
-    over its windows, AUC breaks ties): the same selection rule our trainer uses."""
-    import torch
-
-    from kws.metrics import auc, recall_at_fpr
-
-    x, y, _ = train
-    if len(x) == 0 or y.min() == y.max():
-        raise DataError("the openWakeWord head needs keyword and non-keyword training windows")
-    torch.manual_seed(seed)
-    n_frames = x.shape[1]
-    model = head_module(n_frames, layer_dim, n_blocks)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    xt, yt = torch.from_numpy(np.ascontiguousarray(x, np.float32)), torch.from_numpy(y.astype(np.float32))
-    # balance the classes in the loss (openWakeWord weights its negatives the other way, but it
-    # trains on thousands of hours of negatives; here both come from the same small dataset)
-    w_pos = float((y == 0).sum()) / max(1.0, float((y == 1).sum()))
-    gen = torch.Generator().manual_seed(seed)
-    head = TrainedHead(model, n_frames, [], -1)
-    best, best_state = (-1.0, -1.0), None
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(perm), batch_size):
-            b = perm[i:i + batch_size]
-            p = model(xt[b]).reshape(-1).clamp(1e-7, 1 - 1e-7)
-            wts = torch.where(yt[b] > 0.5, torch.tensor(w_pos), torch.tensor(1.0))
-            loss = torch.nn.functional.binary_cross_entropy(p, yt[b], weight=wts)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        vs = clip_max(head.window_scores(val[0]), val[2])
-        vy = clip_labels(val[1], val[2])
-        rec, _ = recall_at_fpr(vs[vy == 1], vs[vy == 0], 0.03)
-        a = auc(vs[vy == 1], vs[vy == 0])
-        rec_row = {"epoch": epoch, "loss": total / len(perm), "val_recall_0.03": rec, "val_auc": a}
-        head.history.append(rec_row)
-        if on_epoch:
-            on_epoch(epoch, rec_row)
-        if (rec, a) > best:
-            best, head.best_epoch = (rec, a), epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return head
-
-
-def clip_max(window_scores: np.ndarray, clip_index: np.ndarray) -> np.ndarray:
-    """Per clip (clip_index 0..K-1), the max of its windows' scores."""
-    k = int(clip_index.max()) + 1 if len(clip_index) else 0
-    out = np.full(k, -np.inf)
-    np.maximum.at(out, clip_index, window_scores)
-    return out
-
-
-def clip_labels(window_labels: np.ndarray, clip_index: np.ndarray) -> np.ndarray:
-    k = int(clip_index.max()) + 1 if len(clip_index) else 0
-    out = np.zeros(k, dtype=int)
-    out[clip_index] = window_labels
-    return out
 
 
 def dataset_windows(fe: FrontEnd, data_dir: str | os.PathLike, split: str, limit: int | None = None,
