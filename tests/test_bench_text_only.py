@@ -188,6 +188,34 @@ def test_teacher_ensemble_names_a_built_ensemble_and_offsets_the_student_seeds(t
     (line,) = bench.teacher_lines(results, "kd")
     assert "members 73.0 ± 2.6, ensemble 83.0 (4.0 KB int8), students 79.0 ± 1.4 (78.0–80.0) (seeds 4, 5), 60% of its gain kept" in line
     assert bench.teacher_lines(results, "default") == []
+    # with the openWakeWord head too: its line first, then the ensemble's
+    results.configs["kd"]["teacher"] = "openwakeword-head"
+    head, ens = bench.teacher_lines(results, "kd")
+    assert "averaged with the ensemble's" in head and "--ensemble N --distill" in head and "60% of its gain" in ens
+    assert bench.parse_args(["--teacher-ensemble", "default:4", "--teacher", "openwakeword-head"]).teacher
+
+
+def test_the_head_teacher_gets_a_report_row_and_merges_with_its_scores(tmp_path):
+    other = tmp_path / "other"
+    theirs = bench.Results(other / "results.json")
+    theirs.configs["oww"] = {"teacher": "openwakeword-head"}
+    test = {"n_pos": 2, "n_neg_real": 3, "n_close": 0, "pos_speakers": None, "neg_speakers": 2, "close_words": []}
+    m = {"recall_0.03": 0.95, "recall_0.05": 0.97, "close_fpr_0.03": None, "auc": 0.99, "recall_all_0.03": 0.9}
+    key = bench.run_key("oww", "athena", 0)
+    theirs.teachers[key] = {"metrics": m, "test": test, "params": 50_000, "scores_file": "teachers/x.npz"}
+    (other / "teachers").mkdir(parents=True)
+    np.savez(other / "teachers" / "x.npz", float=np.ones(5))
+    theirs.runs[bench.run_key("oww", "athena", 0, 0)] = {
+        "tag": "oww", "keyword": "athena", "real_positives": 0, "seed": 0, "test": test, "train_seconds": 1.0,
+        "systems": {s: {**m, "recall_0.03": 0.9} for s in ("float", "int8", "float_centred", "int8_centred")}}
+    theirs.save()
+    mine = bench.Results(tmp_path / "results.json")
+    assert bench.merge_from(mine, tmp_path, other, "oww") == 2
+    assert (tmp_path / "teachers" / "x.npz").is_file() and key in bench.Results(tmp_path / "results.json").teachers
+    text = bench.report(mine, "oww", None, [])
+    (row,) = [line for line in text.splitlines() if "teacher: openWakeWord head" in line]
+    assert "50,000 parameters" in row and "| 95.0 | 97.0 |" in row
+    assert "the students learn its logit" in text
 
 
 def test_control_threshold_uses_only_negatives_of_words_the_word_task_never_named(tmp_path):

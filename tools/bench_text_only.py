@@ -681,13 +681,14 @@ def merge_from(results: Results, workdir: Path, other: Path, tag: str) -> int:
         raise KwsError(f"{other}: tag {tag!r} was run there with other options; not merged")
     n = 0
     for mine, their in ((results.runs, theirs.runs), (results.ensembles, theirs.ensembles),
-                        (results.pocketsphinx, theirs.pocketsphinx), (results.datasets, theirs.datasets)):
+                        (results.pocketsphinx, theirs.pocketsphinx), (results.datasets, theirs.datasets),
+                        (results.teachers, theirs.teachers)):
         for key, e in their.items():
             if key in mine or not key.startswith(f"{tag}|" if mine is not results.datasets else f"{tag}/"):
                 continue
             src, dst = (other / e["scores_file"], workdir / e["scores_file"]) if "scores_file" in e else (None, None)
             if src is not None and not (dst.exists() and dst.resolve() == src.resolve()):  # not a shared folder
-                if mine is results.pocketsphinx:
+                if mine is results.pocketsphinx or mine is results.teachers:  # one file, not a run folder
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dst)
                 else:  # the whole run folder: scores, bundle, checkpoint
@@ -829,9 +830,17 @@ def teacher_lines(results: Results, tag: str, keywords: list[str] | None = None)
     """For a tag distilled from an ensemble (--teacher-ensemble TAG:N): per keyword and N, the members'
     seed mean, the ensemble (the teacher) and the students, recall @3% FPR (float), and the share of the
     ensemble's gain over its members that the students keep."""
-    spec = results.configs.get(tag, {}).get("teacher_ensemble")
+    cfg = results.configs.get(tag, {})
+    spec = cfg.get("teacher_ensemble")
+    head = [] if cfg.get("teacher") != HEAD_TEACHER else [
+        "- Teacher: a head of openWakeWord's kind (kws.train.oww_head: 16 embeddings -> 32 units -> 1) on its frozen "
+        "speech embedding, trained on the same dataset's training clips (word-task clips as negatives) and selected "
+        "on its validation split, then scored on the real test like the peer benchmark (max over 80 ms windows, "
+        "1.5 s lead); the students learn its logit of every training and word-task clip"
+        + (" averaged with the ensemble's" if spec else "") + " (kws train --teacher openwakeword-head"
+        + (" --ensemble N --distill" if spec else "") + ")."]
     if not spec:
-        return []
+        return head
     src, _, size = spec.partition(":")
     members = list(range(int(size)))
     parts = []
@@ -847,8 +856,8 @@ def teacher_lines(results: Results, tag: str, keywords: list[str] | None = None)
                      f"{100 * e[0]:.1f} ({ens['int8_bytes'] / 1024:.1f} KB int8), students "
                      f"{_pct(list(st), rng=True)} (seeds {', '.join(str(r['seed'] + int(size)) for r in runs)}){kept}")
     if not parts:
-        return []
-    return [f"- Teacher: `{src}`'s ensemble of seeds {members[0]}-{members[-1]} on the same keyword and real "
+        return head
+    return head + [f"- Teacher: `{src}`'s ensemble of seeds {members[0]}-{members[-1]} on the same keyword and real "
             f"positives; each student is one member-sized model (kws train --ensemble {size} --distill). Recall @3% "
             "FPR, float: " + "; ".join(parts) + "."]
 
@@ -912,6 +921,13 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
             lines.append(f"| {kw} | {n} | ours float, ensemble of the {len(runs)} seeds' models | {_test_cell(t)} | "
                          f"{_pct([ens['recall_0.03']])} | {_pct([ens['recall_0.05']])} | {_pct([ens['close_fpr_0.03']])} "
                          f"| {ens['auc']:.3f} | {_pct([ens.get('recall_all_0.03')])} | - | {len(runs)} |")
+        head = results.teachers.get(run_key(tag, kw, n))
+        if head:
+            m = head["metrics"]
+            lines.append(f"| {kw} | {n} | teacher: openWakeWord head ({head['params']:,} parameters + the ~0.9 M frozen "
+                         f"embedding, float) | {_test_cell(head['test'])} | {_pct([m['recall_0.03']])} | "
+                         f"{_pct([m['recall_0.05']])} | {_pct([m['close_fpr_0.03']])} | {m['auc']:.3f} | "
+                         f"{_pct([m.get('recall_all_0.03')])} | - | 1 |")
         ps = results.pocketsphinx.get(run_key(tag, kw, n))
         # Speech Commands words have the same test for every N: one PocketSphinx row; Mycroft
         # keywords lose the N training clips from their test: a row per N
@@ -959,7 +975,7 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
                      if builds else "- Time on this machine: ")
         lines[-1] += f"training {np.mean(train_s):.0f} s mean over {len(train_s)} runs." if train_s else ""
     taught = teacher_lines(results, tag, keywords)
-    if baseline and not taught:  # students train with other seeds than the baseline's: no pairs by seed
+    if baseline and not cfg.get("teacher_ensemble"):  # students of an ensemble train with other seeds: no pairs
         lines += baseline_lines(results, tag, baseline, keywords)
     lines += taught
     lines += [f"- {n}" for n in notes]
@@ -1117,8 +1133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.seeds < 1 or any(n < 0 for n in args.real_positives):
         p.error("--seeds must be >= 1 and --real-positives >= 0")
-    if args.teacher_ensemble and (args.teacher or not re.fullmatch(r"[^:]+:[0-9]+", args.teacher_ensemble)):
-        p.error("--teacher-ensemble takes TAG:N (e.g. default:4) and excludes --teacher")
+    if args.teacher_ensemble and (args.teacher == "openwakeword" or not re.fullmatch(r"[^:]+:[0-9]+", args.teacher_ensemble)):
+        p.error("--teacher-ensemble takes TAG:N (e.g. default:4) and excludes --teacher openwakeword")
     if args.ensemble < 1 or (args.ensemble > 1 and args.seeds < args.ensemble):
         p.error("--ensemble N needs N >= 1 and at least N --seeds")
     return args
