@@ -101,6 +101,15 @@ def test_openwakeword_head_teacher_is_cached_and_teaches_kws_train(tmp_path, mon
     b = load_bundle(tmp_path / "m.kws")
     assert b.provenance["teacher"] == "openwakeword-head" and b.provenance["train_hparams"]["kd"] == 1.0
     assert all(h["kd"] > 0 for h in b.metrics["training"]["history"])
+    # --ensemble 2 --distill with the head: the members learn alone, the student both teachers' mean
+    ens = ["train", "--keyword", "marvin", "--data", str(data), "--method", "bce", "--hidden", "8", "--epochs", "1",
+           "--run-dir", str(tmp_path / "ens"), "--out", str(tmp_path / "s.kws"), "--ensemble", "2", "--distill",
+           "--teacher", "openwakeword-head"]
+    assert kws_main(ens) == 0
+    capsys.readouterr()
+    assert load_bundle(tmp_path / "ens" / "member0" / "model.kws").provenance["teacher"] is None
+    assert load_bundle(tmp_path / "s.kws").provenance["teacher"] == [
+        str((tmp_path / "ens" / "ensemble.kws").resolve()), "openwakeword-head"]
     # the embedding teacher does not combine with a score teacher
     assert kws_main(base + ["--teacher", "openwakeword", "--teacher", "openwakeword-head"]) != 0
     assert "does not combine" in capsys.readouterr().err
