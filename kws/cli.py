@@ -301,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learn from a teacher during training; the bundle does not change in size or format. "
                         "Score teachers (the model also learns their score of every training clip; repeat the option "
                         "for their mean): openwakeword-head, a head on openWakeWord's speech embedding trained here "
-                        "on the same clips (needs `make peers`; strong on long words, weak on short ones: "
-                        "BENCHMARKS.md text_only_oww); BUNDLE.kws, a model of the same keyword and featurizer (e.g. "
-                        "from `kws train --ensemble N`; see --distill). openwakeword: distil openWakeWord's speech "
+                        "on the same clips, about 6 minutes once per dataset (needs `make peers`; the most accurate "
+                        "teacher measured: BENCHMARKS.md text_only_oww); BUNDLE.kws, a model of the same keyword and "
+                        "featurizer (e.g. from `kws train --ensemble N`; see --distill). openwakeword: distil "
+                        "openWakeWord's speech "
                         "embedding into the model's states (no measurable gain so far, BENCHMARKS.md "
                         "text_only_distill)")
     s.add_argument("--ensemble", type=int, default=1, metavar="N",
