@@ -68,6 +68,19 @@ def test_a_teacher_model_and_fixed_logits_teach_their_mean_logit():
     torch.testing.assert_close(teacher_logits(model, None, x, idx), own)
 
 
+def test_cross_fitting_folds_deal_each_kind_evenly_and_leave_word_clips_out():
+    from kws.train.oww_head import _fold_of_clips
+
+    kinds = np.array(["positive"] * 10 + ["negative"] * 7 + ["word"] * 5 + ["close_negative"] * 3)
+    fold = _fold_of_clips(kinds, 3, seed=0)
+    assert (fold[kinds == "word"] == -1).all() and (fold[kinds != "word"] >= 0).all()
+    for kind in ("positive", "negative", "close_negative"):
+        counts = np.bincount(fold[kinds == kind], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    np.testing.assert_array_equal(_fold_of_clips(kinds, 3, seed=0), fold)
+    assert not np.array_equal(_fold_of_clips(kinds, 3, seed=1), fold)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("openwakeword") is None,
                     reason="openwakeword not installed (optional: `make peers`)")
 def test_openwakeword_head_teacher_is_cached_and_teaches_kws_train(tmp_path, monkeypatch, capsys):
@@ -80,7 +93,7 @@ def test_openwakeword_head_teacher_is_cached_and_teaches_kws_train(tmp_path, mon
     data = tmp_path / "data"
     build_dataset(BuildOptions(keyword="marvin", out=data, preset="small", seed=0, augment_recipe="standard",
                                carrier_share=0.0))
-    logits = oww_head.head_teacher_logits(data, epochs=8)
+    logits = oww_head.head_teacher_logits(data, epochs=8, folds=1)
     sp = load_split(data, "train")
     assert logits.shape == (len(sp.y),) and np.isfinite(logits).all()
     # a genuinely trained head: it ranks the training keyword clips above the others
@@ -89,9 +102,21 @@ def test_openwakeword_head_teacher_is_cached_and_teaches_kws_train(tmp_path, mon
     assert auc(logits[sp.y == 1], logits[sp.y == 0]) > 0.9
     head_files = list((data / "teacher").glob("oww-head-seed0-ep8-*/head.safetensors"))
     assert len(head_files) == 1 and (head_files[0].parent / "history.json").is_file()
+    # cross-fitted: every clip scored by the head of the folds it is not in, still well above chance
+    held_out = oww_head.head_teacher_logits(data, epochs=8, folds=3)
+    assert held_out.shape == logits.shape and not np.array_equal(held_out, logits)
+    assert auc(held_out[sp.y == 1], held_out[sp.y == 0]) > 0.7
+    assert len(list((data / "teacher").glob("oww-head-seed0-ep8-fold*of3-*/head.safetensors"))) == 3
+    fold = oww_head._fold_of_clips(sp.kinds, 3, seed=0)
+    x, _, clip = oww_head.split_windows(data, "train")
+    for k in range(3):
+        head = oww_head.trained_head(data, 0, 8, k, 3)  # cached
+        own = oww_head.clip_max(head.window_logits(x), clip)
+        np.testing.assert_allclose(held_out[fold == k], own[fold == k], rtol=1e-5, atol=1e-5)
     # cached: a second call reads the logits, computing no embedding
     monkeypatch.setattr(oww_head, "padded_embeddings", lambda *a: pytest.fail("recomputed"))
-    np.testing.assert_array_equal(oww_head.head_teacher_logits(data, epochs=8), logits)
+    np.testing.assert_array_equal(oww_head.head_teacher_logits(data, epochs=8, folds=1), logits)
+    np.testing.assert_array_equal(oww_head.head_teacher_logits(data, epochs=8, folds=3), held_out)
     monkeypatch.undo()
 
     base = ["train", "--keyword", "marvin", "--data", str(data), "--method", "bce", "--hidden", "8", "--epochs", "2",

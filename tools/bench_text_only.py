@@ -420,6 +420,8 @@ def tag_config(args: argparse.Namespace) -> dict[str, Any]:
         config["teacher"] = args.teacher
     if args.teacher_ensemble:
         config["teacher_ensemble"] = args.teacher_ensemble
+    if args.teacher == HEAD_TEACHER and args.head_folds != 1:  # tags measured before cross-fitting used 1
+        config["head_folds"] = args.head_folds
     return config
 
 
@@ -529,7 +531,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 ens, seed_offset = teacher_ensemble_bundle(results, work, args.teacher_ensemble, keyword, n_real)
                 teacher = [ens] + teacher
             if args.teacher == HEAD_TEACHER and ps_key not in results.teachers:
-                results.teachers[ps_key] = score_head_teacher(data, test, work)
+                results.teachers[ps_key] = score_head_teacher(data, test, work, args.head_folds)
                 results.save()
             for seed, key in zip(range(args.seeds), keys):
                 if key in results.runs:
@@ -540,7 +542,8 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 r = train_keyword(TrainOptions(
                     keyword=keyword, data=data, method=args.method, model=args.model, epochs=args.epochs,
                     hidden=args.hidden, seed=seed + seed_offset, run_dir=run_dir, out=run_dir / "model.kws",
-                    train_hparams=dict(args.train_hparams), teacher=teacher or None, desc=f"{args.tag} {tag}"))
+                    train_hparams=dict(args.train_hparams), teacher=teacher or None, head_folds=args.head_folds,
+                    desc=f"{args.tag} {tag}"))
                 results.runs[key] = {
                     "tag": args.tag, "keyword": keyword, "real_positives": n_real, "seed": seed,
                     "dataset": f"{args.tag}/{keyword}-{args.preset}-rp{n_real}", "test": test.describe(),
@@ -568,7 +571,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 print_run(key, results.ensembles[key], f"{len(members)} models, {r.cost.get('params')} parameters")
 
 
-def score_head_teacher(data: Path, test: "TestSet", work: Path) -> dict[str, Any]:
+def score_head_teacher(data: Path, test: "TestSet", work: Path, folds: int) -> dict[str, Any]:
     """The openWakeWord head teacher (kws.train.oww_head, trained here on the dataset) scored on the
     real test like the peer benchmark scores it: max over its 80 ms windows of each clip after 1.5 s
     and before 0.5 s of silence (one window hears about 2 s)."""
@@ -577,9 +580,9 @@ def score_head_teacher(data: Path, test: "TestSet", work: Path) -> dict[str, Any
     from tools.peers.openwakeword_peer import FrontEnd, clip_scores
 
     t0 = time.time()
-    head = trained_head(data)
+    head = trained_head(data) if folds == 1 else trained_head(data, fold=folds, folds=folds)
     real = data.resolve()  # a tag whose dataset links to another's shares its head and these scores
-    path = work / "teachers" / f"{real.parent.name}-{real.name}.npz"
+    path = work / "teachers" / f"{real.parent.name}-{real.name}{'' if folds == 1 else f'-folds{folds}'}.npz"
     scores = None
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -841,9 +844,13 @@ def teacher_lines(results: Results, tag: str, keywords: list[str] | None = None)
     spec = cfg.get("teacher_ensemble")
     head = [] if cfg.get("teacher") != HEAD_TEACHER else [
         "- Teacher: a head of openWakeWord's kind (kws.train.oww_head: 16 embeddings -> 32 units -> 1) on its frozen "
-        "speech embedding, trained on the same dataset's training clips (word-task clips as negatives) and selected "
-        "on its validation split, then scored on the real test like the peer benchmark (max over 80 ms windows, "
-        "1.5 s lead); the students learn its logit of every training and word-task clip"
+        "speech embedding, trained on the same dataset's training clips and selected on its validation split, then "
+        "scored on the real test like the peer benchmark (max over 80 ms windows, 1.5 s lead); the students learn "
+        + (f"held-out logits: cross-fitted over {cfg['head_folds']} folds, each labelled training clip scored by the "
+           "head trained on the other folds, the word-task clips (no head trains on them) by the heads' mean; the "
+           "table's teacher row is a head on all labelled clips" if cfg.get("head_folds") else
+           "its logit of every training and word-task clip, the clips it was trained on (word-task clips as "
+           "negatives; one head, no cross-fitting)")
         + (" averaged with the ensemble's" if spec else "") + " (kws train --teacher openwakeword-head"
         + (" --ensemble N --distill" if spec else "") + ")."]
     if not spec:
@@ -1104,6 +1111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher", default=None, choices=["openwakeword", HEAD_TEACHER],
                    help="distillation teacher (TrainOptions.teacher); with --teacher-ensemble, the student learns "
                         "both teachers' mean logit")
+    p.add_argument("--head-folds", type=int, default=5,
+                   help="--teacher openwakeword-head: cross-fitting folds (1 = one head scoring its own training "
+                        "clips; TrainOptions.head_folds)")
     p.add_argument("--teacher-ensemble", default=None, metavar="TAG:N",
                    help="distil the ensemble of tag TAG's seeds 0..N-1 (same workdir, keyword and real positives; "
                         "built with --seeds N --ensemble N) into each run (TrainOptions.teacher = its bundle); the "

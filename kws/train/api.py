@@ -90,6 +90,8 @@ class TrainOptions:
     # with ensemble > 1: ship instead ONE model of a member's size (seed seed + ensemble, run_dir/student)
     # taught by the ensemble, which stays in run_dir/ensemble.kws
     distill_ensemble: bool = False
+    # the openwakeword-head teacher's cross-fitting folds (kws.train.oww_head.head_teacher_logits)
+    head_folds: int = 5
 
 
 @dataclass
@@ -340,7 +342,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
         if HEAD_TEACHER in score_teachers:
             from kws.train.oww_head import head_teacher_logits
 
-            logits = head_teacher_logits(data_dir)
+            logits = head_teacher_logits(data_dir, folds=opts.head_folds)
             train.teacher_logit = logits[main_rows]
             if words is not None:
                 words.teacher_logit = logits[word_rows]

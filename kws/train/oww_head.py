@@ -245,27 +245,48 @@ def split_windows(data_dir: Path, split: str, fe: FrontEnd | None = None) -> tup
     return (np.concatenate(w), np.repeat(sp.y, k), np.repeat(np.arange(len(emb)), k))
 
 
-def _head_cache(d: Path, seed: int, epochs: int) -> Path:
+HEAD_FOLDS = 5  # cross-fitting: each training clip is scored by a head that never saw it
+
+
+def _head_cache(d: Path, seed: int, epochs: int, fold: int = 0, folds: int = 1) -> Path:
     from kws.data.dataset import load_split
 
     digest = manifest_digest([r.path for s in ("train", "val") for r in load_split(d, s).records])
-    return d / "teacher" / f"oww-head-seed{seed}-ep{epochs}-{digest}"
+    part = "" if folds == 1 else f"-fold{fold}of{folds}"
+    return d / "teacher" / f"oww-head-seed{seed}-ep{epochs}{part}-{digest}"
 
 
-def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_EPOCHS,
-                 train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> TrainedHead:
-    """The teacher head of a dataset: trained on its train split and selected on its val split, once
-    (cached under DATA_DIR/teacher/ with its validation history)."""
+def _fold_of_clips(kinds: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold 0..folds-1 of every labelled training clip (-1 for word-task clips, which no head trains
+    on when folds > 1): a seeded shuffle, dealt round robin within each kind."""
+    fold = np.full(len(kinds), -1)
+    rng = np.random.default_rng(seed)
+    for kind in sorted(set(kinds) - {"word"}):
+        rows = rng.permutation(np.flatnonzero(kinds == kind))
+        fold[rows] = np.arange(len(rows)) % folds
+    return fold
+
+
+def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_EPOCHS, fold: int = 0,
+                 folds: int = 1, train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> TrainedHead:
+    """A teacher head of a dataset, selected on its val split and cached under DATA_DIR/teacher/ with
+    its validation history. folds = 1: trained on every train-split clip, word-task clips as
+    negatives; folds > 1: on the labelled clips outside fold `fold` (fold = folds: on all of them)."""
+    from kws.data.dataset import load_split
     from kws.util import progress
 
     d = Path(data_dir)
-    cache = _head_cache(d, seed, epochs)
+    cache = _head_cache(d, seed, epochs, fold, folds)
     if (cache / "head.safetensors").is_file():
         return TrainedHead.load(cache / "head.safetensors")
-    train = split_windows(d, "train") if train is None else train
+    x, y, clip = split_windows(d, "train") if train is None else train
+    if folds > 1:
+        keep = ~np.isin(_fold_of_clips(load_split(d, "train").kinds, folds, seed), [-1, fold])[clip]
+        x, y, clip = x[keep], y[keep], clip[keep]
     val = split_windows(d, "val")
-    bar = progress(total=epochs, items=None, desc="openWakeWord head (teacher)")
-    head = train_head(train, val, epochs=epochs, seed=seed, on_epoch=lambda e, row: bar.update(1))
+    name = "openWakeWord head (teacher)" + ("" if folds == 1 else f" {min(fold, folds - 1) + 1}/{folds}")
+    bar = progress(total=epochs, items=None, desc=name)
+    head = train_head((x, y, clip), val, epochs=epochs, seed=seed + fold, on_epoch=lambda e, row: bar.update(1))
     bar.close()
     with atomic_path(cache / "history.json") as tmp:
         tmp.write_text(json.dumps({"best_epoch": head.best_epoch, "history": head.history}, indent=1) + "\n")
@@ -273,21 +294,37 @@ def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_
     return head
 
 
-def head_teacher_logits(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_EPOCHS) -> np.ndarray:
+def head_teacher_logits(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_EPOCHS,
+                        folds: int = HEAD_FOLDS) -> np.ndarray:
     """One teacher logit per train-split clip (manifest order, word-task clips included): the max over
-    the clip's windows of `trained_head`'s logit; cached beside the head."""
+    the clip's windows of a head's logit, cached beside the heads.
+
+    folds > 1 (the default, cross-fitting): each labelled clip is scored by the head trained on the
+    other folds, and the word-task clips, which no head trains on, by the mean of the fold heads. A
+    head scoring the clips it was fitted to returns little more than their labels; held-out scores
+    carry what it would say of a new clip. folds = 1: one head on every clip, scoring its own
+    training clips (BENCHMARKS.md "text_only_oww" measured this one)."""
     from kws.data.dataset import load_split
 
     d = Path(data_dir)
-    logit_path = _head_cache(d, seed, epochs) / "train_logits.npy"
-    n = len(load_split(d, "train").records)
+    logit_path = _head_cache(d, seed, epochs, folds, folds) / "train_logits.npy"
+    sp = load_split(d, "train")
     if logit_path.is_file():
         out = np.load(logit_path)
-        if len(out) == n:
+        if len(out) == len(sp.records):
             return out
     train = split_windows(d, "train")
-    head = trained_head(d, seed, epochs, train)
-    out = clip_max(head.window_logits(train[0]), train[2]).astype(np.float32)
+    if folds == 1:
+        out = clip_max(trained_head(d, seed, epochs, train=train).window_logits(train[0]), train[2])
+    else:
+        fold = _fold_of_clips(sp.kinds, folds, seed)
+        out = np.zeros(len(sp.records))
+        words = fold == -1
+        for k in range(folds):
+            scores = clip_max(trained_head(d, seed, epochs, k, folds, train).window_logits(train[0]), train[2])
+            out[fold == k] = scores[fold == k]
+            out[words] += scores[words] / folds
+    out = out.astype(np.float32)
     with atomic_path(logit_path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, out)
