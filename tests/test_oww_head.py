@@ -113,6 +113,11 @@ def test_openwakeword_head_teacher_is_cached_and_teaches_kws_train(tmp_path, mon
         head = oww_head.trained_head(data, 0, 8, k, 3)  # cached
         own = oww_head.clip_max(head.window_logits(x), clip)
         np.testing.assert_allclose(held_out[fold == k], own[fold == k], rtol=1e-5, atol=1e-5)
+    # the teacher as a detector: the in-sample head (folds = 1), or one more head on every labelled clip
+    np.testing.assert_allclose(oww_head.clip_max(oww_head.full_head(data, 1, epochs=8).window_logits(x), clip), logits,
+                               rtol=1e-5, atol=1e-5)
+    oww_head.full_head(data, 3, epochs=8)
+    assert len(list((data / "teacher").glob("oww-head-seed0-ep8-fold3of3-*/head.safetensors"))) == 1
     # cached: a second call reads the logits, computing no embedding
     monkeypatch.setattr(oww_head, "padded_embeddings", lambda *a: pytest.fail("recomputed"))
     np.testing.assert_array_equal(oww_head.head_teacher_logits(data, epochs=8, folds=1), logits)

@@ -576,11 +576,11 @@ def score_head_teacher(data: Path, test: "TestSet", work: Path, folds: int) -> d
     real test like the peer benchmark scores it: max over its 80 ms windows of each clip after 1.5 s
     and before 0.5 s of silence (one window hears about 2 s)."""
     from kws.audio import load_audio
-    from kws.train.oww_head import trained_head
+    from kws.train.oww_head import full_head
     from tools.peers.openwakeword_peer import FrontEnd, clip_scores
 
     t0 = time.time()
-    head = trained_head(data) if folds == 1 else trained_head(data, fold=folds, folds=folds)
+    head = full_head(data, folds)
     real = data.resolve()  # a tag whose dataset links to another's shares its head and these scores
     path = work / "teachers" / f"{real.parent.name}-{real.name}{'' if folds == 1 else f'-folds{folds}'}.npz"
     scores = None

@@ -288,7 +288,8 @@ def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_
         keep = ~np.isin(_fold_of_clips(load_split(d, "train").kinds, folds, seed), [-1, fold])[clip]
         x, y, clip = x[keep], y[keep], clip[keep]
     val = split_windows(d, "val")
-    name = "openWakeWord head (teacher)" + ("" if folds == 1 else f" {min(fold, folds - 1) + 1}/{folds}")
+    name = "openWakeWord head (teacher)" + ("" if folds == 1 else " on all folds" if fold >= folds
+                                             else f" {fold + 1}/{folds}")
     bar = progress(total=epochs, items=None, desc=name)
     head = train_head((x, y, clip), val, epochs=epochs, seed=seed + fold, on_epoch=lambda e, row: bar.update(1))
     bar.close()
@@ -296,6 +297,13 @@ def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_
         tmp.write_text(json.dumps({"best_epoch": head.best_epoch, "history": head.history}, indent=1) + "\n")
     head.save(cache / "head.safetensors")
     return head
+
+
+def full_head(data_dir: str | os.PathLike, folds: int = HEAD_FOLDS, seed: int = 0,
+              epochs: int = HEAD_EPOCHS) -> TrainedHead:
+    """The head that stands for the teacher as a detector: with cross-fitting (folds > 1), the one
+    trained on every labelled clip; with folds = 1, the one head."""
+    return trained_head(data_dir, seed, epochs) if folds == 1 else trained_head(data_dir, seed, epochs, folds, folds)
 
 
 def head_teacher_logits(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_EPOCHS,

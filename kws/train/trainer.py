@@ -424,13 +424,13 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
     x_tr, y_tr, t_tr = train.x, train.y, train.teacher
     if hp.distill > 0 and t_tr is None:
         raise KwsError("distill > 0 needs teacher targets for the training split (kws.train.teacher)")
-    fixed = train.teacher_logit if hp.kd > 0 else None
-    if hp.kd > 0 and teacher is None and fixed is None:
+    kd_on = hp.kd > 0
+    fixed = train.teacher_logit if kd_on else None
+    if kd_on and teacher is None and fixed is None:
         raise KwsError("kd > 0 needs a teacher to distil (kws train --teacher BUNDLE or openwakeword-head)")
     if fixed is not None and words is not None and len(words.y) and words.teacher_logit is None:
         raise KwsError("the training clips have teacher logits but the word-task clips do not")
-    teacher = teacher.eval() if hp.kd > 0 and teacher is not None else None
-    kd_on = hp.kd > 0
+    teacher = teacher.eval() if kd_on and teacher is not None else None
     if method == "drocc":  # one-class: the given negatives are not used at all
         keep = y_tr == 1
         x_tr, y_tr = x_tr[keep], y_tr[keep]
