@@ -30,6 +30,7 @@ import numpy as np
 from firmware_export import build
 from firmware_export.ctext import c_array, c_float, c_int
 from kws.errors import BundleError, ExportError
+from kws.models.ensemble import u_block_size
 from kws.util import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -245,18 +246,6 @@ def tables_source(qm: Any, tables: dict[str, np.ndarray], fc: Any) -> str:
               c_array("kws_feat_mean", qm.x_mean.astype(np.float32), length="KWS_N_FEATURES"),
               c_array("kws_feat_mul", qm.x_inv_scale.astype(np.float32), length="KWS_N_FEATURES")]
     return "\n".join(parts)
-
-
-def u_block_size(u_q: np.ndarray) -> int:
-    """The smallest block size b (dividing H) for which U is block-diagonal with b x b blocks: an
-    ensemble's joined FastGRNN (kws.models.ensemble) has one block per member; any other model, H."""
-    h = u_q.shape[0]
-    for b in range(1, h):
-        if h % b == 0:
-            blocks = np.kron(np.eye(h // b, dtype=bool), np.ones((b, b), dtype=bool))
-            if not u_q[~blocks].any():
-                return b
-    return h
 
 
 def model_arrays(qm: Any) -> tuple[dict[str, np.ndarray], int]:

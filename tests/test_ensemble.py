@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from firmware_export import build  # noqa: E402
-from firmware_export.generate import calibration_from_audio, generate, golden_audio, u_block_size  # noqa: E402
+from firmware_export.generate import calibration_from_audio, generate, golden_audio  # noqa: E402
 from kws.bundle import load_bundle, save_bundle  # noqa: E402
 from kws.cli import main as kws_main  # noqa: E402
 from kws.errors import KwsError  # noqa: E402
 from kws.features import FeatureConfig  # noqa: E402
 from kws.models import build_model, weight_shapes  # noqa: E402
-from kws.models.ensemble import merge_weights, renormalize  # noqa: E402
+from kws.models.ensemble import merge_weights, renormalize, u_block_size  # noqa: E402
 from kws.stream import make_scorer  # noqa: E402
 
 
@@ -55,6 +55,25 @@ def test_joined_model_gives_the_mean_logit_at_every_frame(kind, hp):
     if kind == "fastgrnn":  # each block keeps its own zeta and nu
         assert joined_hp["unit_zeta_nu"] and joined_w["zeta"].shape == (3 * hp["hidden"],)
         assert ("W1" in joined_w) == ("w_rank" in hp)
+
+
+@pytest.mark.parametrize("hp", [{"hidden": 6}, {"hidden": 5, "w_rank": 3, "u_rank": 2, "nonlinearity": "pwl"}])
+def test_blockwise_teacher_scores_exactly_what_the_joined_model_does(hp):
+    from kws.models.fastgrnn import BlockwiseFastGRNN, blockwise
+
+    models = _members("fastgrnn", 3, 7, **hp)
+    joined_hp, joined_w = merge_weights("fastgrnn", 7, [(m.hparams, _state(m)) for m in models])
+    joined = build_model("fastgrnn", 7, **joined_hp).eval()
+    joined.load_state_dict({k: torch.from_numpy(v) for k, v in joined_w.items()})
+    fast = blockwise(joined)
+    assert isinstance(fast, BlockwiseFastGRNN) and fast.groups == 3
+    x = torch.randn(4, 25, 7)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), joined(x).numpy(), atol=1e-5)
+    assert fast(x[:, :0]).shape == (4,)
+    assert blockwise(models[0]) is models[0]  # one model: nothing to split
+    with pytest.raises(ValueError, match="not block-diagonal"):
+        BlockwiseFastGRNN(models[0], 2 if hp["hidden"] % 2 == 0 else 5)
 
 
 def test_unit_zeta_nu_trains():

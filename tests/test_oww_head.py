@@ -108,7 +108,12 @@ def test_openwakeword_head_teacher_is_cached_and_teaches_kws_train(tmp_path, mon
     assert auc(held_out[sp.y == 1], held_out[sp.y == 0]) > 0.7
     assert len(list((data / "teacher").glob("oww-head-seed0-ep8-fold*of3-*/head.safetensors"))) == 3
     fold = oww_head._fold_of_clips(sp.kinds, 3, seed=0)
-    x, _, clip = oww_head.split_windows(data, "train")
+    x, y, clip = oww_head.split_windows(data, "train")
+    # a seeded subset of clips (the peer benchmark's quick runs): the same windows as the full split's
+    xs, ys, cs = oww_head.split_windows(data, "train", limit=5, seed=1)
+    rows = np.sort(np.random.default_rng(1).choice(len(sp.y), 5, replace=False))
+    assert cs.max() == 4 and np.array_equal(ys, np.repeat(sp.y[rows], len(xs) // 5))
+    np.testing.assert_allclose(xs, x[np.isin(clip, rows)], rtol=1e-5, atol=1e-6)
     for k in range(3):
         head = oww_head.trained_head(data, 0, 8, k, 3)  # cached
         own = oww_head.clip_max(head.window_logits(x), clip)

@@ -1,6 +1,7 @@
 """Benchmark the models on one CPU core: training step time of FastGRNN's hand-written BPTT vs plain
-autograd (side by side, same weights and batch), LSTM/GRU for reference, and streaming cost per
-10 ms frame (torch step, numpy reference step) with each model's cost() figures.
+autograd (side by side, same weights and batch), LSTM/GRU for reference, the distillation teacher's
+forward (a joined ensemble's dense block-diagonal FastGRNN vs the same model run block by block),
+and streaming cost per 10 ms frame (torch step, numpy reference step) with each model's cost() figures.
 
     nice -n 10 .venv/bin/python tools/bench_models.py [--batch 256] [--repeats 5] [--no-report]
 """
@@ -20,6 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kws.models import build_model  # noqa: E402
+from kws.models.ensemble import merge_weights  # noqa: E402
+from kws.models.fastgrnn import blockwise  # noqa: E402
 from kws.models.reference import ReferenceModel  # noqa: E402
 
 
@@ -59,6 +62,25 @@ def train_step(model, x, use_autograd: bool = False):
     return run
 
 
+def teacher_forward(members: int, hidden: int, batch: int, x: torch.Tensor, repeats: int) -> tuple[float, float, float]:
+    """(blockwise ms, dense ms, paired ratio) of one no-grad forward of `members` joined FastGRNNs."""
+    ms = [build_model("fastgrnn", x.shape[-1], hidden=hidden) for _ in range(members)]
+    hp, w = merge_weights("fastgrnn", x.shape[-1], [(m.hparams, m.weights_numpy()) for m in ms])
+    dense = build_model("fastgrnn", x.shape[-1], **hp).eval()
+    dense.load_weights_numpy(w)
+    fast = blockwise(dense)
+    xb = x[:batch]
+    with torch.no_grad():
+        assert torch.allclose(fast(xb), dense(xb), atol=1e-4)
+
+    def run(model):
+        def go():
+            with torch.no_grad():
+                model(xb)
+        return go
+    return _paired_ms(run(fast), run(dense), repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=256)
@@ -66,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--teacher-members", type=int, default=4, help="members of the joined teacher (kws train --ensemble)")
+    ap.add_argument("--teacher-hidden", type=int, default=64, help="hidden units per member (the paper preset's)")
+    ap.add_argument("--teacher-batch", type=int, default=128, help="the training batch (TrainHparams.batch_size)")
     ap.add_argument("--no-report", action="store_true", help="print only; do not rewrite BENCHMARKS.md")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -82,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("lstm", "gru"):
         m = build_model(kind, args.features, hidden=args.hidden)
         base.append((kind.upper(), _median_ms(train_step(m, x), args.repeats)))
+
+    teacher = teacher_forward(args.teacher_members, args.teacher_hidden, args.teacher_batch, x, args.repeats)
 
     stream = []
     frames = x[0].numpy()
@@ -112,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {label} | {scan:.1f} | {auto:.1f} | {ratio:.2f}x |" for label, scan, auto, ratio in rows]
     lines += ["", "| baseline (fused torch.nn) | ms |", "|---|---|"]
     lines += [f"| {label} | {ms:.1f} |" for label, ms in base]
+    n, hid = args.teacher_members, args.teacher_hidden
+    lines += ["", f"Distillation teacher (`kws train --ensemble {n} --distill`), one forward without gradients, "
+              f"batch {args.teacher_batch}: {n} FastGRNN {hid} joined into one of {n * hid} units "
+              "(kws.models.ensemble), median of {args.repeats}:".replace("{args.repeats}", str(args.repeats)), "",
+              "| teacher | run block by block (kws.models.fastgrnn.blockwise, ms) | dense block-diagonal U (ms) | "
+              "speed-up (median of paired runs) |", "|---|---|---|---|",
+              f"| {n} x FastGRNN {hid} | {teacher[0]:.1f} | {teacher[1]:.1f} | {teacher[2]:.2f}x |"]
     lines += ["", f"Streaming, one clip frame by frame (Python), hidden {args.hidden}:", "",
               "| model | params | int8 bytes | MACs/frame | torch step (us/frame) | numpy reference float32 (us/frame) |",
               "|---|---|---|---|---|---|"]

@@ -400,14 +400,14 @@ def ours_clip_scores(o: Ours, test: Test, cache: Any) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- openWakeWord heads
 def oww_head(keyword: str, data: Path, fe: Any, args: argparse.Namespace, results: Results) -> Any:
     """The openWakeWord-style head trained on our dataset's training clips (cached)."""
-    from tools.peers.openwakeword_peer import TrainedHead, dataset_windows, train_head
+    from kws.train.oww_head import TrainedHead, split_windows, train_head
 
     path = Path(args.workdir) / "oww" / f"{slug(keyword)}-{data.name}-head.safetensors"
     if path.is_file() and slug(keyword) in results.heads:
         return TrainedHead.load(path)
     t0 = time.time()
-    train = dataset_windows(fe, data, "train", limit=args.oww_train_clips, seed=0)
-    val = dataset_windows(fe, data, "val", limit=args.oww_train_clips, seed=0)
+    train = split_windows(data, "train", fe, limit=args.oww_train_clips, seed=0)
+    val = split_windows(data, "val", fe, limit=args.oww_train_clips, seed=0)
     embed_s = time.time() - t0
     head = train_head(train, val, epochs=args.oww_epochs, seed=0,
                       on_epoch=lambda e, r: print(f"  oWW head {keyword} epoch {e}: loss {r['loss']:.4f}, "

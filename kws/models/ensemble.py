@@ -143,3 +143,16 @@ def merge_weights(kind: str, n_features: int, members: list[tuple[dict[str, Any]
     out = _f32(out)
     assert {k: tuple(v.shape) for k, v in out.items()} == weight_shapes(kind, n_features, hp)
     return hp, out
+
+
+def u_block_size(u: np.ndarray) -> int:
+    """The smallest block size b (dividing H) for which the recurrent matrix U [H, H] is
+    block-diagonal with b x b blocks: a joined FastGRNN has one block per member (or finer); any
+    other model, H. The C library stores only those blocks, the training teacher runs them apart."""
+    h = u.shape[0]
+    for b in range(1, h):
+        if h % b == 0:
+            blocks = np.kron(np.eye(h // b, dtype=bool), np.ones((b, b), dtype=bool))
+            if not u[~blocks].any():
+                return b
+    return h

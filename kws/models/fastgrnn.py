@@ -20,6 +20,7 @@ from torch import nn
 
 from kws.models import normalize_hparams
 from kws.models.base import KwsModel
+from kws.models.ensemble import u_block_size
 
 
 def pwl_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -209,3 +210,57 @@ class FastGRNN(KwsModel):
         # As in EdgeML, sparsity on a low-rank W (or U) applies to both factors.
         return {"W": ["W"] if self.hparams["w_rank"] is None else ["W1", "W2"],
                 "U": ["U"] if self.hparams["u_rank"] is None else ["U1", "U2"]}
+
+
+# ---------------------------------------------------------------- an ensemble run block by block
+class BlockwiseFastGRNN(nn.Module):
+    """A frozen FastGRNN with a block-diagonal U (a joined ensemble), run as `groups` small
+    recurrences in one batched matmul per frame: the same logits as `model(x)` for a fraction of
+    the MACs (the dense U of 4 members of 64 holds 16x a member's recurrent weights, 4x theirs).
+    Forward only, without gradients: the distillation teacher (kws.train.api.load_teacher)."""
+
+    def __init__(self, model: FastGRNN, groups: int) -> None:
+        super().__init__()
+        h = model.hparams["hidden"]
+        if groups < 2 or h % groups:
+            raise ValueError(f"a {h}-unit FastGRNN does not split into {groups} blocks")
+        self.model, self.groups, self.k = model, groups, h // groups
+        with torch.no_grad():
+            u = model.effective_u().detach()
+            if self.k % u_block_size(u.numpy()):
+                raise ValueError(f"U is not block-diagonal in {groups} blocks")
+            k = self.k
+            self.register_buffer("u_t", torch.stack([u[i * k:(i + 1) * k, i * k:(i + 1) * k].t()
+                                                     for i in range(groups)]))  # [G, k, k]
+
+    def _per_block(self, v: torch.Tensor) -> torch.Tensor:
+        """[H] (or a shared [1]) -> broadcastable over states [G, B, k]."""
+        return v.reshape(self.groups, 1, self.k) if v.numel() > 1 else v.reshape(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        m._check(x)
+        if x.shape[1] == 0:
+            return m(x)
+        with torch.no_grad():
+            wx = m._wx(x)  # [B, T, H]
+            b, n_t, h = wx.shape
+            wx = wx.reshape(b, n_t, self.groups, self.k).permute(1, 2, 0, 3).contiguous()  # [T, G, B, k]
+            b_z, b_h = self._per_block(m.b_z), self._per_block(m.b_h)
+            zeta, nu = self._per_block(torch.sigmoid(m.zeta)), self._per_block(torch.sigmoid(m.nu))
+            state = wx.new_zeros(self.groups, b, self.k)
+            for t in range(n_t):
+                pre = torch.baddbmm(wx[t], state, self.u_t)
+                z = m._sigmoid(pre + b_z)
+                c = m._tanh(pre + b_h)
+                state = (zeta * (1.0 - z) + nu) * c + z * state
+            return m._head(state.permute(1, 0, 2).reshape(b, h))
+
+
+def blockwise(model: nn.Module) -> nn.Module:
+    """`model` as a BlockwiseFastGRNN when it is a FastGRNN with a block-diagonal U, else itself."""
+    if not isinstance(model, FastGRNN):
+        return model
+    h = model.hparams["hidden"]
+    groups = h // u_block_size(model.effective_u().detach().numpy())
+    return BlockwiseFastGRNN(model, groups) if groups > 1 else model

@@ -178,9 +178,10 @@ def adversarial_search(model: Model, x: torch.Tensor, radius: float, gamma: floa
 # ---------------------------------------------------------------- the per-batch objectives
 def method_loss(method: str, model: Model, x: torch.Tensor, y: torch.Tensor, *, adversarial: bool,
                 radius: float, gamma: float, mu: float, steps: int, step_size: float,
-                weights: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training loss of one batch (x [B, ...], y [B] in {0, 1}) for `method`.
+                weights: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch (x [B, ...], y [B] in {0, 1}) for `method`; `logits`: the
+    model's logits of x when the caller needs them too (computed here otherwise).
 
     bce: mean CE on the batch. drocc: CE on the positives only (+ mu * adversarial term).
     drocc-oe / drocc-lf: CE on positives and negatives + mu * adversarial term, Euclidean resp.
@@ -193,11 +194,12 @@ def method_loss(method: str, model: Model, x: torch.Tensor, y: torch.Tensor, *, 
     pos = y > 0.5
     if method == "drocc":
         x, y = x[pos], y[pos]
+        logits = None if logits is None else logits[pos]
         pos = pos[pos]
     if x.shape[0] == 0:
         zero = torch.zeros((), requires_grad=True)
         return zero, {"ce": 0.0, "adv": 0.0}
-    ce = F.binary_cross_entropy_with_logits(model(x), y)
+    ce = F.binary_cross_entropy_with_logits(model(x) if logits is None else logits, y)
     loss, adv_value = ce, 0.0
     if adversarial and method != "bce" and bool(pos.any()):
         if method == "drocc-lf" and weights is None:

@@ -228,17 +228,23 @@ def clip_labels(window_labels: np.ndarray, clip_index: np.ndarray) -> np.ndarray
 
 
 # ---------------------------------------------------------------- the teacher of a dataset
-def split_windows(data_dir: Path, split: str, fe: FrontEnd | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(windows, labels, clip index) of every clip of a dataset split, manifest order; the clips'
-    embeddings are cached under DATA_DIR/teacher/ (resumable, recomputed for a rebuilt dataset)."""
+def split_windows(data_dir: str | os.PathLike, split: str, fe: FrontEnd | None = None, limit: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(windows, labels, clip index) of every clip of a dataset split, manifest order (`limit`: a
+    seeded subset of clips, for quick runs); the clips' embeddings are cached under
+    DATA_DIR/teacher/ (resumable, recomputed for a rebuilt dataset)."""
     from kws.data.dataset import load_split
 
+    data_dir = Path(data_dir)
     sp = load_split(data_dir, split)
     cfg = sp.feature_config
     if cfg.sample_rate != SAMPLE_RATE:
         raise DataError(f"{data_dir}: the openWakeWord teacher needs {SAMPLE_RATE} Hz clips, this dataset is "
                         f"{cfg.sample_rate} Hz; train without --teacher openwakeword-head")
-    paths = [r.path for r in sp.records]
+    rows = np.arange(len(sp.records))
+    if limit is not None and limit < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), limit, replace=False))
+    paths = [sp.records[i].path for i in rows]
     meta = {"version": CACHE_VERSION, "lead": TRAIN_LEAD, "tail": TRAIN_TAIL, "n": len(paths)}
     parts = cached_clip_parts(data_dir / "teacher" / f"oww-padded-{split}-{manifest_digest(paths)}", meta,
                               [data_dir / p for p in paths], lambda clip, f: padded_embeddings(f, clip),
@@ -246,7 +252,7 @@ def split_windows(data_dir: Path, split: str, fe: FrontEnd | None = None) -> tup
     emb = np.concatenate(parts)
     w = [whole_clip_windows(e, cfg.window_samples) for e in emb]
     k = len(w[0])
-    return (np.concatenate(w), np.repeat(sp.y, k), np.repeat(np.arange(len(emb)), k))
+    return (np.concatenate(w), np.repeat(sp.y[rows], k), np.repeat(np.arange(len(emb)), k))
 
 
 HEAD_FOLDS = 5  # cross-fitting: each training clip is scored by a head that never saw it

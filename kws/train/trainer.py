@@ -529,16 +529,18 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
             xb = x_tr_t[idx]
             if hp.time_mask or hp.freq_mask:
                 xb = spec_mask(xb, hp.time_mask, hp.freq_mask, gen)
+            logits = model(xb) if kd_on else None  # the CE's and the KD's: one forward
             loss, parts = method_loss(method, model, xb, y_tr_t[idx], adversarial=adversarial,
                                       radius=hp.radius, gamma=hp.gamma, mu=hp.mu, steps=hp.ascent_steps,
-                                      step_size=hp.ascent_step_size, weights=weights, generator=gen)
+                                      step_size=hp.ascent_step_size, weights=weights, generator=gen,
+                                      logits=logits)
             if distilling:
                 states = model.hidden_states(xb)[:, t_frames]  # [B, K, H] at the teacher's moments
                 d = distill_loss(states.reshape(-1, states.shape[-1]), t_tr_t[idx].reshape(-1, t_tr_t.shape[-1]))
                 loss = loss + hp.distill * d
                 sums["distill"] += float(d.detach())
             if kd_on:
-                kd = logit_distill_loss(model(xb), teacher_logits(teacher, fixed, xb, idx), hp.kd_temperature)
+                kd = logit_distill_loss(logits, teacher_logits(teacher, fixed, xb, idx), hp.kd_temperature)
                 loss = loss + hp.kd * kd
                 sums["kd"] += float(kd.detach())
             if word_head is not None or (kd_on and words is not None and len(words.y)):

@@ -83,28 +83,6 @@ class PretrainedHead(OnnxHead):
         self.name = name
 
 
-def dataset_windows(fe: FrontEnd, data_dir: str | os.PathLike, split: str, limit: int | None = None,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(windows, labels, clip index) of a kws dataset split, from its clip WAVs (the exact audio our
-    models train on; `limit` draws a seeded subset of clips, for quick runs)."""
-    from kws.audio import load_audio
-    from kws.data.manifest import read_manifest
-    from kws.util import progress
-
-    d = Path(data_dir)
-    recs = [r for r in read_manifest(d / "manifest.jsonl") if r.split == split]
-    if limit is not None and limit < len(recs):
-        idx = np.sort(np.random.default_rng(seed).choice(len(recs), limit, replace=False))
-        recs = [recs[i] for i in idx]
-    xs, ys, cs = [], [], []
-    for i, r in enumerate(progress(recs, desc=f"openWakeWord embeddings ({split})")):
-        w = clip_windows(fe, load_audio(d / r.path))
-        xs.append(w)
-        ys.append(np.full(len(w), r.label))
-        cs.append(np.full(len(w), i))
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(cs)
-
-
 def clip_scores(fe: FrontEnd, head: Any, clips: Sequence[np.ndarray], lead: float = 1.5, tail: float = 0.5) -> np.ndarray:
     """Per clip, the max head score over the windows a stream would produce: the clip after `lead`
     seconds and before `tail` seconds of digital silence (a longer lead than our 0.5 s because one
