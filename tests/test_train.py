@@ -169,6 +169,15 @@ def test_method_losses():
     lf, parts = L.method_loss("drocc-lf", model, x, y, adversarial=True, weights=w, **kw)
     lf.backward()
     assert parts["adv"] > 0 and all(p.grad is not None for p in model.parameters())
+    # the caller's logits of x (shared with distillation) give the same loss, for every method
+    for method in L.METHODS:
+        g = dict(generator=torch.Generator().manual_seed(2), weights=w)
+        own, _ = L.method_loss(method, model, x, y, adversarial=True, **kw, **g)
+        g = dict(generator=torch.Generator().manual_seed(2), weights=w)
+        given, _ = L.method_loss(method, model, x, y, adversarial=True, logits=model(x), **kw, **g)
+        assert torch.allclose(own, given), method
+    shifted, _ = L.method_loss("bce", model, x, y, adversarial=False, logits=model(x) + 1.0, **kw)
+    assert not torch.allclose(shifted, bce)  # the given logits are the ones used
 
 
 # ---------------------------------------------------------------- training
