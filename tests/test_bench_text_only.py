@@ -321,6 +321,10 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert np.array_equal(a["float"], b["float"]) and res["runs"]["s|athena|rp0|seed0"]["epochs_run"] == \
         res["runs"]["t|athena|rp0|seed0"]["epochs_run"]
     assert not (work / "runs" / "s" / "athena-rp0-seed0.partial").exists()
+    # tag s builds what tag t built: one dataset, linked; tag w's other recipe has its own
+    assert (work / "data" / "s" / "athena-small-rp0").is_symlink()
+    assert (work / "data" / "s" / "athena-small-rp0").resolve() == (work / "data" / "t" / "athena-small-rp0").resolve()
+    assert not (work / "data" / "w" / "athena-small-rp0").is_symlink()
     u_argv = list(s_argv)
     u_argv[u_argv.index("--tag") + 1] = "u"
     assert bench.main(u_argv + ["--start-from", "nope", "--no-report"]) == 2  # never trains from scratch instead

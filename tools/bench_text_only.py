@@ -444,6 +444,22 @@ def real_positive_usage(data_dir: Path) -> dict[str, dict[str, int]]:
 
 
 # ---------------------------------------------------------------- the grid
+def link_same_dataset(data: Path, opts: Any) -> None:
+    """Before building `data` for a tag: link it to another tag's finished dataset of the same
+    options (tags that change only training share one build: the same clips by construction, and
+    caches such as the teacher's embeddings computed once)."""
+    from kws.data.builder import finished_build_with
+
+    if data.exists() or data.is_symlink():
+        return
+    for other in sorted(data.parent.parent.glob(f"*/{data.name}")):
+        if not other.is_symlink() and finished_build_with(other, opts):
+            data.parent.mkdir(parents=True, exist_ok=True)
+            data.symlink_to(os.path.relpath(other, data.parent), target_is_directory=True)
+            print(f"dataset {data.parent.name}/{data.name}: the same as {other.parent.name}'s, linked", flush=True)
+            return
+
+
 def ensure_dataset(keyword: str, n_real: int, chosen: list[Path], args: argparse.Namespace, corpora: Corpora,
                    results: Results) -> Path:
     from kws.data.builder import BuildOptions, build_dataset
@@ -468,6 +484,7 @@ def ensure_dataset(keyword: str, n_real: int, chosen: list[Path], args: argparse
         raise KwsError(f"--build-options: {', '.join(unknown)} not BuildOptions fields ({', '.join(sorted(fields))})")
     opts = BuildOptions(**{"keyword": keyword, "out": data, "preset": args.preset, "positives": positives,
                            "negatives": negatives, "seed": 0, "workers": args.workers, **extra})
+    link_same_dataset(data, opts)
     t0 = time.time()
     try:
         summary = build_dataset(opts)

@@ -1078,6 +1078,16 @@ def _ids_digest(ids: list[str]) -> str:
     return hashlib.sha1("\n".join(ids).encode("utf-8")).hexdigest()
 
 
+def finished_build_with(data_dir: str | os.PathLike, opts: BuildOptions) -> bool:
+    """Whether `data_dir` holds a finished dataset that `opts` would build (the same fingerprint:
+    every option that changes its content), so another run can use it instead of building its own."""
+    d = Path(data_dir)
+    plan = _load_json(d / "work" / "plan.json")
+    done = (d / "dataset.json").is_file() and all((d / "features" / f"{s}.npy").is_file() for s in ("train", "val", "test"))
+    return done and plan is not None and plan.get("fingerprint") == _fingerprint(
+        opts, resolve_sizes(opts.preset, opts.sizes, opts.close_negatives_in_train))
+
+
 def build_dataset(opts: BuildOptions) -> DatasetSummary:
     """Build (or resume, or reuse) the dataset folder `opts.out`; see the module doc."""
     out = Path(opts.out)
