@@ -278,7 +278,8 @@ def _fold_of_clips(kinds: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_EPOCHS, fold: int = 0,
-                 folds: int = 1, train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> TrainedHead:
+                 folds: int = 1, train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> TrainedHead:
     """A teacher head of a dataset, selected on its val split and cached under DATA_DIR/teacher/ with
     its validation history. folds = 1: trained on every train-split clip, word-task clips as
     negatives; folds > 1: on the labelled clips outside fold `fold` (fold = folds: on all of them)."""
@@ -293,7 +294,7 @@ def trained_head(data_dir: str | os.PathLike, seed: int = 0, epochs: int = HEAD_
     if folds > 1:
         keep = ~np.isin(_fold_of_clips(load_split(d, "train").kinds, folds, seed), [-1, fold])[clip]
         x, y, clip = x[keep], y[keep], clip[keep]
-    val = split_windows(d, "val")
+    val = split_windows(d, "val") if val is None else val
     name = "openWakeWord head (teacher)" + ("" if folds == 1 else " on all folds" if fold >= folds
                                              else f" {fold + 1}/{folds}")
     bar = progress(total=epochs, items=None, desc=name)
@@ -338,8 +339,9 @@ def head_teacher_logits(data_dir: str | os.PathLike, seed: int = 0, epochs: int 
         fold = _fold_of_clips(sp.kinds, folds, seed)
         out = np.zeros(len(sp.records))
         words = fold == -1
+        val = split_windows(d, "val")  # once for every fold's head
         for k in range(folds):
-            scores = clip_max(trained_head(d, seed, epochs, k, folds, train).window_logits(train[0]), train[2])
+            scores = clip_max(trained_head(d, seed, epochs, k, folds, train, val).window_logits(train[0]), train[2])
             out[fold == k] = scores[fold == k]
             out[words] += scores[words] / folds
     out = out.astype(np.float32)
