@@ -42,7 +42,7 @@ class _FastGRNNScan(torch.autograd.Function):
     Autograd through a Python loop of ~12 small ops per frame spends most of its time on graph
     bookkeeping. Here the forward runs without a graph and, when gradients are needed, stores the
     local derivatives of each frame; the backward then needs 3 ops per frame and the parameter
-    gradients are single vectorised reductions (measured ~2-3x faster than autograd on CPU).
+    gradients are single vectorised reductions (1.5-3x faster than autograd on CPU: BENCHMARKS.md "models").
 
     Inputs: wx [B, T, H] (= W x), U [H, H] (effective: U1 U2 when low rank), b_z, b_h [H],
     zeta, nu (post-sigmoid, shape [1] or [H]), pwl (bool). Output: every state h_t, [B, T, H]."""
