@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     n, hid = args.teacher_members, args.teacher_hidden
     lines += ["", f"Distillation teacher (`kws train --ensemble {n} --distill`), one forward without gradients, "
               f"batch {args.teacher_batch}: {n} FastGRNN {hid} joined into one of {n * hid} units "
-              "(kws.models.ensemble), median of {args.repeats}:".replace("{args.repeats}", str(args.repeats)), "",
+              f"(kws.models.ensemble), median of {args.repeats}:", "",
               "| teacher | run block by block (kws.models.fastgrnn.blockwise, ms) | dense block-diagonal U (ms) | "
               "speed-up (median of paired runs) |", "|---|---|---|---|",
               f"| {n} x FastGRNN {hid} | {teacher[0]:.1f} | {teacher[1]:.1f} | {teacher[2]:.2f}x |"]

@@ -1083,7 +1083,7 @@ def finished_build_with(data_dir: str | os.PathLike, opts: BuildOptions) -> bool
     every option that changes its content), so another run can use it instead of building its own."""
     d = Path(data_dir)
     plan = _load_json(d / "work" / "plan.json")
-    done = (d / "dataset.json").is_file() and all((d / "features" / f"{s}.npy").is_file() for s in ("train", "val", "test"))
+    done = (d / "dataset.json").is_file() and all((d / "features" / f"{s}.npy").is_file() for s in SPLITS)
     return done and plan is not None and plan.get("fingerprint") == _fingerprint(
         opts, resolve_sizes(opts.preset, opts.sizes, opts.close_negatives_in_train))
 
