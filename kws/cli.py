@@ -124,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         ensemble=args.ensemble,
         distill_ensemble=args.distill,
-        train_hparams={"mine": args.mine} if args.mine is not None else {},
+        train_hparams={k: v for k, v in (("mine", args.mine), ("phone_task", args.phone_task)) if v is not None},
     )
     result = train_keyword(opts)
     print(result.table())
@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "unless the first one's validation AUC is higher by more than 0.005 (TrainHparams.mine_select, "
                         "kws.train.api.MINE_AUC_MARGIN). Default: "
                         "10%% of the word-task clips, when the dataset has them; 0 = off")
+    s.add_argument("--phone-task", type=float, default=None, metavar="WEIGHT",
+                   help="also teach the model to spell the word-task clips phone by phone (CTC on every frame, a "
+                        "training-only head; TrainHparams.phone_task), so it hears the sounds real speakers make in "
+                        "other words; needs word-task clips. Default: off (BENCHMARKS.md text_only_phone)")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)

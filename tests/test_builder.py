@@ -516,6 +516,8 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     assert trained[0].train_hparams == {"mine": 30} and trained[0].build["word_task"] == 100
     assert trained[1].train_hparams == {}  # the defaults decide
     assert cli.main(["train", "--keyword", "athena", "--mine", "0"]) == 2 and trained[2].train_hparams == {"mine": 0}
+    assert cli.main(["train", "--keyword", "athena", "--phone-task", "0.5"]) == 2
+    assert trained[3].train_hparams == {"phone_task": 0.5}
 
 
 def test_negatives_are_placed_anywhere_keywords_stay_centred(cache):

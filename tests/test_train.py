@@ -383,6 +383,74 @@ def test_word_task_trains_a_head_that_names_the_words_and_resumes(tmp_path):
         TrainHparams(word_task=-1)
 
 
+def phone_split(n: int, seed: int, t: int = 12) -> Arrays:
+    """Word clips made of phones: each clip says 2-3 of phones 1-3 (no repeats in a row), each phone
+    a 3-frame one-hot segment over 3 features, then quiet frames; `phones` holds the sequence."""
+    rng = np.random.default_rng(seed)
+    x = 0.05 * rng.standard_normal((n, t, 3)).astype(np.float32)
+    phones = np.zeros((n, 3), dtype=np.int64)
+    for i in range(n):
+        seq = [int(rng.integers(1, 4))]
+        while len(seq) < int(rng.integers(2, 4)):
+            seq.append(int(rng.choice([p for p in (1, 2, 3) if p != seq[-1]])))
+        for k, p in enumerate(seq):
+            x[i, 3 * k:3 * k + 3, p - 1] += 1.0
+        phones[i, :len(seq)] = seq
+    y = np.array([int("".join(map(str, r[r > 0]))) % 3 for r in phones])  # a word label as well
+    return Arrays(x, y, phones=phones)
+
+
+def test_phone_task_learns_to_spell_the_word_clips_frame_by_frame_and_resumes(tmp_path):
+    from kws.models import build_model
+    from kws.train.trainer import _load_checkpoint
+
+    train, val, words = toy_split(96, 96, 9, t=12), toy_split(30, 30, 10, t=12), phone_split(120, 11)
+    hp = dict(TOY_HP, epochs=30, lr=3e-2, warmup_epochs=1, phone_task=1.0, word_task=0.5)
+
+    def run(run_dir, epochs, **kw):
+        torch.manual_seed(5)
+        model = build_model("fastgrnn", 3, hidden=16)
+        return fit(model, train, val, "bce", TrainHparams(**dict(hp, epochs=epochs, **kw)), run_dir,
+                   seed=2, words=words)
+
+    full = run(tmp_path / "full", 30)
+    losses = [h["phone"] for h in full.history]
+    assert losses[-1] < 0.05 * losses[0]
+    groups, _ = _load_checkpoint(tmp_path / "full" / CHECKPOINT)
+    from kws.data.confusables import PHONES
+
+    head = torch.nn.Linear(16, len(PHONES) + 1)
+    head.load_state_dict({k[len("phone."):]: v for k, v in groups["aux"].items() if k.startswith("phone.")})
+    assert {k for k in groups["aux"] if not k.startswith("phone.")} == {"weight", "bias"}  # the word head's
+    last = build_model("fastgrnn", 3, hidden=16)
+    last.load_state_dict(groups["model"])  # the weights the head was trained with (not the best epoch's)
+    with torch.no_grad():  # greedy CTC decoding of the frame states spells most clips right
+        best = head(last.hidden_states(torch.from_numpy(words.x))).argmax(-1).numpy()
+    decoded = [[int(p) for j, p in enumerate(row) if p and (j == 0 or p != row[j - 1])] for row in best]
+    right = [d == list(r[r > 0]) for d, r in zip(decoded, words.phones)]
+    assert np.mean(right) > 0.8
+    run(tmp_path / "part", 10)
+    resumed = run(tmp_path / "part", 30)
+    assert resumed.resumed_from == 10 and [h["phone"] for h in resumed.history] == losses
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    with pytest.raises(KwsError, match="phones"):
+        fit(build_model("fastgrnn", 3, hidden=8), train, val, "bce", TrainHparams(**hp), tmp_path / "no",
+            words=Arrays(words.x, words.y))
+    with pytest.raises(ValueError, match="phone_task"):
+        TrainHparams(phone_task=-1)
+
+
+def test_phone_targets_spell_words_in_arpabet_ids():
+    from kws.data.confusables import PHONES
+    from kws.train.api import phone_targets
+
+    ids = phone_targets(["right", "left", "right", "zorblax"])
+    spelled = [[PHONES[i - 1] for i in row if i] for row in ids]
+    assert spelled[:3] == [["R", "AY", "T"], ["L", "EH", "F", "T"], ["R", "AY", "T"]]
+    assert ids.shape == (4, len(spelled[3])) and spelled[3][:2] == ["Z", "AO"]  # espeak-ng reads it
+
+
 def test_mining_picks_the_pool_clips_the_model_scores_highest():
     from kws.train.api import mine_hard_negatives
 

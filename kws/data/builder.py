@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.data.manifest import ClipRecord
+from kws.data.manifest import SPLITS, ClipRecord
 from kws.errors import AudioError, DataError
 from kws.util import atomic_path, atomic_write_text, progress
 
@@ -56,7 +56,6 @@ ALIGNS = ("end", "center")
 # detector scores a window every 0.1 s, so one window ends 0-0.1 s after the word; the wider range
 # also covers a word whose end is followed by a short pause or reverberation tail.
 END_TAIL_SECONDS = (0.05, 0.3)
-SPLITS = ("train", "val", "test")
 SPLIT_SHARES = (0.70, 0.15, 0.15)
 KIND_KEYS = {"pos": "positive", "neg": "negative", "close": "close_negative"}
 PRESETS: dict[str, dict[str, int]] = {

@@ -106,6 +106,15 @@ def cmu_phones(text: str) -> tuple[str, ...] | None:
     return tuple(out) or None
 
 
+def phone_sequence(text: str) -> tuple[str, ...]:
+    """Stress-free ARPAbet phones of a word or phrase: CMU's first pronunciation, else espeak-ng's
+    reading (names and made-up words); () when neither knows it."""
+    phones = cmu_phones(text)
+    if phones is None:
+        phones = espeak_to_arpa(espeak_tokens(text))
+    return tuple(p for p in _strip(phones) if p in PHONES)
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from kws.data.manifest import ClipRecord, read_manifest
+from kws.data.manifest import SPLITS, ClipRecord, read_manifest
 from kws.errors import DataError
 
-SPLITS = ("train", "val", "test")
 
 
 @dataclass

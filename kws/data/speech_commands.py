@@ -42,7 +42,6 @@ HASH_DIVIDER = "_nohash_"
 NOISE_DIR = "_background_noise_"
 SILENCE_DIR = "_silence_"
 AUDIO_SUFFIXES = (".wav", ".flac")
-SPLITS = ("train", "val", "test")
 _MAX_NUM_WAVS_PER_CLASS = 2 ** 27 - 1  # from the official input_data.which_set
 
 

@@ -215,6 +215,19 @@ def _word_task_rows(split: Any, data_dir: Path) -> tuple[np.ndarray, np.ndarray,
     return np.flatnonzero(~is_word), rows, labels
 
 
+def phone_targets(texts: list[str]) -> np.ndarray:
+    """[N, L] phone ids (1..len(PHONES), 0-padded) of each text, for the phone task
+    (TrainHparams.phone_task); a text no pronunciation source knows gets a row of zeros (no target)."""
+    from kws.data.confusables import PHONES, phone_sequence
+
+    ids = {p: i + 1 for i, p in enumerate(PHONES)}
+    seqs = {t: [ids[p] for p in phone_sequence(t)] for t in set(texts)}
+    out = np.zeros((len(texts), max([len(v) for v in seqs.values()] + [1])), dtype=np.int64)
+    for i, t in enumerate(texts):
+        out[i, :len(seqs[t])] = seqs[t]
+    return out
+
+
 def calibrate_thresholds(val_scores: np.ndarray, val_y: np.ndarray, fprs: tuple[float, ...] = FPRS) -> dict[str, float]:
     """Score thresholds for each FPR, chosen on validation scores only (kws.metrics.recall_at_fpr)."""
     from kws.metrics import recall_at_fpr
@@ -331,6 +344,9 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     val, test = (_arrays(s, mean, std) for s in (val_split, test_split))
     words = _arrays(train_split, mean, std, word_rows, word_labels) if len(word_rows) else None
     hparams_in = dict(opts.train_hparams)
+    if words is not None and hparams_in.get("phone_task"):
+        words = dataclasses.replace(words, phones=phone_targets(
+            [train_split.records[i].text.lower() for i in word_rows]))
     if words is not None:
         hparams_in.setdefault("word_task", DEFAULT_WORD_TASK)
         if not feature_teacher:  # mined clips have no embedding-teacher targets

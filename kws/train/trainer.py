@@ -34,7 +34,7 @@ CURVE = "training_curve.png"
 STATE_VERSION = 1
 MINE_SELECT = ("auc", "always")
 NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc",
-                 "kd": 0.0, "kd_temperature": 2.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
+                 "kd": 0.0, "kd_temperature": 2.0, "phone_task": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
 
@@ -72,6 +72,10 @@ class TrainHparams:
         linear head on the last state over the words of `fit(words=...)`: real and synthesized
         clips of other words, see BuildOptions.word_task). The head is dropped after training, so
         the model and its cost are unchanged. 0 = off.
+    phone_task: weight of the auxiliary phone-recognition loss: CTC of a training-only linear head
+        on every frame's state against the word-task clips' phones (ARPAbet, `Arrays.phones`), so
+        the state learns the sounds that real speakers make in other words, the keyword's sounds
+        among them. Dropped after training like the word head. 0 = off.
     mine, mine_epochs: hard-negative mining, done by `kws.train.api.train_keyword` after the main
         run: the `mine` word-task clips the trained model scores highest (other words it takes for
         the keyword) join the training negatives for `mine_epochs` more epochs. 0 = off.
@@ -110,6 +114,7 @@ class TrainHparams:
     mine_select: str = "auc"
     kd: float = 0.0
     kd_temperature: float = 2.0
+    phone_task: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema < 1.0:
@@ -122,8 +127,9 @@ class TrainHparams:
             raise ValueError(f"mine_select must be one of {', '.join(MINE_SELECT)}, got {self.mine_select!r}")
         if self.kd < 0 or self.kd_temperature <= 0:
             raise ValueError(f"kd must be >= 0 and kd_temperature > 0, got {self.kd} and {self.kd_temperature}")
-        if self.distill < 0 or self.word_task < 0:
-            raise ValueError(f"distill and word_task must be >= 0, got {self.distill} and {self.word_task}")
+        if self.distill < 0 or self.word_task < 0 or self.phone_task < 0:
+            raise ValueError(f"distill, word_task and phone_task must be >= 0, got {self.distill}, "
+                             f"{self.word_task} and {self.phone_task}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,7 +149,8 @@ class Arrays:
     kinds [N] (positive | negative | close_negative | noise) or None; for distillation, teacher
     [N, K, D] embeddings compared with the student's state after frames `teacher_frames` [K]; for
     logit distillation from a fixed teacher, `teacher_logit` [N], its score of each clip
-    (kws.train.oww_head)."""
+    (kws.train.oww_head); for the phone task, `phones` [N, L] each clip's phone ids (1..len(PHONES),
+    0-padded; kws.train.api.phone_targets)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -151,9 +158,15 @@ class Arrays:
     teacher: np.ndarray | None = None
     teacher_frames: np.ndarray | None = None
     teacher_logit: np.ndarray | None = None
+    phones: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        if self.phones is not None:
+            self.phones = np.asarray(self.phones, dtype=np.int64)
+            if self.phones.ndim != 2 or len(self.phones) != len(self.y) or (self.phones < 0).any():
+                raise ValueError(f"phones must be [N, L] non-negative ids with N = {len(self.y)}, "
+                                 f"got {self.phones.shape}")
         self.y = np.asarray(self.y).astype(np.int64).ravel()
         if self.x.ndim != 3 or self.x.shape[0] != self.y.shape[0]:
             raise ValueError(f"x must be [N, T, F] with N = len(y); got {self.x.shape} and {self.y.shape}")
@@ -376,25 +389,70 @@ def _word_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch
         return torch.nn.Linear(hidden, int(words.y.max()) + 1)
 
 
+def _phone_head(model: torch.nn.Module, words: Arrays | None, seed: int) -> torch.nn.Module:
+    """The phone task's training-only head: each frame's state -> blank + one logit per phone."""
+    from kws.data.confusables import PHONES
+
+    if words is None or words.phones is None or len(words.y) == 0:
+        raise KwsError("phone_task > 0 needs word-task clips with their phones: build the dataset with a "
+                       "word task (--word-task N, with a Speech Commands tree in --negatives)")
+    if int(words.phones.max(initial=0)) > len(PHONES):
+        raise KwsError(f"phone ids must be 1..{len(PHONES)} (kws.train.api.phone_targets)")
+    hidden = int(model.hidden_states(torch.from_numpy(words.x[:1])).shape[-1])
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed) + 11)
+        return torch.nn.Linear(hidden, len(PHONES) + 1)
+
+
+def _phone_loss(states: torch.Tensor, head: torch.nn.Module, phones: np.ndarray) -> torch.Tensor | None:
+    """CTC (blank 0) of the frame states [B, T, H] against 0-padded phone ids [B, L]; None when no
+    clip of the batch has phones."""
+    targets = torch.from_numpy(phones)
+    lengths = (targets > 0).sum(1)
+    keep = lengths > 0
+    if not bool(keep.any()):
+        return None
+    log_probs = torch.log_softmax(head(states[keep]), dim=-1).transpose(0, 1)  # [T, B, C]
+    frames = torch.full((int(keep.sum()),), log_probs.shape[0], dtype=torch.long)
+    return torch.nn.functional.ctc_loss(log_probs, targets[keep], frames, lengths[keep], blank=0,
+                                        zero_infinity=True)
+
+
 def _word_loss(model: torch.nn.Module, head: torch.nn.Module | None, words: Arrays, hp: TrainHparams,
                rng: np.random.Generator, gen: torch.Generator, teacher: torch.nn.Module | None = None,
-               fixed: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+               fixed: np.ndarray | None = None, phone_head: torch.nn.Module | None = None,
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """On a random batch of word-task clips: the cross-entropy of naming each clip's word from the
-    last state (None without a word head) and, with a teacher model and/or fixed per-clip teacher
-    logits, the logit distillation term (these clips are real speech of other words: where a
-    teacher's soft scores say most)."""
+    last state (None without a word head), the phone CTC over every frame's state (None without a
+    phone head) and, with a teacher model and/or fixed per-clip teacher logits, the logit
+    distillation term (these clips are real speech of other words: where a teacher's soft scores
+    say most)."""
     idx = rng.integers(0, len(words.y), size=min(hp.batch_size, len(words.y)))
     xb = torch.from_numpy(words.x[idx])
     if hp.time_mask or hp.freq_mask:
         xb = spec_mask(xb, hp.time_mask, hp.freq_mask, gen)
-    last = model.hidden_states(xb)[:, -1]
+    states = model.hidden_states(xb)
+    last = states[:, -1]
     word = None if head is None else \
         torch.nn.functional.cross_entropy(head(last), torch.from_numpy(words.y[idx]))
+    phone = None if phone_head is None else _phone_loss(states, phone_head, words.phones[idx])
     kd = None
     if teacher is not None or fixed is not None:
         kd = logit_distill_loss(model._head(last), teacher_logits(teacher, fixed, xb, idx),
                                 hp.kd_temperature)
-    return word, kd
+    return word, phone, kd
+
+
+def _aux_state(word_head: torch.nn.Module | None, phone_head: torch.nn.Module | None
+               ) -> dict[str, torch.Tensor] | None:
+    """The training-only heads' weights for the checkpoint: the word head's under their own names
+    (as before the phone task existed, so older runs resume), the phone head's under "phone."."""
+    if word_head is None and phone_head is None:
+        return None
+    out = dict(word_head.state_dict()) if word_head is not None else {}
+    if phone_head is not None:
+        out.update({f"phone.{k}": v for k, v in phone_head.state_dict().items()})
+    return out
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -450,7 +508,9 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         t_frames = torch.from_numpy(train.teacher_frames)
 
     word_head = _word_head(model, words, seed) if hp.word_task > 0 else None
-    params = list(model.parameters()) + (list(word_head.parameters()) if word_head is not None else [])
+    phone_head = _phone_head(model, words, seed) if hp.phone_task > 0 else None
+    params = list(model.parameters()) + [p for h in (word_head, phone_head) if h is not None
+                                         for p in h.parameters()]
     opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
     schedule = None
     if hp.sparsity < 1.0:
@@ -487,7 +547,10 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                            f"pass another run folder or delete this one to start over")
         model.load_state_dict(groups["model"])
         if word_head is not None:
-            word_head.load_state_dict(groups["aux"])
+            word_head.load_state_dict({k: v for k, v in groups["aux"].items() if not k.startswith("phone.")})
+        if phone_head is not None:
+            phone_head.load_state_dict({k[len("phone."):]: v for k, v in groups["aux"].items()
+                                        if k.startswith("phone.")})
         best_weights = groups["best"]
         if ema is not None:
             ema = groups["ema"]
@@ -522,6 +585,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
         sums = {"loss": 0.0, "ce": 0.0, "adv": 0.0, "distill": 0.0}
         if word_head is not None:
             sums["word"] = 0.0
+        if phone_head is not None:
+            sums["phone"] = 0.0
         if kd_on:
             sums["kd"] = 0.0
         for bi in range(n_batches):
@@ -543,12 +608,15 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                 kd = logit_distill_loss(logits, teacher_logits(teacher, fixed, xb, idx), hp.kd_temperature)
                 loss = loss + hp.kd * kd
                 sums["kd"] += float(kd.detach())
-            if word_head is not None or (kd_on and words is not None and len(words.y)):
-                wl, wkd = _word_loss(model, word_head, words, hp, rng, gen, teacher,
-                                     words.teacher_logit if fixed is not None else None)
+            if word_head is not None or phone_head is not None or (kd_on and words is not None and len(words.y)):
+                wl, pl, wkd = _word_loss(model, word_head, words, hp, rng, gen, teacher,
+                                         words.teacher_logit if fixed is not None else None, phone_head)
                 if wl is not None:
                     loss = loss + hp.word_task * wl
                     sums["word"] += float(wl.detach())
+                if pl is not None:
+                    loss = loss + hp.phone_task * pl
+                    sums["phone"] += float(pl.detach())
                 if wkd is not None:
                     loss = loss + hp.kd * wkd
                     sums["kd"] += float(wkd.detach())
@@ -601,8 +669,7 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
                  "best_epoch": best_epoch, "best_key": list(best_key) if best_key else None,
                  "since_best": since_best, "stopped_early": stopped_early,
                  "train_seconds": elapsed_before + time.time() - t0}
-        _save_checkpoint(run_dir, model, opt, best_weights, state, ema,
-                         word_head.state_dict() if word_head is not None else None)
+        _save_checkpoint(run_dir, model, opt, best_weights, state, ema, _aux_state(word_head, phone_head))
         if stopped_early:
             break
 
