@@ -326,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--phone-task", type=float, default=None, metavar="WEIGHT",
                    help="also teach the model to spell the word-task clips phone by phone (CTC on every frame, a "
                         "training-only head; TrainHparams.phone_task), so it hears the sounds real speakers make in "
-                        "other words; needs word-task clips. Default: off: at 0.5 it lost 2.0 points of real recall on average over "
-                        "16 paired runs of 4 keywords (BENCHMARKS.md text_only_phone)")
+                        "other words; needs word-task clips. Default: off: at 0.5 it lost 2.0 points of real recall "
+                        "on average over 16 paired runs of 4 keywords (BENCHMARKS.md text_only_phone)")
     _common_args(s)
     _recipe_args(s)
     s.set_defaults(func=cmd_train)
