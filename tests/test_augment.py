@@ -263,3 +263,55 @@ def test_clean_share_leaves_digital_silence_for_some_clips_of_every_kind(speechl
     assert 2 <= sum(silent_edges) <= 10  # about half the clips stay clean
     # p_clean = 0 draws no extra random number: outputs are those of before the field existed
     assert AugmentConfig.realistic().p_clean == 0.0
+
+
+def test_wide_recipe_reaches_loud_saturated_and_quiet_levels_with_dither_under_the_speech(speechlike, rirs):
+    """AugmentConfig.wide: speech levels past realistic's -42..-12 dBFS on both sides, loud clips
+    clipped at full scale over many samples (as overloaded real recordings are) rather than scaled
+    down, and the dither floor of a quiet clip at least 20 dB under its speech."""
+    from dataclasses import replace
+
+    x = np.zeros(SR, np.float32)
+    x[4000:12000] = speechlike[:8000]
+    # edges hold dither only: no noise, and nothing that smears the word into them
+    no_clean = dict(p_clean=0.0, p_clip=0.0, p_codec=0.0, p_noise=0.0, p_reverb=0.0, p_channel=0.0, p_speed=0.0,
+                    p_pitch=0.0, p_formant=0.0)
+    wide = Augmenter(seed=0, rirs=rirs, config=replace(AugmentConfig.wide(), **no_clean))
+    real = Augmenter(seed=0, rirs=rirs, config=replace(AugmentConfig.realistic(), **no_clean))
+    no_headroom = Augmenter(seed=0, rirs=rirs, config=replace(AugmentConfig.wide(), dither_headroom_db=None, **no_clean))
+    levels, saturated, unlimited = [], 0, []
+    for i in range(200):
+        y = wide.apply(x, np.random.default_rng([3, i]))
+        level = 10 * np.log10(active_power(y))
+        levels.append(level)
+        assert np.abs(y).max() < 1.0  # the ceiling plus dither (<= -55 dBFS) stays in range
+        at_ceiling = int(np.sum(np.abs(y) >= AugmentConfig().peak - 0.01))
+        saturated += at_ceiling >= 20
+        if level < -45:  # quiet: the edges hold only dither, 20 dB under the speech's active level
+            # (the word's mean power, troughs included, reads a few dB lower: 12 dB asserted)
+            speech = 10 * np.log10(np.mean(y[5000:11000].astype(np.float64) ** 2))
+            edge = 10 * np.log10(np.mean(y[:2000].astype(np.float64) ** 2) + 1e-20)
+            assert edge <= speech - 12, (i, speech, edge)
+            z = no_headroom.apply(x, np.random.default_rng([3, i]))
+            unlimited.append(10 * np.log10(np.mean(z[:2000].astype(np.float64) ** 2)) - speech)
+        r = real.apply(x, np.random.default_rng([3, i]))
+        assert np.sum(np.abs(r) >= AugmentConfig().peak - 0.01) < 5  # the limiter scales, never clips
+    levels = np.array(levels)
+    assert levels.min() < -50 and levels.max() > -11.5
+    assert saturated >= 3
+    assert max(unlimited) > -5  # without the headroom the floor buries some quiet words
+
+
+def test_saturation_and_headroom_off_draw_no_extra_random_numbers(speechlike, rirs):
+    """p_saturate = 0 and dither_headroom_db = None (realistic's defaults) leave every clip as it
+    was before the fields existed: a realistic dataset keeps its content and fingerprint."""
+    from dataclasses import replace
+
+    x = windowed(speechlike)
+    cfg = AugmentConfig.realistic()
+    assert cfg.p_saturate == 0.0 and cfg.dither_headroom_db is None
+    a = Augmenter(seed=0, rirs=rirs, config=cfg)
+    # a headroom that never binds changes nothing when drawn without extra numbers
+    b = Augmenter(seed=0, rirs=rirs, config=replace(cfg, dither_headroom_db=-200.0))
+    for i in range(8):
+        np.testing.assert_array_equal(a.apply(x, np.random.default_rng([4, i])), b.apply(x, np.random.default_rng([4, i])))

@@ -654,3 +654,14 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
     assert {r.text for r in read_manifest(only / "manifest.jsonl") if r.kind == "word"} == {"yes"}
     with pytest.raises(DataError, match="word_task must be >= 0"):
         opts(out, cache, word_task=-1)
+
+
+def test_wide_recipe_has_its_own_fingerprint_and_realistic_keeps_its_own(tmp_path):
+    """augment_recipe="wide" changes the dataset, so its fingerprint differs; a realistic build's
+    fingerprint holds none of the fields wide added (folders built before stay valid)."""
+    real = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path))
+    wide = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path, augment_recipe="wide"))
+    assert "p_saturate" not in real and "dither_headroom_db" not in real
+    assert wide["level_dbfs"] == (-60.0, -6.0) and wide["p_saturate"] == 1.0 and wide["dither_headroom_db"] == 20.0
+    with pytest.raises(DataError, match="augment_recipe"):
+        BuildOptions(keyword="x", out=tmp_path, augment_recipe="loud")

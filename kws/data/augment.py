@@ -306,6 +306,14 @@ class AugmentConfig:
     # level still vary), for every kind alike. Without it digital silence never occurs in training
     # and a model may read "no noise floor" as "not the keyword" (BENCHMARKS.md "noise_floor")
     p_clean: float = 0.0
+    # share of clips whose peak goes over full scale (a loud `level_dbfs`) that are hard-clipped
+    # there, as an overloaded microphone input saturates, instead of scaled down by the limiter:
+    # real wake-word recordings hold such clips (a third of the Mycroft "amelia" clips are louder
+    # than -12 dBFS and clipped over thousands of samples), a limiter never makes one
+    p_saturate: float = 0.0
+    # dither at least this many dB below the clip's speech level (None: no limit), so a quiet
+    # clip keeps its speech above the added floor as a quiet real recording does
+    dither_headroom_db: float | None = None
 
     @classmethod
     def none(cls) -> "AugmentConfig":
@@ -319,6 +327,15 @@ class AugmentConfig:
         and dither on every clip."""
         return cls(p_formant=0.6, p_reverb=0.5, p_channel=0.7, p_codec=0.1, p_clip=0.05,
                    level_dbfs=(-42.0, -12.0), dither_db=(-80.0, -55.0))
+
+    @classmethod
+    def wide(cls) -> "AugmentConfig":
+        """`realistic` over the levels real recordings have: speech from -60 to -6 dBFS (the
+        Mycroft wake-word clips span -70 to -7; realistic stops at -42 and -12), loud clips
+        saturating at full scale (never scaled down), dither kept 20 dB under the speech."""
+        from dataclasses import replace
+
+        return replace(cls.realistic(), level_dbfs=(-60.0, -6.0), p_saturate=1.0, dither_headroom_db=20.0)
 
 
 @dataclass
@@ -380,10 +397,12 @@ class Augmenter:
             y = shift(y, int(rng.integers(-m, m + 1)))
         if not clean and rng.random() < c.p_noise:
             y, _ = mix_at_snr(y, self.noise_segment(n, rng), float(rng.uniform(*c.snr_db)))
+        speech_db = None
         if c.level_dbfs is not None:
             level = 10.0 * math.log10(max(active_power(y), 1e-12))
             if level > -100.0:  # a silent clip stays silent
-                y = apply_gain(y, float(rng.uniform(*c.level_dbfs)) - level)
+                speech_db = float(rng.uniform(*c.level_dbfs))
+                y = apply_gain(y, speech_db - level)
         elif rng.random() < c.p_gain:
             y = apply_gain(y, float(rng.uniform(*c.gain_db)))
         if c.p_codec and not clean and rng.random() < c.p_codec:
@@ -391,8 +410,15 @@ class Augmenter:
         if c.p_clip and not clean and rng.random() < c.p_clip:
             y = hard_clip(y, float(rng.uniform(*c.clip_drive_db)))
         peak = float(np.max(np.abs(y))) if n else 0.0
-        if peak > c.peak:  # scale the whole clip down rather than clip: keeps the SNR and spectrum
-            y = y * np.float32(c.peak / peak)
+        if peak > c.peak:
+            # drawn only when enabled, as above
+            if c.p_saturate and rng.random() < c.p_saturate:
+                y = np.clip(y, -c.peak, c.peak)
+            else:  # scale the whole clip down rather than clip: keeps the SNR and spectrum
+                y = y * np.float32(c.peak / peak)
         if c.dither_db is not None and not clean:
-            y = y + (rng.standard_normal(n) * 10.0 ** (rng.uniform(*c.dither_db) / 20.0)).astype(np.float32)
+            dither_db = float(rng.uniform(*c.dither_db))
+            if c.dither_headroom_db is not None and speech_db is not None:
+                dither_db = min(dither_db, speech_db - c.dither_headroom_db)
+            y = y + (rng.standard_normal(n) * 10.0 ** (dither_db / 20.0)).astype(np.float32)
         return np.ascontiguousarray(y, dtype=np.float32)

@@ -446,7 +446,7 @@ def _voice(d: list):
     return Voice(d[0], d[1], d[2], d[3], d[4])
 
 
-AUGMENT_RECIPES = ("standard", "realistic")
+AUGMENT_RECIPES = ("standard", "realistic", "wide")
 
 
 def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0.0):
@@ -454,7 +454,7 @@ def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0
 
     from kws.data.augment import AugmentConfig
 
-    config = AugmentConfig.realistic() if recipe == "realistic" else AugmentConfig()
+    config = {"realistic": AugmentConfig.realistic, "wide": AugmentConfig.wide}.get(recipe, AugmentConfig)()
     config = replace(config, p_clean=clean_share)
     # end-aligned clips already get a random placement (END_TAIL_SECONDS); a further time shift
     # could push the word's end out of the window
@@ -471,8 +471,9 @@ def _augment_fingerprint(opts: "BuildOptions") -> dict[str, Any]:
     d = asdict(_augment_config(opts.align, opts.augment_recipe, opts.clean_share))
     if opts.augment_recipe == "standard":
         d = {k: v for k, v in d.items() if k not in _REALISTIC_FIELDS}
-    if not d.get("p_clean"):  # added later: datasets built before it keep their fingerprint
-        d.pop("p_clean", None)
+    for late in ("p_clean", "p_saturate", "dither_headroom_db"):  # added later: datasets built
+        if not d.get(late):                                           # before keep their fingerprint
+            d.pop(late, None)
     return d
 
 
