@@ -30,16 +30,17 @@ def test_recall_per_level_bin_from_saved_scores(tmp_path):
         sf.write(root / "kw" / f"c{i}.flac", word(lv, rng), SR, subtype="PCM_16")
         pos_keys.append(f"real:kw/c{i}.flac")
     neg_keys = [f"real:neg/{i}.flac" for i in range(100)]  # negatives are never read: only scored
-    keys = pos_keys + neg_keys
-    kinds = np.array(["positive"] * len(pos_keys) + ["negative"] * 100)
-    neg_scores = np.linspace(0.0, 0.5, 100)  # the 3%-FPR threshold falls just above the 4th highest
+    # each run's dataset adds synthesized close negatives of its own: not part of this table
+    keys = pos_keys + neg_keys + ["synth:abc"]
+    kinds = np.array(["positive"] * len(pos_keys) + ["negative"] * 100 + ["close_negative"])
+    neg_scores = np.append(np.linspace(0.0, 0.5, 100), 1.0)  # 3%-FPR threshold just above the 4th highest
     work = tmp_path / "work"
     runs = {}
     # seed 0 finds the mid-level clips only, seed 1 also the loud one
     for seed, pos_scores in enumerate([[0.1, 0.2, 0.9, 0.9, 0.9, 0.1], [0.1, 0.2, 0.9, 0.9, 0.9, 0.95]]):
         d = work / "runs" / f"s{seed}"
         d.mkdir(parents=True)
-        np.savez(d / "test_scores.npz", keys=np.array(keys), kinds=kinds,
+        np.savez(d / "test_scores.npz", keys=np.array(keys[:-1] + [f"synth:{seed}"]), kinds=kinds,
                  float=np.concatenate([pos_scores, neg_scores]))
         runs[f"wide|kw|rp0|seed{seed}"] = {"scores_file": f"runs/s{seed}/test_scores.npz"}
     runs["wide|kw|rp5|seed0"] = {"scores_file": "runs/s0/test_scores.npz"}  # with real positives: left out

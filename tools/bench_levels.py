@@ -56,14 +56,17 @@ def recall_row(scores: np.ndarray, kinds: np.ndarray, bins: np.ndarray, n_bins: 
 
 
 def run_scores(work: Path, results: dict[str, Any], tag: str, keyword: str, system: str) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
-    """(keys, kinds, scores) of every seed of `tag` on `keyword` without real positives in training."""
+    """(keys, kinds, scores) of the real test clips for every seed of `tag` on `keyword` without real
+    positives in training."""
     out = []
     for key, e in sorted(results.get("runs", {}).items()):
         parts = key.split("|")
         if parts[:3] != [tag, keyword, "rp0"] or "scores_file" not in e:
             continue
         z = np.load(work / e["scores_file"])
-        out.append(([str(k) for k in z["keys"]], np.asarray(z["kinds"]).astype(str), np.asarray(z[system], np.float64)))
+        keys, kinds = np.asarray(z["keys"]).astype(str), np.asarray(z["kinds"]).astype(str)
+        real = np.char.startswith(keys, "real:")  # each dataset adds its own synthesized close negatives
+        out.append((list(keys[real]), kinds[real], np.asarray(z[system], np.float64)[real]))
     return out
 
 
@@ -99,7 +102,7 @@ def table(work: Path, tags: list[str], keywords: list[str], edges: tuple[float, 
             per_seed = []
             for k2, kinds2, s in seeds:
                 if k2 != keys:
-                    raise SystemExit(f"bench_levels: {tag} on {kw} was scored on other clips than {tags[0]}")
+                    raise SystemExit(f"bench_levels: {tag} on {kw} was scored on other real clips than the first tag")
                 per_seed.append(recall_row(s, kinds2, bins_pos, len(labels)))
             if per_seed:
                 rows.append((f"ours {system}, `{tag}`", len(per_seed), per_seed))
