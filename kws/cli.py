@@ -68,11 +68,12 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--augment", default=None, choices=["realistic", "wide", "standard"],
+    p.add_argument("--augment", default=None, choices=["realistic", "quiet", "wide", "standard"],
                    help="augmentation recipe: realistic (default: speaker, room, microphone, codec and level "
                         "variation plus dither on every clip, so synthesized and recorded audio look alike), "
-                        "wide (realistic over speech levels of -60 to -6 dBFS, loud clips saturating as an "
-                        "overloaded microphone does) or standard (speed, pitch, reverb, noise, gain)")
+                        "quiet (realistic down to speech at -60 dBFS instead of -42), wide (-60 to -6 dBFS, loud "
+                        "clips saturating as an overloaded microphone does) or standard (speed, pitch, reverb, "
+                        "noise, gain)")
     p.add_argument("--carrier-share", type=float, default=None,
                    help="share of synthesized clips said inside a carrier phrase ('hey WORD', 'WORD, what time is "
                         "it') and cut around the word, as a stream shows it (default 0.3; 0 = the word alone)")

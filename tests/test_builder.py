@@ -656,12 +656,15 @@ def test_word_task_clips_name_other_words_in_real_and_synthesized_voices(tmp_pat
         opts(out, cache, word_task=-1)
 
 
-def test_wide_recipe_has_its_own_fingerprint_and_realistic_keeps_its_own(tmp_path):
-    """augment_recipe="wide" changes the dataset, so its fingerprint differs; a realistic build's
+def test_wide_and_quiet_recipes_have_their_own_fingerprints_and_realistic_keeps_its_own(tmp_path):
+    """augment_recipe="wide" (or "quiet") changes the dataset, so its fingerprint differs; a realistic build's
     fingerprint holds none of the fields wide added (folders built before stay valid)."""
     real = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path))
     wide = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path, augment_recipe="wide"))
     assert "p_saturate" not in real and "dither_headroom_db" not in real
     assert wide["level_dbfs"] == (-60.0, -6.0) and wide["p_saturate"] == 1.0 and wide["dither_headroom_db"] == 20.0
+    quiet = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path, augment_recipe="quiet"))
+    assert quiet["level_dbfs"] == (-60.0, -12.0) and "p_saturate" not in quiet and quiet["dither_headroom_db"] == 20.0
+    assert {k: v for k, v in quiet.items() if k != "dither_headroom_db"} == {**real, "level_dbfs": (-60.0, -12.0)}
     with pytest.raises(DataError, match="augment_recipe"):
         BuildOptions(keyword="x", out=tmp_path, augment_recipe="loud")

@@ -337,6 +337,15 @@ class AugmentConfig:
 
         return replace(cls.realistic(), level_dbfs=(-60.0, -6.0), p_saturate=1.0, dither_headroom_db=20.0)
 
+    @classmethod
+    def quiet(cls) -> "AugmentConfig":
+        """`realistic` reaching down to quiet speech only: -60 to -12 dBFS, dither kept 20 dB under
+        the speech. A quarter of the real Mycroft "athena" clips are quieter than -42 dBFS, where a
+        realistic-trained model finds a third of them; loud clips it already finds."""
+        from dataclasses import replace
+
+        return replace(cls.realistic(), level_dbfs=(-60.0, -12.0), dither_headroom_db=20.0)
+
 
 @dataclass
 class Augmenter:

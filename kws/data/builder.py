@@ -446,7 +446,7 @@ def _voice(d: list):
     return Voice(d[0], d[1], d[2], d[3], d[4])
 
 
-AUGMENT_RECIPES = ("standard", "realistic", "wide")
+AUGMENT_RECIPES = ("standard", "realistic", "quiet", "wide")
 
 
 def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0.0):
@@ -454,7 +454,7 @@ def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0
 
     from kws.data.augment import AugmentConfig
 
-    config = {"realistic": AugmentConfig.realistic, "wide": AugmentConfig.wide}.get(recipe, AugmentConfig)()
+    config = {"realistic": AugmentConfig.realistic, "quiet": AugmentConfig.quiet, "wide": AugmentConfig.wide}.get(recipe, AugmentConfig)()
     config = replace(config, p_clean=clean_share)
     # end-aligned clips already get a random placement (END_TAIL_SECONDS); a further time shift
     # could push the word's end out of the window
