@@ -52,3 +52,5 @@ def test_recall_per_level_bin_from_saved_scores(tmp_path):
     assert per_seed[0] == [0.0, 1.0, 0.0, 0.5]
     assert per_seed[1] == [0.0, 1.0, 1.0, 4 / 6]
     assert "| kw | ours float, `wide` | 2 | 0.0 | 100.0 | 50.0 | 58.3 |" in md
+    png = bench_levels.make_plot(measured, bench_levels.bin_labels((-42.0, -12.0)), tmp_path / "levels.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -119,6 +119,35 @@ def table(work: Path, tags: list[str], keywords: list[str], edges: tuple[float, 
     return "\n".join(lines), measured
 
 
+def make_plot(measured: dict[str, Any], labels: list[str], path: Path) -> Path:
+    """Grouped bars: recall @3% FPR per level bin (and all clips), one panel per keyword."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tools.bench_text_only import _save_figure
+
+    keywords = list(dict.fromkeys(k.split("|", 1)[0] for k in measured))
+    fig, axes = plt.subplots(1, len(keywords), figsize=(5.5 * len(keywords), 3.8), squeeze=False)
+    for ax, kw in zip(axes[0], keywords):
+        systems = [k for k in measured if k.startswith(f"{kw}|")]
+        width = 0.8 / max(len(systems), 1)
+        for i, key in enumerate(systems):
+            cols = list(zip(*measured[key]))
+            means = [100 * np.mean([v for v in c if v is not None]) if any(v is not None for v in c) else 0.0
+                     for c in cols]
+            ax.bar(np.arange(len(means)) + (i - (len(systems) - 1) / 2) * width, means, width,
+                   label=key.split("|", 1)[1].replace("`", ""))
+        ax.set_xticks(np.arange(len(labels) + 1), [f"{b}" for b in labels] + ["all"], fontsize=8)
+        ax.set_xlabel("speech level of the real keyword clip (dBFS)")
+        ax.set_ylabel(f"recall @{FPR:.0%} FPR (%)")
+        ax.set_ylim(0, 119)  # room for the legend above the bars
+        ax.set_title(kw)
+        ax.legend(fontsize=7, loc="upper center", ncol=2)
+    return _save_figure(fig, path, plt)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True, help="a tools/bench_text_only.py workdir (results.json)")
@@ -134,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"bench_levels: shared data not found at {root} (set KWS_SHARED_DATA or --shared)", file=sys.stderr)
         return 2
-    md, _ = table(Path(args.workdir), args.tags, args.keywords, tuple(sorted(args.edges)), root, args.system)
+    edges = tuple(sorted(args.edges))
+    md, measured = table(Path(args.workdir), args.tags, args.keywords, edges, root, args.system)
+    plot = None
+    if args.section and measured:
+        plot = make_plot(measured, bin_labels(edges), Path(__file__).resolve().parents[1] / "docs" / f"{args.section}.png")
     body = ("## Real-speech recall by the clip's speech level (issue 7)\n\n"
             f"Recall @{FPR:.0%} FPR (each run's own threshold on the real negatives, as in the text_only sections) "
             "of the real keyword clips split by their active speech level (10 ms frames within 40 dB of the loudest; "
             "dBFS); mean over seeds, trained from text alone. The first row of each keyword counts the clips per "
-            "bin.\n\n" + md + "\n" + "".join(f"\n- {n}" for n in args.note) + "\n")
+            "bin.\n\n" + md + "\n" + "".join(f"\n- {n}" for n in args.note) + "\n"
+            + (f"\n![recall by speech level](docs/{plot.name})\n" if plot else ""))
     print(body)
     if args.section:
         update_section(args.section, body)
