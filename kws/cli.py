@@ -68,10 +68,11 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--augment", default=None, choices=["realistic", "quiet", "wide", "standard"],
+    p.add_argument("--augment", default=None, choices=["realistic", "quiet", "quiet-tail", "wide", "standard"],
                    help="augmentation recipe: realistic (default: speaker, room, microphone, codec and level "
                         "variation plus dither on every clip, so synthesized and recorded audio look alike), "
-                        "quiet (realistic down to speech at -60 dBFS instead of -42), wide (-60 to -6 dBFS, loud "
+                        "quiet (realistic down to speech at -60 dBFS instead of -42), quiet-tail (a quarter of the "
+                        "clips at -60 to -42 dBFS, the rest as realistic), wide (-60 to -6 dBFS, loud "
                         "clips saturating as an overloaded microphone does) or standard (speed, pitch, reverb, "
                         "noise, gain)")
     p.add_argument("--carrier-share", type=float, default=None,

@@ -315,3 +315,19 @@ def test_saturation_and_headroom_off_draw_no_extra_random_numbers(speechlike, ri
     b = Augmenter(seed=0, rirs=rirs, config=replace(cfg, dither_headroom_db=-200.0))
     for i in range(8):
         np.testing.assert_array_equal(a.apply(x, np.random.default_rng([4, i])), b.apply(x, np.random.default_rng([4, i])))
+
+
+def test_quiet_tail_puts_a_quarter_of_the_clips_below_realistic_levels(speechlike, rirs):
+    """AugmentConfig.quiet_tail: about 25% of clips at -60..-42 dBFS, the rest at realistic's
+    -42..-12, so quiet speech is learnt without thinning the usual levels out."""
+    from dataclasses import replace
+
+    x = np.zeros(SR, np.float32)
+    x[4000:12000] = speechlike[:8000]
+    off = dict(p_clean=0.0, p_clip=0.0, p_codec=0.0, p_noise=0.0, dither_db=None)  # the level alone
+    aug = Augmenter(seed=0, rirs=rirs, config=replace(AugmentConfig.quiet_tail(), **off))
+    levels = np.array([10 * np.log10(active_power(aug.apply(x, np.random.default_rng([6, i])))) for i in range(400)])
+    quiet = levels < -42.5
+    assert 0.17 < quiet.mean() < 0.33
+    assert levels.min() > -61 and levels.max() < -11.5
+    assert np.all((levels[~quiet] > -42.5) & (levels[~quiet] < -11.5))

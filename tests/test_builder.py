@@ -666,5 +666,7 @@ def test_wide_and_quiet_recipes_have_their_own_fingerprints_and_realistic_keeps_
     quiet = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path, augment_recipe="quiet"))
     assert quiet["level_dbfs"] == (-60.0, -12.0) and "p_saturate" not in quiet and quiet["dither_headroom_db"] == 20.0
     assert {k: v for k, v in quiet.items() if k != "dither_headroom_db"} == {**real, "level_dbfs": (-60.0, -12.0)}
+    tail = B._augment_fingerprint(BuildOptions(keyword="x", out=tmp_path, augment_recipe="quiet-tail"))
+    assert tail == {**real, "quiet_share": 0.25, "quiet_dbfs": (-60.0, -42.0), "dither_headroom_db": 20.0}
     with pytest.raises(DataError, match="augment_recipe"):
         BuildOptions(keyword="x", out=tmp_path, augment_recipe="loud")

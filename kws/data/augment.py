@@ -314,6 +314,10 @@ class AugmentConfig:
     # dither at least this many dB below the clip's speech level (None: no limit), so a quiet
     # clip keeps its speech above the added floor as a quiet real recording does
     dither_headroom_db: float | None = None
+    # share of clips whose speech level is drawn from `quiet_dbfs` instead of `level_dbfs` (drawn
+    # only when > 0): quiet speech without thinning the usual levels out
+    quiet_share: float = 0.0
+    quiet_dbfs: tuple[float, float] = (-60.0, -42.0)
 
     @classmethod
     def none(cls) -> "AugmentConfig":
@@ -345,6 +349,14 @@ class AugmentConfig:
         from dataclasses import replace
 
         return replace(cls.realistic(), level_dbfs=(-60.0, -12.0), dither_headroom_db=20.0)
+
+    @classmethod
+    def quiet_tail(cls) -> "AugmentConfig":
+        """`realistic` with a quarter of the clips at quiet levels (-60 to -42 dBFS), the rest at
+        realistic's -42 to -12: `quiet` thinned the usual levels out by a third."""
+        from dataclasses import replace
+
+        return replace(cls.realistic(), quiet_share=0.25, dither_headroom_db=20.0)
 
 
 @dataclass
@@ -410,7 +422,8 @@ class Augmenter:
         if c.level_dbfs is not None:
             level = 10.0 * math.log10(max(active_power(y), 1e-12))
             if level > -100.0:  # a silent clip stays silent
-                speech_db = float(rng.uniform(*c.level_dbfs))
+                quiet = bool(c.quiet_share) and rng.random() < c.quiet_share
+                speech_db = float(rng.uniform(*(c.quiet_dbfs if quiet else c.level_dbfs)))
                 y = apply_gain(y, speech_db - level)
         elif rng.random() < c.p_gain:
             y = apply_gain(y, float(rng.uniform(*c.gain_db)))

@@ -446,7 +446,7 @@ def _voice(d: list):
     return Voice(d[0], d[1], d[2], d[3], d[4])
 
 
-AUGMENT_RECIPES = ("standard", "realistic", "quiet", "wide")
+AUGMENT_RECIPES = ("standard", "realistic", "quiet", "quiet-tail", "wide")
 
 
 def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0.0):
@@ -454,7 +454,8 @@ def _augment_config(align: str, recipe: str = "standard", clean_share: float = 0
 
     from kws.data.augment import AugmentConfig
 
-    config = {"realistic": AugmentConfig.realistic, "quiet": AugmentConfig.quiet, "wide": AugmentConfig.wide}.get(recipe, AugmentConfig)()
+    config = {"realistic": AugmentConfig.realistic, "quiet": AugmentConfig.quiet,
+              "quiet-tail": AugmentConfig.quiet_tail, "wide": AugmentConfig.wide}.get(recipe, AugmentConfig)()
     config = replace(config, p_clean=clean_share)
     # end-aligned clips already get a random placement (END_TAIL_SECONDS); a further time shift
     # could push the word's end out of the window
@@ -471,7 +472,9 @@ def _augment_fingerprint(opts: "BuildOptions") -> dict[str, Any]:
     d = asdict(_augment_config(opts.align, opts.augment_recipe, opts.clean_share))
     if opts.augment_recipe == "standard":
         d = {k: v for k, v in d.items() if k not in _REALISTIC_FIELDS}
-    for late in ("p_clean", "p_saturate", "dither_headroom_db"):  # added later: datasets built
+    if not d.get("quiet_share"):  # added later, like the three below
+        d.pop("quiet_dbfs", None)
+    for late in ("p_clean", "p_saturate", "dither_headroom_db", "quiet_share"):  # added later: datasets built
         if not d.get(late):                                           # before keep their fingerprint
             d.pop(late, None)
     return d
