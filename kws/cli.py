@@ -71,10 +71,11 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", default=None, choices=["realistic", "quiet", "quiet-tail", "wide", "standard"],
                    help="augmentation recipe: realistic (default: speaker, room, microphone, codec and level "
                         "variation plus dither on every clip, so synthesized and recorded audio look alike), "
-                        "quiet (realistic down to speech at -60 dBFS instead of -42), quiet-tail (a quarter of the "
-                        "clips at -60 to -42 dBFS, the rest as realistic), wide (-60 to -6 dBFS, loud "
-                        "clips saturating as an overloaded microphone does) or standard (speed, pitch, reverb, "
-                        "noise, gain)")
+                        "quiet (realistic down to speech at -60 dBFS instead of -42: for quiet or far-field use; "
+                        "on real speech athena +14 points, amelia -12, left -8, BENCHMARKS.md text_only_quiet), "
+                        "quiet-tail (a quarter of the clips at -60 to -42 dBFS, the rest as realistic), wide "
+                        "(-60 to -6 dBFS, loud clips saturating as an overloaded microphone does) or standard "
+                        "(speed, pitch, reverb, noise, gain)")
     p.add_argument("--carrier-share", type=float, default=None,
                    help="share of synthesized clips said inside a carrier phrase ('hey WORD', 'WORD, what time is "
                         "it') and cut around the word, as a stream shows it (default 0.3; 0 = the word alone)")

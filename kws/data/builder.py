@@ -112,6 +112,9 @@ class BuildOptions:
     # loudspeaker responses, codecs, absolute levels, overload and dither on every clip
     # (kws.data.augment.AugmentConfig.realistic). Measured on real speech (proxy word "down",
     # trained from text, BENCHMARKS.md "recipe"): realistic + carrier phrases 10.3 vs 4.9 recall@3% FPR.
+    # "quiet" / "quiet-tail" / "wide": realistic over more speech levels (AugmentConfig.quiet etc.).
+    # On real speech (2 seeds, BENCHMARKS.md text_only_quiet): quiet lifts athena 81.1 -> 94.9% (a
+    # quarter of its clips are quieter than -42 dBFS) but costs amelia 12.1 and left 8.1 points
     augment_recipe: str = "realistic"
     # share of synthesized positives and generic negatives said inside a carrier phrase ("hey
     # athena", "athena, what time is it"; the same voice says every piece) and cut to a 1 s window
