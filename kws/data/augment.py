@@ -335,7 +335,7 @@ class AugmentConfig:
     @classmethod
     def wide(cls) -> "AugmentConfig":
         """`realistic` over the levels real recordings have: speech from -60 to -6 dBFS (the
-        Mycroft wake-word clips span -70 to -7; realistic stops at -42 and -12), loud clips
+        Mycroft wake-word clips' 5th to 95th percentiles span -70 to -7; realistic stops at -42 and -12), loud clips
         saturating at full scale (never scaled down), dither kept 20 dB under the speech."""
         from dataclasses import replace
 
@@ -345,7 +345,7 @@ class AugmentConfig:
     def quiet(cls) -> "AugmentConfig":
         """`realistic` reaching down to quiet speech only: -60 to -12 dBFS, dither kept 20 dB under
         the speech. A quarter of the real Mycroft "athena" clips are quieter than -42 dBFS, where a
-        realistic-trained model finds a third of them; loud clips it already finds."""
+        realistic-trained model finds 38% of them (BENCHMARKS.md text_only_levels)."""
         from dataclasses import replace
 
         return replace(cls.realistic(), level_dbfs=(-60.0, -12.0), dither_headroom_db=20.0)
@@ -353,7 +353,7 @@ class AugmentConfig:
     @classmethod
     def quiet_tail(cls) -> "AugmentConfig":
         """`realistic` with a quarter of the clips at quiet levels (-60 to -42 dBFS), the rest at
-        realistic's -42 to -12: `quiet` thinned the usual levels out by a third."""
+        realistic's -42 to -12 (`quiet` spreads every clip over 48 dB instead of 30)."""
         from dataclasses import replace
 
         return replace(cls.realistic(), quiet_share=0.25, dither_headroom_db=20.0)
