@@ -334,9 +334,9 @@ class AugmentConfig:
 
     @classmethod
     def wide(cls) -> "AugmentConfig":
-        """`realistic` over the levels real recordings have: speech from -60 to -6 dBFS (the
-        Mycroft wake-word clips' 5th to 95th percentiles span -70 to -7; realistic stops at -42 and -12), loud clips
-        saturating at full scale (never scaled down), dither kept 20 dB under the speech."""
+        """`realistic` over the levels real recordings have: speech from -60 to -6 dBFS (the Mycroft
+        wake-word clips' 5th to 95th percentiles span -70 to -7; realistic stops at -42 and -12),
+        loud clips saturating at full scale (never scaled down), dither kept 20 dB under the speech."""
         from dataclasses import replace
 
         return replace(cls.realistic(), level_dbfs=(-60.0, -6.0), p_saturate=1.0, dither_headroom_db=20.0)
