@@ -33,10 +33,9 @@ FPR = 0.03
 def clip_levels(keys: list[str], root: Path) -> np.ndarray:
     """Active speech level (dBFS) of each `real:<path under root>` clip."""
     from kws.audio import load_audio
-    from kws.data.augment import active_power
+    from kws.data.augment import active_level_dbfs
 
-    return np.array([10.0 * np.log10(max(active_power(load_audio(root / k.split(":", 1)[1])), 1e-12))
-                     for k in keys])
+    return np.array([active_level_dbfs(load_audio(root / k.split(":", 1)[1])) for k in keys])
 
 
 def bin_labels(edges: tuple[float, ...]) -> list[str]:

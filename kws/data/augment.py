@@ -222,6 +222,11 @@ def active_power(x: np.ndarray, frame: int = 160, floor_db: float = -40.0) -> fl
     return float(e[e >= e.max() * 10.0 ** (floor_db / 10.0)].mean())
 
 
+def active_level_dbfs(x: np.ndarray) -> float:
+    """`active_power` in dB relative to full scale (a silent clip reads -120)."""
+    return 10.0 * math.log10(max(active_power(x), 1e-12))
+
+
 def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
     """Return (x + scaled noise, scaled noise) with 10 log10(active_power(x) / mean(noise^2)) =
     snr_db. `noise` must be as long as `x`. A silent `x` gets no noise (its SNR is undefined)."""
@@ -420,7 +425,7 @@ class Augmenter:
             y, _ = mix_at_snr(y, self.noise_segment(n, rng), float(rng.uniform(*c.snr_db)))
         speech_db = None
         if c.level_dbfs is not None:
-            level = 10.0 * math.log10(max(active_power(y), 1e-12))
+            level = active_level_dbfs(y)
             if level > -100.0:  # a silent clip stays silent
                 quiet = bool(c.quiet_share) and rng.random() < c.quiet_share
                 speech_db = float(rng.uniform(*(c.quiet_dbfs if quiet else c.level_dbfs)))
