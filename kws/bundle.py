@@ -179,14 +179,15 @@ def save_model_bundle(path: str | Path, model: "KwsModel", feature_config: "Feat
 
 
 def random_bundle(path: str | Path, kind: str = "fastgrnn", seed: int = 0, hidden: int = 8,
-                  keyword: str = "random", as_folder: bool = False, **hparams: Any) -> Path:
+                  keyword: str = "random", as_folder: bool = False, feature_config: Any = None,
+                  **hparams: Any) -> Path:
     """TEST/DEMO UTILITY, NOT A TRAINED DETECTOR: save a valid bundle with seeded random weights,
-    the default FeatureConfig, unit normalization (mean 0, std 1) and thresholds 0.5 at FPR 0.03
+    the default FeatureConfig (or `feature_config`), unit normalization (mean 0, std 1) and thresholds 0.5 at FPR 0.03
     and 0.05. Needs no torch, so the detector/export tests can use it anywhere."""
     from kws.features import FeatureConfig
     from kws.models import weight_shapes
 
-    fc = FeatureConfig()
+    fc = feature_config if feature_config is not None else FeatureConfig()
     nf = fc.n_features
     hp = {"hidden": hidden, **hparams}
     rng = np.random.default_rng(seed)

@@ -9,7 +9,12 @@ Spec (defaults = the paper's): frame t is samples [hop*t, hop*t + frame_length) 
 padding, so n_frames(n) = 0 if n < frame_length else 1 + (n - frame_length) // hop (98 for 1 s);
 periodic Hann window of frame_length, zero-padded to an n_fft-point real FFT, power |X|^2, HTK-mel
 triangular filterbank (no area normalization) from fmin to fmax, log(mel + log_floor); for MFCC the
-orthonormal DCT-II of the log-mels, first n_mfcc coefficients. Output is float32; the numpy
+orthonormal DCT-II of the log-mels, first n_mfcc coefficients. Optional (`mean_norm_seconds` > 0):
+each output coefficient minus its running mean m_t = m_{t-1} + k (x_t - m_{t-1}), m_0 = x_0,
+k = 1 - exp(-hop / (mean_norm_seconds * sample_rate)), computed in float64 and carried across
+chunks: a log-domain automatic gain control that removes a stationary level and channel response
+(a quiet or far microphone, another microphone's EQ) the way PCEN does, causally, so the streaming
+featurizer and the C library run it frame by frame. Output is float32; the numpy
 implementations compute the FFT and mel in float64 (see _FrameEngine), the torch one in the input's
 dtype (float32 for training; pass float64 for reference accuracy).
 Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
@@ -48,6 +53,9 @@ class FeatureConfig:
     kind: str = "logmel"
     n_mfcc: int = 32
     window_seconds: float = 1.0
+    # time constant of the running per-coefficient mean subtracted from every frame (0 = off; see
+    # the module doc). Left out of to_dict() when off, so bundles and datasets of before keep theirs
+    mean_norm_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         def positive_int(name: str) -> None:
@@ -82,6 +90,11 @@ class FeatureConfig:
             raise ValueError(f"FeatureConfig.kind must be 'logmel' or 'mfcc', got {self.kind!r}")
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"FeatureConfig.n_mfcc ({self.n_mfcc}) must be <= n_mels ({self.n_mels})")
+        m = self.mean_norm_seconds
+        if isinstance(m, bool) or not isinstance(m, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(m) or m < 0:
+            raise ValueError(f"FeatureConfig.mean_norm_seconds must be a number >= 0 (0 = off), got {m!r}")
+        object.__setattr__(self, "mean_norm_seconds", float(m))
         if self.window_samples < self.frame_length:
             raise ValueError(f"FeatureConfig.window_seconds={self.window_seconds} is shorter than one frame")
 
@@ -103,8 +116,18 @@ class FeatureConfig:
         n = int(n_samples)
         return 0 if n < self.frame_length else 1 + (n - self.frame_length) // self.hop_length
 
+    @property
+    def mean_norm_rate(self) -> float:
+        """k of the running mean's update (0 when mean normalization is off)."""
+        if self.mean_norm_seconds == 0:
+            return 0.0
+        return float(-np.expm1(-self.hop_length / (self.mean_norm_seconds * self.sample_rate)))
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["mean_norm_seconds"]:
+            del d["mean_norm_seconds"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
@@ -284,7 +307,36 @@ def featurize(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.
     for start in range(0, t, _BLOCK_FRAMES):
         k = min(_BLOCK_FRAMES, t - start)
         engine(_frame_view(x, start, k, config), out[start:start + k])
+    if config.mean_norm_seconds:
+        _MeanNorm(config)(out)
     return out
+
+
+class _MeanNorm:
+    """The running-mean subtraction of the module doc, in place on [k, F] float32 frames; holds the
+    running mean between calls so chunked input gives bit-identical output (lfilter's recursion runs
+    sample by sample, and its state is handed on exactly)."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        k = config.mean_norm_rate
+        self.b = np.array([k])
+        self.a = np.array([1.0, k - 1.0])
+        self.state: np.ndarray | None = None  # lfilter's zi, [1, F]
+
+    def reset(self) -> None:
+        self.state = None
+
+    def __call__(self, feats: np.ndarray) -> None:
+        if feats.shape[0] == 0:
+            return
+        import scipy.signal
+
+        x = feats.astype(np.float64)
+        if self.state is None:  # m_0 = x_0: as if the mean had been x_0 forever
+            self.state = (1.0 - self.b[0]) * x[:1]
+        mean, self.state = scipy.signal.lfilter(self.b, self.a, x, axis=0, zi=self.state)
+        np.subtract(x, mean, out=x)
+        feats[...] = x
 
 
 class StreamingFeaturizer:
@@ -306,13 +358,22 @@ class StreamingFeaturizer:
         self.frames_emitted = 0
         self._empty = np.zeros((0, config.n_features), dtype=np.float32)
         self._empty.flags.writeable = False
+        self._mean_norm = _MeanNorm(config) if config.mean_norm_seconds else None
 
     def reset(self) -> None:
         self._start = self._end = 0
         self.frames_emitted = 0
+        if self._mean_norm is not None:
+            self._mean_norm.reset()
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Append samples (1-D float); return the newly completed frames [k, F] (k may be 0)."""
+        out = self._push(chunk)
+        if self._mean_norm is not None:
+            self._mean_norm(out)
+        return out
+
+    def _push(self, chunk: np.ndarray) -> np.ndarray:
         if type(chunk) is np.ndarray and chunk.dtype == np.float32 and chunk.ndim == 1:
             c = chunk  # the common case (audio callbacks): skip the conversions
             if not np.isfinite(c).all():
@@ -411,4 +472,20 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
     feats = torch.log(power @ fb + config.log_floor)
     if config.kind == "mfcc":
         feats = feats @ dct
+    if config.mean_norm_seconds:
+        feats = feats - _torch_running_mean(config, t, dev, dt) @ feats
     return feats[0] if squeeze else feats
+
+
+@functools.lru_cache(maxsize=16)
+def _torch_running_mean(config: FeatureConfig, t: int, device, dtype):
+    """[t, t] matrix W with W @ x = the running mean of the module doc over frames x[0..t-1]:
+    m_s = (1-k)^s x_0 + sum_{1<=j<=s} k (1-k)^(s-j) x_j (one matmul instead of a loop over frames)."""
+    import torch
+
+    k = config.mean_norm_rate
+    s = np.arange(t)
+    lag = s[:, None] - s[None, :]
+    w = np.where(lag >= 0, k * (1.0 - k) ** np.maximum(lag, 0), 0.0)
+    w[:, 0] = (1.0 - k) ** s
+    return torch.tensor(w, device=device, dtype=dtype)

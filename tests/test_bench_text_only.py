@@ -240,6 +240,30 @@ def test_control_threshold_uses_only_negatives_of_words_the_word_task_never_name
     assert recall < recall_at_fpr(scores[:10], scores[10:110], 0.05)[0]
 
 
+def test_feature_cache_follows_the_bundles_feature_config(tmp_path):
+    """A bundle trained on mean-normalized features is scored on test frames featurized the same
+    way: the cache hands out a sibling file per feature config, filled on demand and reloaded."""
+    from kws.features import FeatureConfig, featurize
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], (0.1 * rng.standard_normal(12000)).astype(np.float32), 16000, subtype="FLOAT")
+    padding = bench.Padding(0.5, 0.5, None)
+    cache = bench.FeatureCache(tmp_path / "f" / "p.npz", padding)
+    norm = FeatureConfig(mean_norm_seconds=0.5)
+    assert cache.for_config(FeatureConfig()) is cache
+    sib = cache.for_config(norm)
+    assert sib is cache.for_config(norm) and sib.path != cache.path and sib.config == norm
+    sib.ensure(["a", "b"], paths)
+    x = sf.read(paths[1], dtype="float32")[0]
+    np.testing.assert_array_equal(sib.frames["b"], featurize(padding.audio(x, "b"), norm))
+    assert sib.path.is_file() and not cache.path.exists() and "b" not in cache.frames
+    again = bench.FeatureCache(tmp_path / "f" / "p.npz", padding).for_config(norm)
+    np.testing.assert_array_equal(again.frames["b"], sib.frames["b"])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
 def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch):

@@ -670,3 +670,34 @@ def test_wide_and_quiet_recipes_have_their_own_fingerprints_and_realistic_keeps_
     assert tail == {**real, "quiet_share": 0.25, "quiet_dbfs": (-60.0, -42.0), "dither_headroom_db": 20.0}
     with pytest.raises(DataError, match="augment_recipe"):
         BuildOptions(keyword="x", out=tmp_path, augment_recipe="loud")
+
+
+def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, built, monkeypatch):
+    """mean_norm_seconds: the same clips (the TTS cache is warm) featurized with the running-mean
+    normalization; the fingerprint says so, a default build's fingerprint is unchanged, and the
+    CLI's --mean-norm reaches BuildOptions."""
+    out = tmp_path / "norm"
+    build_dataset(opts(out, cache, mean_norm_seconds=0.5))
+    d = load_split(out, "val")
+    assert d.feature_config == FeatureConfig(mean_norm_seconds=0.5)
+    for i in (0, len(d.records) - 1):
+        np.testing.assert_array_equal(d.x[i], featurize(load_audio(out / d.records[i].path), d.feature_config))
+    assert np.abs(d.x[:, 0]).max() < 1e-5  # every window's first frame is its own mean
+    fp = B._fingerprint(opts(out, cache, mean_norm_seconds=0.5), {})
+    assert fp["features"]["mean_norm_seconds"] == 0.5
+    assert "mean_norm_seconds" not in B._fingerprint(opts(out, cache), {})["features"]
+    with pytest.raises(DataError, match="mean_norm_seconds"):
+        opts(out, cache, mean_norm_seconds=-1)
+
+    from kws import cli
+    from kws.errors import KwsError
+
+    seen = []
+
+    def capture(o):
+        seen.append(o)
+        raise KwsError("stopped after the options were built")
+
+    monkeypatch.setattr(B, "build_dataset", capture)
+    assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "c"), "--mean-norm", "0.4"]) == 2
+    assert seen[0].mean_norm_seconds == 0.4

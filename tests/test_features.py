@@ -289,6 +289,67 @@ def test_streaming_rejects_bad_chunks():
         sf.push(np.zeros((160, 2), np.float32))
 
 
+# --- running-mean normalization (FeatureConfig.mean_norm_seconds) ---------------------------------
+
+NORM = FeatureConfig(mean_norm_seconds=0.5)
+
+
+def test_mean_norm_is_the_running_mean_recursion(rng):
+    """Each coefficient minus m_t = m_{t-1} + k (x_t - m_{t-1}), m_0 = x_0, k from the time constant;
+    logmel and MFCC alike (the DCT is linear, so normalizing either side of it is the same)."""
+    x = signals(rng)["speechlike"]
+    for cfg in (NORM, dataclasses.replace(MFCC, mean_norm_seconds=0.3)):
+        raw = featurize(x, dataclasses.replace(cfg, mean_norm_seconds=0.0)).astype(np.float64)
+        k = 1.0 - np.exp(-cfg.hop_length / (cfg.mean_norm_seconds * cfg.sample_rate))
+        assert cfg.mean_norm_rate == pytest.approx(k, rel=1e-12)
+        m, want = raw[0].copy(), []
+        for t, row in enumerate(raw):
+            if t:
+                m += k * (row - m)
+            want.append(row - m)
+        got = featurize(x, cfg)
+        np.testing.assert_allclose(got, np.array(want), rtol=0, atol=1e-5)
+        assert np.abs(got[0]).max() < 1e-6 and np.abs(got[40:]).max() > 1.0  # the level is gone, changes stay
+
+
+def test_mean_norm_takes_the_level_out(rng):
+    """A gain is a constant offset of every log-mel, and the running mean moves with it: the same
+    sound 20 dB quieter gives the same features (while the floor stays far below it)."""
+    x = signals(rng)["speechlike"]
+    loud, quiet = featurize(x, NORM), featurize(x * np.float32(0.1), NORM)
+    np.testing.assert_allclose(quiet, loud, rtol=0, atol=0.05)  # the weakest bands near the floor
+    assert np.median(np.abs(quiet - loud)) < 1e-3
+    assert np.abs(featurize(x * np.float32(0.1)) - featurize(x)).min() > 4.0  # without it: 4.6 apart
+
+
+def test_mean_norm_streams_bit_identically_and_matches_torch(rng):
+    import torch
+
+    x = (0.3 * rng.standard_normal(16000 * 3 + 77)).astype(np.float32)
+    batch = featurize(x, NORM)
+    sf = StreamingFeaturizer(NORM, capacity=1000)
+    for trial in range(2):
+        sizes = [int(rng.integers(0, 5000)) for _ in range(60)] + [x.size]
+        sf.reset()  # the running mean starts again
+        assert np.array_equal(stream(sf, x, sizes), batch), trial
+    np.testing.assert_allclose(featurize_torch(torch.from_numpy(x.astype(np.float64)), NORM).numpy(), batch,
+                               rtol=0, atol=1e-5)
+    two = featurize_torch(torch.from_numpy(np.stack([x[:16000], x[1000:17000]])), NORM).numpy()
+    np.testing.assert_allclose(two[1], featurize(x[1000:17000], NORM), rtol=0, atol=1e-4)
+
+
+def test_mean_norm_config_round_trip_and_old_dicts():
+    """Off (the default) it is left out of to_dict, so bundles and datasets of before keep their
+    config; on, it round-trips; negative or non-numbers are refused."""
+    assert "mean_norm_seconds" not in CFG.to_dict()
+    assert FeatureConfig.from_dict(CFG.to_dict()) == CFG
+    d = json.loads(json.dumps(NORM.to_dict()))
+    assert d["mean_norm_seconds"] == 0.5 and FeatureConfig.from_dict(d) == NORM
+    for bad in (-0.1, float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="mean_norm_seconds"):
+            FeatureConfig(mean_norm_seconds=bad)
+
+
 # --- real speech (optional corpus; skipped when absent) -------------------------------------------
 
 def test_real_speech_numpy_torch_librosa_streaming(librosa):

@@ -141,6 +141,29 @@ def test_pwl_low_rank_mfcc_variant(tmp_path):
     assert '#define KWS_KEYWORD_ID hey_nova_caf' in cfg and '#define KWS_KEYWORD "Hey, ?Nova?? caf?!"' in cfg
 
 
+@needs_gcc
+def test_mean_normalized_features_variant(tmp_path):
+    """FeatureConfig.mean_norm_seconds: the C featurizer keeps the running mean frame by frame, and
+    the harness's features, int8 model and detections (1-sample and mixed blocks) match Python."""
+    fc = FeatureConfig(mean_norm_seconds=0.5)
+    calib = _calib(fc)
+    flat = calib.reshape(-1, fc.n_features)
+    from kws.models import weight_shapes
+
+    rng = np.random.default_rng(4)
+    weights = {name: rng.normal(0, 1.0 / math.sqrt(shape[-1]) if len(shape) == 2 else 0.3, size=shape)
+               .astype(np.float32) for name, shape in weight_shapes("fastgrnn", fc.n_features, {"hidden": 16}).items()}
+    bundle = save_bundle(tmp_path / "m.kws", "fastgrnn", {"hidden": 16}, weights, fc, flat.mean(0),
+                         flat.std(0) + 1e-3, "nova", {0.03: 0.5, 0.05: 0.4})
+    generate(bundle, tmp_path / "out", calib_x_raw=calib, verify=False)
+    assert "#define KWS_MEAN_NORM 1" in (tmp_path / "out" / "kws_config.h").read_text()
+    ok, text = build.run_harness([str(build.host_build(tmp_path / "out"))], tmp_path / "out")
+    assert ok, text
+    n = _harness_numbers(text)
+    assert n["max_abs_diff_x1e6"] <= 1000 and n["state_mismatches"] == 0 and n["window_logit_mismatches"] == 0
+    assert n["c_1sample"] == n["c_mixed_blocks"] == n["detections_python"]
+
+
 @needs_arm
 @needs_qemu
 def test_thumb_build_runs_golden_vectors_under_qemu(lib32):

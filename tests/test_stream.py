@@ -16,7 +16,7 @@ import soundfile as sf
 from kws.audio import save_wav
 from kws.bundle import load_bundle, random_bundle
 from kws.cli import main as kws_main
-from kws.features import featurize
+from kws.features import FeatureConfig, featurize
 from kws.stream import (Detector, StreamingResampler, detect_file, resolve_threshold, rising_edges)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +30,9 @@ def bundles(tmp_path_factory):
         "fastgrnn_lr_pwl": random_bundle(d / "fglr.kws", seed=4, hidden=16, w_rank=8, u_rank=6, nonlinearity="pwl"),
         "lstm": random_bundle(d / "lstm.kws", kind="lstm", seed=5, hidden=12),
         "gru": random_bundle(d / "gru.kws", kind="gru", seed=6, hidden=12),
+        # features minus their running mean: the featurizer carries state from chunk to chunk
+        "fastgrnn_mean_norm": random_bundle(d / "fgmn.kws", seed=7, hidden=16,
+                                            feature_config=FeatureConfig(mean_norm_seconds=0.5)),
     }
 
 
@@ -67,7 +70,7 @@ def median_threshold(det: Detector, x: np.ndarray) -> float:
     return float(np.median(det.step(x).smoothed))
 
 
-@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru"])
+@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru", "fastgrnn_mean_norm"])
 def test_any_chunking_gives_identical_scores_and_detections(bundles, kind, rng):
     x = bursty(rng)
     det = Detector(bundles[kind], threshold=0.5, refractory_seconds=0.5)
@@ -88,7 +91,7 @@ def test_any_chunking_gives_identical_scores_and_detections(bundles, kind, rng):
     np.testing.assert_array_equal(a[1], b[1])
 
 
-@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru"])
+@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru", "fastgrnn_mean_norm"])
 def test_window_scores_match_the_reference_model(bundles, kind, rng):
     x = bursty(rng, 3.0)
     b = load_bundle(bundles[kind])

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -258,8 +259,12 @@ class FeatureCache:
     """Raw log-mel frames of each clip as the stream sees it ([T, F], padded) and its centred 1 s
     crop ([98, F]), keyed by clip key, stored in one .npz (rewritten atomically when it grows)."""
 
-    def __init__(self, path: Path, padding: Padding) -> None:
+    def __init__(self, path: Path, padding: Padding, config: Any = None) -> None:
+        from kws.features import FeatureConfig
+
         self.path, self.padding = Path(path), padding
+        self.config = config if config is not None else FeatureConfig()
+        self._siblings: dict[Any, FeatureCache] = {self.config: self}
         self.frames: dict[str, np.ndarray] = {}
         self.centred: dict[str, np.ndarray] = {}
         if self.path.is_file():
@@ -270,11 +275,21 @@ class FeatureCache:
                     self.frames[k] = allf[off[i]:off[i + 1]]
                     self.centred[k] = cen[i]
 
+    def for_config(self, config: Any) -> "FeatureCache":
+        """The cache of the same clips featurized with another FeatureConfig (a bundle trained on
+        mean-normalized features, say), in a file of its own beside this one."""
+        if config not in self._siblings:
+            digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+            sib = FeatureCache(self.path.with_name(f"{self.path.stem}-{digest}.npz"), self.padding, config)
+            sib._siblings = self._siblings
+            self._siblings[config] = sib
+        return self._siblings[config]
+
     def ensure(self, keys: list[str], paths: list[Path]) -> None:
         from kws.audio import fit_to_window, load_audio
-        from kws.features import FeatureConfig, featurize
+        from kws.features import featurize
 
-        cfg = FeatureConfig()
+        cfg = self.config
         todo = [(k, p) for k, p in zip(keys, paths) if k not in self.frames]
         if not todo:
             return
@@ -339,6 +354,8 @@ def score_bundle(bundle_path: Path, data_dir: Path, test: TestSet, cache: Featur
 
     bundle = load_bundle(bundle_path)
     q = quantize_bundle(bundle, data_dir=str(data_dir))
+    cache = cache.for_config(bundle.feature_config)
+    cache.ensure(test.keys, test.paths)
     frames = [cache.frames[k] for k in test.keys]
     centred = np.stack([cache.centred[k] for k in test.keys])
     fc = bundle.feature_config

@@ -26,6 +26,9 @@ kws_status_t kws_reset(kws_state_t *st) {
     if (st == 0) return KWS_ERR_NULL;
     if (st->magic != KWS_MAGIC) return KWS_ERR_NOT_INIT;
     st->pcm_fill = 0;
+#if KWS_MEAN_NORM
+    st->feat_mean_set = 0;
+#endif
     st->feat_head = 0;
     st->frames_seen = 0;
     for (i = 0; i < KWS_MAX_SMOOTHING; i++) st->logits[i] = 0;

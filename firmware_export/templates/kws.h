@@ -70,6 +70,10 @@ typedef struct {
     float fft_re[KWS_NFFT / 2];         /* scratch: 512-point real FFT as a 256-point complex one */
     float fft_im[KWS_NFFT / 2];
     float mel[KWS_N_MELS];
+#if KWS_MEAN_NORM
+    float feat_mean[KWS_N_FEATURES];    /* running mean of each raw feature */
+    uint8_t feat_mean_set;              /* 0 until the first frame after a reset */
+#endif
     /* model input: ring of the last KWS_WINDOW_FRAMES int8 feature frames */
     int8_t feats[KWS_WINDOW_FRAMES][KWS_N_FEATURES];
     uint16_t feat_head;                 /* next row to write */

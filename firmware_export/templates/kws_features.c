@@ -128,5 +128,14 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
 #else
     for (m = 0; m < KWS_N_FEATURES; m++) out[m] = st->mel[m];
 #endif
+#if KWS_MEAN_NORM
+    /* minus the running mean (kws.features): the first frame after a reset starts the mean */
+    for (m = 0; m < KWS_N_FEATURES; m++) {
+        if (st->feat_mean_set) st->feat_mean[m] += KWS_MEAN_NORM_RATE * (out[m] - st->feat_mean[m]);
+        else st->feat_mean[m] = out[m];
+        out[m] -= st->feat_mean[m];
+    }
+    st->feat_mean_set = 1;
+#endif
     return KWS_OK;
 }

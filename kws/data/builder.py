@@ -144,6 +144,17 @@ class BuildOptions:
     # Commands tree is among --negatives, else none; 0 = off.
     word_task: int | None = None
     word_task_words: list[str] | None = None  # only these words in the word task (default: every one it can)
+    # the featurizer's running-mean normalization (FeatureConfig.mean_norm_seconds; 0 = off): a
+    # log-domain AGC that takes the microphone's level and frequency response out of the features
+    mean_norm_seconds: float = 0.0
+
+    def feature_config(self) -> Any:  # kws.features.FeatureConfig (imported lazily)
+        from kws.features import FeatureConfig
+
+        try:
+            return FeatureConfig(mean_norm_seconds=self.mean_norm_seconds)
+        except ValueError as e:
+            raise DataError(str(e)) from None
 
     def __post_init__(self) -> None:
         self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
@@ -155,6 +166,7 @@ class BuildOptions:
             raise DataError(f"clean_share must be in [0, 1], got {self.clean_share}")
         if self.word_task is not None and self.word_task < 0:
             raise DataError(f"word_task must be >= 0 clips, got {self.word_task}")
+        self.feature_config()  # a bad value fails here, before any work
 
 
 CLOSE_MODES = ("none", "disjoint", "all")
@@ -485,7 +497,6 @@ def _augment_fingerprint(opts: "BuildOptions") -> dict[str, Any]:
 
 def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     from kws.data.augment import AugmentConfig
-    from kws.features import FeatureConfig
 
     fp = {
         "builder_version": BUILDER_VERSION, "keyword": opts.keyword, "seed": opts.seed, "sizes": sizes,
@@ -498,7 +509,7 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         "real_positive_share": opts.real_positive_share, "real_negative_share": opts.real_negative_share,
         "augment": _augment_fingerprint(opts) if opts.augment else None,
         "max_close_negatives": opts.max_close_negatives,
-        "features": FeatureConfig().to_dict(),
+        "features": opts.feature_config().to_dict(),
     }
     if opts.align != "center":  # centred builds keep the fingerprint (and folders) of before
         fp["align"] = opts.align
@@ -1110,7 +1121,6 @@ def build_dataset(opts: BuildOptions) -> DatasetSummary:
 def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
     from kws.data import tts
     from kws.data.augment import Augmenter, make_rir_bank
-    from kws.features import FeatureConfig
 
     t0 = time.time()
     work = out / "work"
@@ -1156,7 +1166,7 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
     # 3. clips
     todo = [c for c in clips if not _clip_done(out / c["path"])]
     state: dict[str, Any] = {"seed": opts.seed, "out": str(out), "cache_dir": str(cache_dir),
-                             "feature_config": FeatureConfig(), "noise": False, "augmenter": None, "augment": False}
+                             "feature_config": opts.feature_config(), "noise": False, "augmenter": None, "augment": False}
     rendered_splits: set[str] = set()
     if todo:
         noise_audio = []
@@ -1197,7 +1207,7 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
     lap("clips")
 
     # 4. features
-    cfg = FeatureConfig()
+    cfg = opts.feature_config()
     feature_shape: dict[str, list[int]] = {}
     for split in SPLITS:
         rows = [c for c in clips if c["split"] == split]
