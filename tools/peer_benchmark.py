@@ -388,6 +388,8 @@ def ours_clip_scores(o: Ours, test: Test, cache: Any) -> dict[str, np.ndarray]:
     from kws.stream import OnnxScorer
 
     b = load_bundle(o.bundle)
+    cache = cache.for_config(b.feature_config)  # the frames the bundle was trained on
+    cache.ensure(test.set.keys, test.set.paths)
     frames = [cache.frames[k] for k in test.set.keys]
     fc = b.feature_config
     out = {f"{o.name} float": max_window_scores(frames, lambda x: bundle_scores(b, x), fc)}
