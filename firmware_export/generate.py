@@ -66,7 +66,8 @@ def c_string_text(text: str) -> str:
 # ---------------------------------------------------------------------------- golden audio
 def golden_audio(seconds: float = 4.0, seed: int = 7) -> np.ndarray:
     """Deterministic int16 test signal exercising the featurizer's range: digital silence, a
-    speech-like AM chirp, white noise, a clipped full-scale square and quiet noise."""
+    speech-like AM chirp, white noise, a clipped full-scale square and quiet noise with a gap of
+    digital silence."""
     sr = 16000
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
@@ -87,6 +88,7 @@ def golden_audio(seconds: float = 4.0, seed: int = 7) -> np.ndarray:
     tt = t[6 * seg:7 * seg]
     x[6 * seg:7 * seg] = sum(0.15 / k * np.sin(2 * np.pi * 180 * k * tt) for k in range(1, 12))
     x[7 * seg:] = 0.003 * rng.standard_normal(n - 7 * seg)
+    x[7 * seg + seg // 4:7 * seg + seg // 2] = 0.0  # digital silence after sound (mean_norm holds)
     return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
 
 

@@ -14,7 +14,8 @@ each output coefficient minus its running mean m_t = m_{t-1} + k (x_t - m_{t-1})
 k = 1 - exp(-hop / (mean_norm_seconds * sample_rate)), computed in float64 and carried across
 chunks: a log-domain automatic gain control that removes a stationary level and channel response
 (a quiet or far microphone, another microphone's EQ) the way PCEN does, causally, so the streaming
-featurizer and the C library run it frame by frame. Output is float32; the numpy
+featurizer and the C library run it frame by frame. Frames of digital silence (all samples 0) hold
+the mean (and are 0 before the first sounding frame, which starts it). Output is float32; the numpy
 implementations compute the FFT and mel in float64 (see _FrameEngine), the torch one in the input's
 dtype (float32 for training; pass float64 for reference accuracy).
 Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
@@ -251,10 +252,13 @@ class _FrameEngine:
             self._pad = np.zeros((k, self.config.n_fft), dtype=np.float64)
         return self._pad[:k]
 
-    def __call__(self, frames: np.ndarray, out: np.ndarray) -> None:
+    def __call__(self, frames: np.ndarray, out: np.ndarray, silent: np.ndarray | None = None) -> None:
+        """Features of `frames` into `out`; `silent` (if given) gets whether each frame is all zeros."""
         k = frames.shape[0]
         if k == 0:
             return
+        if silent is not None:
+            np.logical_not(frames.any(axis=1), out=silent)
         fl = self.config.frame_length
         buf = self._buffer(k)
         # window into the zero-padded buffer (columns fl: stay zero), then the real FFT
@@ -304,18 +308,26 @@ def featurize(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.
     t = config.n_frames(x.shape[0])
     out = np.empty((t, config.n_features), dtype=np.float32)
     engine = _engine(config)
+    silent = np.empty(t, dtype=bool) if config.mean_norm_seconds else None
     for start in range(0, t, _BLOCK_FRAMES):
         k = min(_BLOCK_FRAMES, t - start)
-        engine(_frame_view(x, start, k, config), out[start:start + k])
-    if config.mean_norm_seconds:
-        _MeanNorm(config)(out)
+        engine(_frame_view(x, start, k, config), out[start:start + k],
+               None if silent is None else silent[start:start + k])
+    if silent is not None:
+        _MeanNorm(config)(out, silent)
     return out
 
 
 class _MeanNorm:
     """The running-mean subtraction of the module doc, in place on [k, F] float32 frames; holds the
     running mean between calls so chunked input gives bit-identical output (lfilter's recursion runs
-    sample by sample, and its state is handed on exactly)."""
+    frame by frame, and its state is handed on exactly).
+
+    Frames of digital silence (every sample exactly 0: zero padding, a muted or just-opened input)
+    say nothing about the microphone, so they leave the mean as it is: they come out as the floor
+    minus the mean, and as zeros before the first sound. Without this, the zero padding of a clip or
+    of Speech Commands' 1 s files drags the mean to log(log_floor), far below any real noise floor,
+    and the speech after it comes out several units too high until the mean has caught up."""
 
     def __init__(self, config: FeatureConfig) -> None:
         k = config.mean_norm_rate
@@ -326,15 +338,22 @@ class _MeanNorm:
     def reset(self) -> None:
         self.state = None
 
-    def __call__(self, feats: np.ndarray) -> None:
+    def __call__(self, feats: np.ndarray, silent: np.ndarray) -> None:
         if feats.shape[0] == 0:
             return
         import scipy.signal
 
         x = feats.astype(np.float64)
-        if self.state is None:  # m_0 = x_0: as if the mean had been x_0 forever
-            self.state = (1.0 - self.b[0]) * x[:1]
-        mean, self.state = scipy.signal.lfilter(self.b, self.a, x, axis=0, zi=self.state)
+        mean = np.empty_like(x)
+        # runs of sounding frames go through lfilter; silent frames hold the mean
+        edges = np.flatnonzero(np.diff(silent.astype(np.int8))) + 1
+        for a, b in zip(np.r_[0, edges], np.r_[edges, len(silent)]):
+            if silent[a]:
+                mean[a:b] = x[a:b] if self.state is None else self.state / (1.0 - self.b[0])
+                continue
+            if self.state is None:  # m_0 = x_0: as if the mean had been x_0 forever
+                self.state = (1.0 - self.b[0]) * x[a:a + 1]
+            mean[a:b], self.state = scipy.signal.lfilter(self.b, self.a, x[a:b], axis=0, zi=self.state)
         np.subtract(x, mean, out=x)
         feats[...] = x
 
@@ -368,12 +387,13 @@ class StreamingFeaturizer:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Append samples (1-D float); return the newly completed frames [k, F] (k may be 0)."""
-        out = self._push(chunk)
-        if self._mean_norm is not None:
-            self._mean_norm(out)
+        out, silent = self._push(chunk)
+        if self._mean_norm is not None and silent is not None:
+            self._mean_norm(out, silent)
         return out
 
-    def _push(self, chunk: np.ndarray) -> np.ndarray:
+    def _push(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The new frames, and (with mean normalization) which of them are digital silence."""
         if type(chunk) is np.ndarray and chunk.dtype == np.float32 and chunk.ndim == 1:
             c = chunk  # the common case (audio callbacks): skip the conversions
             if not np.isfinite(c).all():
@@ -383,7 +403,7 @@ class StreamingFeaturizer:
         cfg = self.config
         n_new = c.shape[0]
         if n_new == 0:
-            return self._empty
+            return self._empty, None
         buf = self._buf
         start, end = self._start, self._end
         if end + n_new > buf.shape[0]:
@@ -391,15 +411,15 @@ class StreamingFeaturizer:
                 # bigger than the buffer: join once and featurize from the copy
                 x = np.concatenate((buf[start:end], c))
                 k = cfg.n_frames(x.shape[0])  # >= 1: the buffer holds more than a frame
-                out = np.empty((k, cfg.n_features), dtype=np.float32)
+                out, silent = self._outputs(k)
                 for s in range(0, k, _BLOCK_FRAMES):
                     kk = min(_BLOCK_FRAMES, k - s)
-                    self._engine(_frame_view(x, s, kk, cfg), out[s:s + kk])
+                    self._engine(_frame_view(x, s, kk, cfg), out[s:s + kk], None if silent is None else silent[s:s + kk])
                 rest = x[k * cfg.hop_length:]
                 buf[:rest.shape[0]] = rest
                 self._start, self._end = 0, rest.shape[0]
                 self.frames_emitted += k
-                return out
+                return out, silent
             buf[:end - start] = buf[start:end]  # compact: move the kept tail to the front
             start, end = 0, end - start
         buf[end:end + n_new] = c
@@ -407,16 +427,20 @@ class StreamingFeaturizer:
         k = cfg.n_frames(end - start)
         if k == 0:
             self._start, self._end = start, end
-            return self._empty
-        out = np.empty((k, cfg.n_features), dtype=np.float32)
+            return self._empty, None
+        out, silent = self._outputs(k)
         first = start // cfg.hop_length  # start only ever moves by whole hops, so this is exact
         for s in range(0, k, _BLOCK_FRAMES):
             kk = min(_BLOCK_FRAMES, k - s)
-            self._engine(_frame_view(buf, first + s, kk, cfg), out[s:s + kk])
+            self._engine(_frame_view(buf, first + s, kk, cfg), out[s:s + kk], None if silent is None else silent[s:s + kk])
         self._start = start + k * cfg.hop_length
         self._end = end
         self.frames_emitted += k
-        return out
+        return out, silent
+
+    def _outputs(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        out = np.empty((k, self.config.n_features), dtype=np.float32)
+        return out, (np.empty(k, dtype=bool) if self._mean_norm is not None else None)
 
 
 # --- torch ----------------------------------------------------------------------------------------
@@ -473,19 +497,21 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
     if config.kind == "mfcc":
         feats = feats @ dct
     if config.mean_norm_seconds:
-        feats = feats - _torch_running_mean(config, t, dev, dt) @ feats
+        silent = (x.unfold(-1, config.frame_length, config.hop_length) == 0).all(-1)  # [B, T]
+        feats = _torch_mean_norm(feats, silent, config.mean_norm_rate)
     return feats[0] if squeeze else feats
 
 
-@functools.lru_cache(maxsize=16)
-def _torch_running_mean(config: FeatureConfig, t: int, device, dtype):
-    """[t, t] matrix W with W @ x = the running mean of the module doc over frames x[0..t-1]:
-    m_s = (1-k)^s x_0 + sum_{1<=j<=s} k (1-k)^(s-j) x_j (one matmul instead of a loop over frames)."""
+def _torch_mean_norm(feats, silent, k: float):
+    """`_MeanNorm` in torch over [B, T, F] (a loop over frames: T is about 100 for a training clip)."""
     import torch
 
-    k = config.mean_norm_rate
-    s = np.arange(t)
-    lag = s[:, None] - s[None, :]
-    w = np.where(lag >= 0, k * (1.0 - k) ** np.maximum(lag, 0), 0.0)
-    w[:, 0] = (1.0 - k) ** s
-    return torch.tensor(w, device=device, dtype=dtype)
+    m = torch.zeros_like(feats[:, 0])
+    started = torch.zeros_like(silent[:, 0])
+    out = torch.empty_like(feats)
+    for t in range(feats.shape[1]):
+        xt, quiet, on = feats[:, t], silent[:, t, None], started[:, None]
+        held = torch.where(quiet, m, torch.where(on, m + k * (xt - m), xt))
+        out[:, t] = xt - torch.where(quiet & ~on, xt, held)
+        m, started = held, started | ~silent[:, t]
+    return out

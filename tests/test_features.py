@@ -294,22 +294,40 @@ def test_streaming_rejects_bad_chunks():
 NORM = FeatureConfig(mean_norm_seconds=0.5)
 
 
+def gated_running_mean_reference(raw: np.ndarray, silent: np.ndarray, k: float) -> np.ndarray:
+    """The spec as a plain loop: sounding frames update m (the first one starts it), all-zero
+    frames hold it, and before the first sound the output is 0."""
+    m, out = None, []
+    for row, quiet in zip(raw, silent):
+        if not quiet:
+            m = row.copy() if m is None else m + k * (row - m)
+        out.append(np.zeros_like(row) if m is None else row - m)
+    return np.array(out)
+
+
+def silent_frames(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    return np.array([not x[t * cfg.hop_length:t * cfg.hop_length + cfg.frame_length].any()
+                     for t in range(cfg.n_frames(x.size))])
+
+
 def test_mean_norm_is_the_running_mean_recursion(rng):
     """Each coefficient minus m_t = m_{t-1} + k (x_t - m_{t-1}), m_0 = x_0, k from the time constant;
-    logmel and MFCC alike (the DCT is linear, so normalizing either side of it is the same)."""
+    logmel and MFCC alike (the DCT is linear, so normalizing either side of it is the same).
+    Digital silence (a zero lead, a gap) holds the mean."""
     x = signals(rng)["speechlike"]
+    x = np.concatenate([np.zeros(5000, np.float32), x[:9000], np.zeros(4000, np.float32), x[9000:]])
     for cfg in (NORM, dataclasses.replace(MFCC, mean_norm_seconds=0.3)):
         raw = featurize(x, dataclasses.replace(cfg, mean_norm_seconds=0.0)).astype(np.float64)
         k = 1.0 - np.exp(-cfg.hop_length / (cfg.mean_norm_seconds * cfg.sample_rate))
         assert cfg.mean_norm_rate == pytest.approx(k, rel=1e-12)
-        m, want = raw[0].copy(), []
-        for t, row in enumerate(raw):
-            if t:
-                m += k * (row - m)
-            want.append(row - m)
+        silent = silent_frames(x, cfg)
+        assert silent[:20].all() and silent[90:108].all() and (~silent).sum() > 80  # lead and gap
         got = featurize(x, cfg)
-        np.testing.assert_allclose(got, np.array(want), rtol=0, atol=1e-5)
-        assert np.abs(got[0]).max() < 1e-6 and np.abs(got[40:]).max() > 1.0  # the level is gone, changes stay
+        np.testing.assert_allclose(got, gated_running_mean_reference(raw, silent, k), rtol=0, atol=1e-5)
+        assert np.all(got[:20] == 0) and np.abs(got[40:]).max() > 1.0  # the level is gone, changes stay
+        assert np.all(got[90:108] == got[90])  # the gap: the floor minus the held mean
+        if cfg.kind == "logmel":
+            assert got[90].max() < -3.0
 
 
 def test_mean_norm_takes_the_level_out(rng):
@@ -326,6 +344,7 @@ def test_mean_norm_streams_bit_identically_and_matches_torch(rng):
     import torch
 
     x = (0.3 * rng.standard_normal(16000 * 3 + 77)).astype(np.float32)
+    x[:3000] = x[20000:26000] = 0.0  # digital silence before the sound and in it
     batch = featurize(x, NORM)
     sf = StreamingFeaturizer(NORM, capacity=1000)
     for trial in range(2):

@@ -107,7 +107,13 @@ static void power_to_mel(const float *re, const float *im, float *mel) {
 kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *out) {
     unsigned n, m;
     float *re, *im;
+#if KWS_MEAN_NORM
+    int sounding = 0; /* any nonzero sample: digital silence leaves the running mean alone */
+#endif
     if (st == 0 || frame == 0 || out == 0) return KWS_ERR_NULL;
+#if KWS_MEAN_NORM
+    for (n = 0; n < KWS_FRAME_LENGTH; n++) sounding |= frame[n] != 0;
+#endif
     re = st->fft_re;
     im = st->fft_im;
     /* pack the real frame as complex z[n] = x[2n] + i x[2n+1], windowed, zero padded */
@@ -129,13 +135,18 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
     for (m = 0; m < KWS_N_FEATURES; m++) out[m] = st->mel[m];
 #endif
 #if KWS_MEAN_NORM
-    /* minus the running mean (kws.features): the first frame after a reset starts the mean */
-    for (m = 0; m < KWS_N_FEATURES; m++) {
-        if (st->feat_mean_set) st->feat_mean[m] += KWS_MEAN_NORM_RATE * (out[m] - st->feat_mean[m]);
-        else st->feat_mean[m] = out[m];
-        out[m] -= st->feat_mean[m];
+    /* minus the running mean (kws.features): the first sounding frame after a reset starts it,
+     * all-zero frames hold it, and are zeros before the first sound */
+    if (!sounding && !st->feat_mean_set) {
+        for (m = 0; m < KWS_N_FEATURES; m++) out[m] = 0.0f;
+    } else {
+        for (m = 0; m < KWS_N_FEATURES; m++) {
+            if (!st->feat_mean_set) st->feat_mean[m] = out[m];
+            else if (sounding) st->feat_mean[m] += KWS_MEAN_NORM_RATE * (out[m] - st->feat_mean[m]);
+            out[m] -= st->feat_mean[m];
+        }
+        st->feat_mean_set = 1;
     }
-    st->feat_mean_set = 1;
 #endif
     return KWS_OK;
 }
