@@ -180,6 +180,8 @@ def feature_tables(fc: Any) -> dict[str, np.ndarray]:
 def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: DetectorSpec,
                   arrays: dict[str, np.ndarray], u_block: int) -> str:
     """kws_config.h; `arrays, u_block` are model_arrays(qm)."""
+    from kws.features import silence_run
+
     fc = bundle.feature_config
     sc = qm.scalars()
     try:
@@ -203,6 +205,8 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         "/* running-mean normalization of each feature (FeatureConfig.mean_norm_seconds; 0 = off) */",
         f"#define KWS_MEAN_NORM {int(fc.mean_norm_seconds > 0)}",
         f"#define KWS_MEAN_NORM_RATE {c_float(fc.mean_norm_rate)}",
+        f"#define KWS_MEAN_NORM_WARMUP {fc.mean_norm_warmup}u",
+        f"#define KWS_SILENCE_RUN {silence_run(fc)}u",
         f"#define KWS_WINDOW_SYMMETRIC {int(tables['symmetric'][0])}",
         f"#define KWS_WINDOW_TABLE_LEN {tables['window'].size}",
         f"#define KWS_N_BIN_WEIGHTS {tables['bin_weights'].size}",

@@ -10,12 +10,13 @@ padding, so n_frames(n) = 0 if n < frame_length else 1 + (n - frame_length) // h
 periodic Hann window of frame_length, zero-padded to an n_fft-point real FFT, power |X|^2, HTK-mel
 triangular filterbank (no area normalization) from fmin to fmax, log(mel + log_floor); for MFCC the
 orthonormal DCT-II of the log-mels, first n_mfcc coefficients. Optional (`mean_norm_seconds` > 0):
-each output coefficient minus its running mean m_t = m_{t-1} + k (x_t - m_{t-1}), m_0 = x_0,
-k = 1 - exp(-hop / (mean_norm_seconds * sample_rate)), computed in float64 and carried across
+each output coefficient minus its running mean m_n = m_{n-1} + r_n (x_n - m_{n-1}) over the
+sounding frames n = 0, 1, ... with r_n = max(1 / (n + 1), k), k = 1 - exp(-hop / (mean_norm_seconds *
+sample_rate)) (the plain average at first, then an exponential one), in float64, carried across
 chunks: a log-domain automatic gain control that removes a stationary level and channel response
 (a quiet or far microphone, another microphone's EQ) the way PCEN does, causally, so the streaming
-featurizer and the C library run it frame by frame. Frames of digital silence (all samples 0) hold
-the mean (and are 0 before the first sounding frame, which starts it). Output is float32; the numpy
+featurizer and the C library run it frame by frame. A frame holding 5 ms of exact zeros (digital
+silence) holds the mean, and is 0 before the first sounding frame. Output is float32; the numpy
 implementations compute the FFT and mel in float64 (see _FrameEngine), the torch one in the input's
 dtype (float32 for training; pass float64 for reference accuracy).
 Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
@@ -123,6 +124,12 @@ class FeatureConfig:
         if self.mean_norm_seconds == 0:
             return 0.0
         return float(-np.expm1(-self.hop_length / (self.mean_norm_seconds * self.sample_rate)))
+
+    @property
+    def mean_norm_warmup(self) -> int:
+        """Sounding frames averaged plainly (rate 1/(n+1)) before the constant rate takes over."""
+        k = self.mean_norm_rate
+        return int(np.ceil(1.0 / k)) - 1 if k > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -253,12 +260,12 @@ class _FrameEngine:
         return self._pad[:k]
 
     def __call__(self, frames: np.ndarray, out: np.ndarray, silent: np.ndarray | None = None) -> None:
-        """Features of `frames` into `out`; `silent` (if given) gets whether each frame is all zeros."""
+        """Features of `frames` into `out`; `silent` (if given) gets `holds_digital_silence(frames)`."""
         k = frames.shape[0]
         if k == 0:
             return
         if silent is not None:
-            np.logical_not(frames.any(axis=1), out=silent)
+            silent[...] = holds_digital_silence(frames, self.config)
         fl = self.config.frame_length
         buf = self._buffer(k)
         # window into the zero-padded buffer (columns fl: stay zero), then the real FFT
@@ -318,25 +325,47 @@ def featurize(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.
     return out
 
 
+def silence_run(config: FeatureConfig) -> int:
+    """Exact zeros in a row that mark digital silence: 5 ms (80 samples at 16 kHz). Quiet real noise
+    quantized to 16 bits has single zero samples, never 5 ms of them."""
+    return max(1, int(round(0.005 * config.sample_rate)))
+
+
+def holds_digital_silence(frames: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """[k] bool: whether each frame [k, frame_length] holds a run of `silence_run` exact zeros
+    (zero padding, a dropout, a muted input; also a frame that straddles the edge of one)."""
+    run = silence_run(config)
+    c = np.zeros((frames.shape[0], frames.shape[1] + 1), dtype=np.int32)
+    np.cumsum(frames == 0, axis=1, out=c[:, 1:])
+    return (c[:, run:] - c[:, :-run] == run).any(axis=1)
+
+
 class _MeanNorm:
     """The running-mean subtraction of the module doc, in place on [k, F] float32 frames; holds the
     running mean between calls so chunked input gives bit-identical output (lfilter's recursion runs
     frame by frame, and its state is handed on exactly).
 
-    Frames of digital silence (every sample exactly 0: zero padding, a muted or just-opened input)
-    say nothing about the microphone, so they leave the mean as it is: they come out as the floor
-    minus the mean, and as zeros before the first sound. Without this, the zero padding of a clip or
-    of Speech Commands' 1 s files drags the mean to log(log_floor), far below any real noise floor,
-    and the speech after it comes out several units too high until the mean has caught up."""
+    The mean starts as the plain average of the sounding frames so far (rate 1/(n+1) for the n-th,
+    until that falls to the constant rate): one frame's log-mel is a noisy estimate of a band's
+    level (about +-1 per band for noise), and a model window trained from its first frame would
+    otherwise carry that error through the window, where a stream's long-run mean does not.
+
+    Frames holding digital silence (`holds_digital_silence`: zero padding, a muted or just-opened
+    input) say nothing about the microphone, so they leave the mean as it is: they come out as the
+    floor minus the mean, and as zeros before the first sound. Without this, the zero padding of a
+    clip, or the frame that straddles its edge, starts the mean near log(log_floor), far below any
+    real noise floor, and the speech after it comes out several units too high."""
 
     def __init__(self, config: FeatureConfig) -> None:
-        k = config.mean_norm_rate
-        self.b = np.array([k])
-        self.a = np.array([1.0, k - 1.0])
-        self.state: np.ndarray | None = None  # lfilter's zi, [1, F]
+        self.k = config.mean_norm_rate
+        self.b = np.array([self.k])
+        self.a = np.array([1.0, self.k - 1.0])
+        self.warmup = config.mean_norm_warmup
+        self.mean: np.ndarray | None = None  # [F] float64
+        self.n = 0  # sounding frames seen
 
     def reset(self) -> None:
-        self.state = None
+        self.mean, self.n = None, 0
 
     def __call__(self, feats: np.ndarray, silent: np.ndarray) -> None:
         if feats.shape[0] == 0:
@@ -345,15 +374,19 @@ class _MeanNorm:
 
         x = feats.astype(np.float64)
         mean = np.empty_like(x)
-        # runs of sounding frames go through lfilter; silent frames hold the mean
         edges = np.flatnonzero(np.diff(silent.astype(np.int8))) + 1
         for a, b in zip(np.r_[0, edges], np.r_[edges, len(silent)]):
-            if silent[a]:
-                mean[a:b] = x[a:b] if self.state is None else self.state / (1.0 - self.b[0])
+            if silent[a]:  # hold the mean; before the first sound, zeros
+                mean[a:b] = x[a:b] if self.mean is None else self.mean
                 continue
-            if self.state is None:  # m_0 = x_0: as if the mean had been x_0 forever
-                self.state = (1.0 - self.b[0]) * x[a:a + 1]
-            mean[a:b], self.state = scipy.signal.lfilter(self.b, self.a, x[a:b], axis=0, zi=self.state)
+            while a < b and self.n < self.warmup:  # the warm-up: the average so far
+                self.mean = x[a].copy() if self.mean is None else self.mean + (x[a] - self.mean) / (self.n + 1)
+                mean[a] = self.mean
+                self.n, a = self.n + 1, a + 1
+            if a < b:
+                m, _ = scipy.signal.lfilter(self.b, self.a, x[a:b], axis=0, zi=(1.0 - self.k) * self.mean[None])
+                mean[a:b], self.mean = m, m[-1].copy()
+                self.n += b - a
         np.subtract(x, mean, out=x)
         feats[...] = x
 
@@ -497,21 +530,25 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
     if config.kind == "mfcc":
         feats = feats @ dct
     if config.mean_norm_seconds:
-        silent = (x.unfold(-1, config.frame_length, config.hop_length) == 0).all(-1)  # [B, T]
-        feats = _torch_mean_norm(feats, silent, config.mean_norm_rate)
+        zero = (x.unfold(-1, config.frame_length, config.hop_length) == 0).to(torch.int32)  # [B, T, L]
+        run = silence_run(config)
+        c = torch.nn.functional.pad(zero.cumsum(-1), (1, 0))
+        silent = ((c[..., run:] - c[..., :-run]) == run).any(-1)  # holds_digital_silence, [B, T]
+        feats = _torch_mean_norm(feats, silent, config.mean_norm_rate, config.mean_norm_warmup)
     return feats[0] if squeeze else feats
 
 
-def _torch_mean_norm(feats, silent, k: float):
+def _torch_mean_norm(feats, silent, k: float, warmup: int):
     """`_MeanNorm` in torch over [B, T, F] (a loop over frames: T is about 100 for a training clip)."""
     import torch
 
     m = torch.zeros_like(feats[:, 0])
-    started = torch.zeros_like(silent[:, 0])
+    n = torch.zeros_like(feats[:, 0, :1])  # sounding frames seen, [B, 1]
     out = torch.empty_like(feats)
     for t in range(feats.shape[1]):
-        xt, quiet, on = feats[:, t], silent[:, t, None], started[:, None]
-        held = torch.where(quiet, m, torch.where(on, m + k * (xt - m), xt))
-        out[:, t] = xt - torch.where(quiet & ~on, xt, held)
-        m, started = held, started | ~silent[:, t]
+        xt, quiet = feats[:, t], silent[:, t, None]
+        rate = torch.where(n < warmup, 1.0 / (n + 1), torch.full_like(n, k))
+        held = torch.where(quiet, m, torch.where(n == 0, xt, m + rate * (xt - m)))
+        out[:, t] = xt - torch.where(quiet & (n == 0), xt, held)
+        m, n = held, n + (~quiet).to(n.dtype)
     return out

@@ -295,18 +295,22 @@ NORM = FeatureConfig(mean_norm_seconds=0.5)
 
 
 def gated_running_mean_reference(raw: np.ndarray, silent: np.ndarray, k: float) -> np.ndarray:
-    """The spec as a plain loop: sounding frames update m (the first one starts it), all-zero
-    frames hold it, and before the first sound the output is 0."""
-    m, out = None, []
+    """The spec as a plain loop: the n-th sounding frame moves m by max(1/(n+1), k) of the way
+    (the first one starts it), silent frames hold it, and before the first sound the output is 0."""
+    m, n, out = None, 0, []
     for row, quiet in zip(raw, silent):
         if not quiet:
-            m = row.copy() if m is None else m + k * (row - m)
+            m = row.copy() if m is None else m + max(1.0 / (n + 1), k) * (row - m)
+            n += 1
         out.append(np.zeros_like(row) if m is None else row - m)
     return np.array(out)
 
 
 def silent_frames(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    return np.array([not x[t * cfg.hop_length:t * cfg.hop_length + cfg.frame_length].any()
+    """Frames holding 80 zeros in a row (5 ms), by brute force."""
+    def has_run(f: np.ndarray) -> bool:
+        return any(not f[i:i + 80].any() for i in range(f.size - 79))
+    return np.array([has_run(x[t * cfg.hop_length:t * cfg.hop_length + cfg.frame_length])
                      for t in range(cfg.n_frames(x.size))])
 
 
@@ -328,6 +332,15 @@ def test_mean_norm_is_the_running_mean_recursion(rng):
         assert np.all(got[90:108] == got[90])  # the gap: the floor minus the held mean
         if cfg.kind == "logmel":
             assert got[90].max() < -3.0
+
+
+def test_mean_norm_zero_padding_leaves_the_sound_as_it_was(rng):
+    """Zero padding before a sound (a whole number of hops) gives zeros, then exactly the features
+    of the sound alone: the frames that straddle the padding's edge do not start the mean."""
+    x = signals(rng)["speechlike"]
+    padded = featurize(np.concatenate([np.zeros(8000, np.float32), x]), NORM)
+    assert np.all(padded[:50] == 0)
+    np.testing.assert_array_equal(padded[50:], featurize(x, NORM))
 
 
 def test_mean_norm_takes_the_level_out(rng):

@@ -27,7 +27,7 @@ kws_status_t kws_reset(kws_state_t *st) {
     if (st->magic != KWS_MAGIC) return KWS_ERR_NOT_INIT;
     st->pcm_fill = 0;
 #if KWS_MEAN_NORM
-    st->feat_mean_set = 0;
+    st->feat_mean_n = 0;
 #endif
     st->feat_head = 0;
     st->frames_seen = 0;

@@ -72,7 +72,7 @@ typedef struct {
     float mel[KWS_N_MELS];
 #if KWS_MEAN_NORM
     float feat_mean[KWS_N_FEATURES];    /* running mean of each raw feature */
-    uint8_t feat_mean_set;              /* 0 until the first frame after a reset */
+    uint16_t feat_mean_n;               /* sounding frames since the reset (saturates) */
 #endif
     /* model input: ring of the last KWS_WINDOW_FRAMES int8 feature frames */
     int8_t feats[KWS_WINDOW_FRAMES][KWS_N_FEATURES];

@@ -112,7 +112,14 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
 #endif
     if (st == 0 || frame == 0 || out == 0) return KWS_ERR_NULL;
 #if KWS_MEAN_NORM
-    for (n = 0; n < KWS_FRAME_LENGTH; n++) sounding |= frame[n] != 0;
+    { /* sounding unless the frame holds KWS_SILENCE_RUN exact zeros in a row (digital silence) */
+        unsigned zeros = 0;
+        sounding = 1;
+        for (n = 0; n < KWS_FRAME_LENGTH && sounding; n++) {
+            zeros = frame[n] == 0 ? zeros + 1 : 0;
+            if (zeros >= KWS_SILENCE_RUN) sounding = 0;
+        }
+    }
 #endif
     re = st->fft_re;
     im = st->fft_im;
@@ -135,17 +142,19 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
     for (m = 0; m < KWS_N_FEATURES; m++) out[m] = st->mel[m];
 #endif
 #if KWS_MEAN_NORM
-    /* minus the running mean (kws.features): the first sounding frame after a reset starts it,
-     * all-zero frames hold it, and are zeros before the first sound */
-    if (!sounding && !st->feat_mean_set) {
+    /* minus the running mean (kws.features): the n-th sounding frame moves it by 1/(n+1) of the
+     * way until that falls to KWS_MEAN_NORM_RATE; silent frames hold it (zeros before the first) */
+    if (!sounding && st->feat_mean_n == 0) {
         for (m = 0; m < KWS_N_FEATURES; m++) out[m] = 0.0f;
     } else {
+        float rate = st->feat_mean_n < KWS_MEAN_NORM_WARMUP ? 1.0f / (float)(st->feat_mean_n + 1)
+                                                             : KWS_MEAN_NORM_RATE;
         for (m = 0; m < KWS_N_FEATURES; m++) {
-            if (!st->feat_mean_set) st->feat_mean[m] = out[m];
-            else if (sounding) st->feat_mean[m] += KWS_MEAN_NORM_RATE * (out[m] - st->feat_mean[m]);
+            if (st->feat_mean_n == 0) st->feat_mean[m] = out[m];
+            else if (sounding) st->feat_mean[m] += rate * (out[m] - st->feat_mean[m]);
             out[m] -= st->feat_mean[m];
         }
-        st->feat_mean_set = 1;
+        if (sounding && st->feat_mean_n < 0xFFFFu) st->feat_mean_n++;
     }
 #endif
     return KWS_OK;
