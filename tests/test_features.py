@@ -20,7 +20,7 @@ import scipy.fft
 import scipy.signal
 
 from kws.features import (FeatureConfig, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
-                          hann_window, mel_filterbank)
+                          featurize_window, hann_window, mel_filterbank)
 
 CFG = FeatureConfig()
 MFCC = FeatureConfig(kind="mfcc", n_mfcc=13)
@@ -341,6 +341,22 @@ def test_mean_norm_zero_padding_leaves_the_sound_as_it_was(rng):
     padded = featurize(np.concatenate([np.zeros(8000, np.float32), x]), NORM)
     assert np.all(padded[:50] == 0)
     np.testing.assert_array_equal(padded[50:], featurize(x, NORM))
+
+
+def test_featurize_window_starts_the_mean_on_the_windows_noise_floor(rng):
+    """A window that opens loud (a word cut by the window's start) then falls to its noise floor:
+    inside a stream whose past is that floor, its features are far from the window featurized
+    alone, and close to featurize_window's (history = its quietest 0.1 s). Off, it is featurize."""
+    sr = 16000
+    floor = (0.003 * rng.standard_normal(3 * sr)).astype(np.float32)
+    word = signals(rng)["speechlike"][:6000]
+    window = floor[2 * sr:3 * sr].copy()
+    window[:6000] += word
+    stream = featurize(np.concatenate([floor[:2 * sr], window]), NORM)[200:]
+    alone, hist = featurize(window, NORM), featurize_window(window, NORM)
+    assert hist.shape == alone.shape == (98, 32)
+    assert np.abs(hist - stream).mean() < 0.5 * np.abs(alone - stream).mean()
+    assert np.array_equal(featurize_window(window, CFG), featurize(window, CFG))
 
 
 def test_mean_norm_takes_the_level_out(rng):

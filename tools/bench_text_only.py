@@ -287,7 +287,7 @@ class FeatureCache:
 
     def ensure(self, keys: list[str], paths: list[Path]) -> None:
         from kws.audio import fit_to_window, load_audio
-        from kws.features import featurize
+        from kws.features import featurize, featurize_window
 
         cfg = self.config
         todo = [(k, p) for k, p in zip(keys, paths) if k not in self.frames]
@@ -298,7 +298,7 @@ class FeatureCache:
         for k, p in progress(todo, desc="featurizing test clips"):
             x = load_audio(p)
             self.frames[k] = featurize(self.padding.audio(x, k), cfg)
-            self.centred[k] = featurize(fit_to_window(x, cfg.window_samples), cfg)
+            self.centred[k] = featurize_window(fit_to_window(x, cfg.window_samples), cfg)
         self.save()
 
     def save(self) -> None:

@@ -937,10 +937,10 @@ def _render_batch(batch: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
 
 def _featurize_batch(paths: list[str]) -> np.ndarray:
     from kws.audio import load_audio
-    from kws.features import featurize
+    from kws.features import featurize_window
 
     cfg = _W["feature_config"]
-    return np.stack([featurize(load_audio(Path(_W["out"]) / p), cfg) for p in paths]).astype(np.float32)
+    return np.stack([featurize_window(load_audio(Path(_W["out"]) / p), cfg) for p in paths]).astype(np.float32)
 
 
 def _batches(items: list, size: int) -> list[list]:
