@@ -376,8 +376,8 @@ class _MeanNorm:
 
     The mean starts as the plain average of the sounding frames so far (rate 1/(n+1) for the n-th,
     until that falls to the constant rate): one frame's log-mel is a noisy estimate of a band's
-    level (about +-1 per band for noise), and a model window trained from its first frame would
-    otherwise carry that error through the window, where a stream's long-run mean does not.
+    level, and a window whose mean started on its first frame alone would carry that frame's error
+    through the window, where a stream's long-run mean does not.
 
     Frames holding digital silence (`holds_digital_silence`: zero padding, a muted or just-opened
     input) say nothing about the microphone, so they leave the mean as it is: they come out as the

@@ -108,7 +108,7 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
     unsigned n, m;
     float *re, *im;
 #if KWS_MEAN_NORM
-    int sounding = 0; /* any nonzero sample: digital silence leaves the running mean alone */
+    int sounding = 0; /* 0 for a frame of digital silence: it leaves the running mean alone */
 #endif
     if (st == 0 || frame == 0 || out == 0) return KWS_ERR_NULL;
 #if KWS_MEAN_NORM
