@@ -146,8 +146,8 @@ class BuildOptions:
     word_task_words: list[str] | None = None  # only these words in the word task (default: every one it can)
     # the featurizer's running-mean normalization (FeatureConfig.mean_norm_seconds; 0 = off): a
     # log-domain AGC that takes the microphone's level and frequency response out of the features.
-    # Measured with 0.5 on real speech (BENCHMARKS.md text_only_mean_norm, one seed each): amelia
-    # 76.2 -> 55.2, athena 81.3 -> 69.5% recall at 3% FPR, so it stays off
+    # Measured with 0.5 on real speech (BENCHMARKS.md text_only_mean_norm): athena 84.8 -> 72.1%
+    # recall at 3% FPR (2 seeds), amelia 76.2 -> 55.2% (1 seed), so it stays off
     mean_norm_seconds: float = 0.0
 
     def feature_config(self) -> Any:  # kws.features.FeatureConfig (imported lazily)
