@@ -217,17 +217,17 @@ def stream_window_starts(n_frames: int, config: Any = None, hop_seconds: float =
     return np.arange(0, n_frames - cfg.window_frames + 1, hop, dtype=np.int64)
 
 
-def max_window_scores(clip_features: list[np.ndarray], score_windows: Any, config: Any = None,
-                      hop_seconds: float = 0.1, batch_windows: int = 4096) -> np.ndarray:
-    """Per clip, the highest score over its stream windows. `clip_features`: raw log-mel [T, F]
-    per clip (`clip_stream_features`); `score_windows(x_raw [B, 98, F]) -> scores [B]`, e.g.
+def stream_window_scores(clip_features: list[np.ndarray], score_windows: Any, config: Any = None,
+                         hop_seconds: float = 0.1, batch_windows: int = 4096) -> list[np.ndarray]:
+    """Per clip, the scores of its stream windows in time order. `clip_features`: raw log-mel
+    [T, F] per clip (`clip_stream_features`); `score_windows(x_raw [B, 98, F]) -> scores [B]`, e.g.
     `lambda x: bundle_scores(bundle, x)` or an int8 model's `.scores`. Windows of many clips are
     scored in batches of about `batch_windows`."""
     from kws.features import FeatureConfig
 
     cfg = config or FeatureConfig()
     w = cfg.window_frames
-    out = np.full(len(clip_features), -np.inf)
+    out: list[np.ndarray] = [np.zeros(0)] * len(clip_features)
     pending: list[tuple[int, np.ndarray]] = []  # (clip index, windows [k, T, F])
     n_pending = 0
 
@@ -238,7 +238,7 @@ def max_window_scores(clip_features: list[np.ndarray], score_windows: Any, confi
         scores = np.asarray(score_windows(np.concatenate([win for _, win in pending])), dtype=np.float64)
         k = 0
         for i, win in pending:
-            out[i] = max(out[i], float(scores[k:k + len(win)].max()))
+            out[i] = scores[k:k + len(win)]
             k += len(win)
         pending, n_pending = [], 0
 
@@ -254,3 +254,28 @@ def max_window_scores(clip_features: list[np.ndarray], score_windows: Any, confi
             flush()
     flush()
     return out
+
+
+def peak_scores(window_scores: list[np.ndarray], smoothing: int = 1) -> np.ndarray:
+    """Per clip, the highest of its window scores (`stream_window_scores`); with `smoothing` > 1
+    the highest moving average of that many consecutive windows, which is what
+    `kws.stream.Detector` compares with its threshold (its first windows average over the ones
+    seen so far, as the detector's do)."""
+    n = int(smoothing)
+    if n < 1:
+        raise ValueError(f"smoothing must be >= 1 window, got {smoothing}")
+    out = np.empty(len(window_scores))
+    for i, x in enumerate(window_scores):
+        c = np.concatenate([[0.0], np.cumsum(x)])
+        end = np.arange(1, x.size + 1)
+        start = np.maximum(0, end - n)
+        out[i] = float(((c[end] - c[start]) / (end - start)).max()) if n > 1 else float(np.max(x))
+    return out
+
+
+def max_window_scores(clip_features: list[np.ndarray], score_windows: Any, config: Any = None,
+                      hop_seconds: float = 0.1, batch_windows: int = 4096, smoothing: int = 1) -> np.ndarray:
+    """Per clip, the highest score over its stream windows (`stream_window_scores`, then
+    `peak_scores` with `smoothing`)."""
+    return peak_scores(stream_window_scores(clip_features, score_windows, config, hop_seconds, batch_windows),
+                       smoothing)

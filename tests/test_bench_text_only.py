@@ -214,7 +214,7 @@ def test_the_head_teacher_gets_a_report_row_and_merges_with_its_scores(tmp_path)
     assert (tmp_path / "teachers" / "x.npz").is_file() and key in bench.Results(tmp_path / "results.json").teachers
     text = bench.report(mine, "oww", None, [])
     (row,) = [line for line in text.splitlines() if "teacher: openWakeWord head" in line]
-    assert "50,000 parameters" in row and "| 95.0 | 97.0 |" in row
+    assert "50,000 parameters" in row and "| 95.0 | - | 97.0 |" in row  # no smoothed score for the head
     assert "the students learn its logit" in text
 
 
@@ -296,13 +296,26 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     # a rerun skips every finished entry; the same tag with another recipe is refused
     stamp = (work / "results.json").stat().st_mtime_ns
     assert bench.main(argv + ["--no-report"]) == 0
-    assert json.loads((work / "results.json").read_text())["runs"] == res["runs"]
+    rescored = json.loads((work / "results.json").read_text())["runs"]
+    assert {k: e["systems"] for k, e in rescored.items()} == {k: e["systems"] for k, e in res["runs"].items()}
+    assert {k: e["train_seconds"] for k, e in rescored.items()} == {k: e["train_seconds"] for k, e in res["runs"].items()}
     assert (work / "results.json").stat().st_mtime_ns == stamp
     assert bench.main([a if a != "1" else "2" for a in argv]) == 2
     # metrics can be recomputed from the saved clip scores (after a metric change): same numbers
     assert bench.main(argv + ["--rescore", "--no-report"]) == 0
     again = json.loads((work / "results.json").read_text())
     assert again["runs"] == res["runs"] and again["pocketsphinx"] == res["pocketsphinx"]
+    # the smoothed score (what the live detector thresholds) never exceeds the raw peak; an entry
+    # scored before it existed is scored again from its saved model, nothing trained
+    with np.load(work / few["scores_file"]) as z:
+        assert np.all(z["float_smoothed"] <= z["float"] + 1e-12) and np.any(z["float_smoothed"] < z["float"])
+    for e in again["runs"].values():
+        del e["systems"]["float_smoothed"], e["systems"]["int8_smoothed"]
+    (work / "results.json").write_text(json.dumps(again))
+    assert bench.main(argv + ["--no-report"]) == 0
+    rescored = json.loads((work / "results.json").read_text())["runs"]
+    assert {k: e["systems"] for k, e in rescored.items()} == {k: e["systems"] for k, e in res["runs"].items()}
+    assert {k: e["train_seconds"] for k, e in rescored.items()} == {k: e["train_seconds"] for k, e in res["runs"].items()}
     # --ensemble 2: a second seed, then one model joining both seeds' models, scored like a run
     ens_argv = list(argv)
     ens_argv[ens_argv.index("--seeds") + 1] = "2"

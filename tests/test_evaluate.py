@@ -205,9 +205,9 @@ def test_max_window_scores_equal_the_streaming_detector(tmp_path, rng, seconds, 
     n = int(seconds * 16000)
     clip = (0.3 * np.sin(np.arange(n) * 0.05) * np.hanning(n) + 0.01 * rng.standard_normal(n)).astype(np.float32)
     det = Detector(bundle, threshold=0.5, backend="numpy")
-    raw = [det.step(np.concatenate([np.zeros(int(lead * 16000), np.float32), clip])).raw,
-           det.flush(tail_seconds=0.5).raw]
-    raw = np.concatenate(raw)
+    hops = [det.step(np.concatenate([np.zeros(int(lead * 16000), np.float32), clip])), det.flush(tail_seconds=0.5)]
+    raw = np.concatenate([h.raw for h in hops])
+    smoothed = np.concatenate([h.smoothed for h in hops])
     feats = clip_stream_features(clip, bundle.feature_config, lead_seconds=lead, tail_seconds=0.5)
     assert len(stream_window_starts(len(feats), bundle.feature_config)) == len(raw)
     got = max_window_scores([feats, feats[: bundle.feature_config.window_frames]],
@@ -215,6 +215,15 @@ def test_max_window_scores_equal_the_streaming_detector(tmp_path, rng, seconds, 
     assert got[0] == pytest.approx(raw.max(), abs=1e-5)
     # a clip of exactly one window has one window: the first one the detector scored
     assert got[1] == pytest.approx(raw[0], abs=1e-5)
+    # with the detector's smoothing: the highest score it compares with its threshold
+    got = max_window_scores([feats], lambda x: bundle_scores(bundle, x), bundle.feature_config,
+                            smoothing=det.smoothing)
+    assert det.smoothing == 3 and len(raw) >= 1
+    assert got[0] == pytest.approx(smoothed.max(), abs=1e-5)
+    if len(raw) >= 3:  # a real average, not the raw maximum
+        assert smoothed.max() <= raw.max() + 1e-12
+        assert got[0] == pytest.approx(max(raw[0], (raw[0] + raw[1]) / 2,
+                                           np.convolve(raw, np.ones(3) / 3, "valid").max()), abs=1e-5)
 
 
 def test_stream_padding_noise_is_seeded_and_too_short_features_are_refused(rng):
