@@ -346,6 +346,14 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert manifest.count('"kind": "word"') == 8
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| athena | 0 | baseline `t`, ours float |" in text
+    # --join-with: each seed's model joined with the other recipe's model of the same seed, scored
+    assert bench.main(w_argv + ["--join-with", "t", "--baseline", "t"]) == 0
+    res = json.loads((work / "results.json").read_text())
+    joined = res["ensembles"]["w|athena|rp0|join-t-seed0"]
+    assert joined["joined"] == "t" and set(joined["systems"]) == set(bench.SYSTEMS)
+    assert joined["params"] == res["ensembles"]["t|athena|rp0|ens0+1"]["params"]  # two models of one size, as t's pair
+    assert (work / joined["scores_file"]).is_file()
+    assert "| athena | 0 | ours int8, joined with `t`'s model of the same seed (" in (tmp_path / "BENCHMARKS.md").read_text()
     assert "Against baseline `t`" in text and "athena (N=0)" in text
     # --start-from: a tag whose runs resume from another tag's checkpoints (nothing trained again):
     # the same recipe gives the same model, clip for clip

@@ -434,6 +434,11 @@ def ensemble_key(tag: str, keyword: str, n_real: int, members: list[int]) -> str
     return f"{run_key(tag, keyword, n_real)}|ens{'+'.join(map(str, members))}"
 
 
+def join_key(tag: str, keyword: str, n_real: int, seed: int, other: str) -> str:
+    """The ensemble of a tag's seed model and another tag's (another recipe's) model of the same seed."""
+    return f"{run_key(tag, keyword, n_real)}|join-{other}-seed{seed}"
+
+
 def tag_config(args: argparse.Namespace) -> dict[str, Any]:
     """What a tag stands for: every option that changes its numbers."""
     config = {"preset": args.preset, "method": args.method, "model": args.model, "hidden": args.hidden,
@@ -549,6 +554,8 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
             # PocketSphinx is scored again when it failed only because the peer module was missing
             ps_todo = ps_old is None or args.retry_pocketsphinx or PS_UNAVAILABLE in ps_old.get("error", "")
             ens_keys = [ensemble_key(args.tag, keyword, n_real, m) for m in ensemble_seeds(args.seeds, args.ensemble)]
+            ens_keys += [join_key(args.tag, keyword, n_real, s, args.join_with) for s in range(args.seeds)
+                         if args.join_with and run_key(args.join_with, keyword, n_real, s) in results.runs]
             done = [results.runs.get(k) for k in keys] + [results.ensembles.get(k) for k in ens_keys]
             if all(e is not None and "float_smoothed" in e["systems"] for e in done) and not ps_todo:
                 continue
@@ -616,6 +623,25 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     **score_run(r.bundle, data, test, cache, work)}
                 results.save()
                 print_run(key, results.ensembles[key], f"{len(members)} models, {r.cost.get('params')} parameters")
+            for seed in range(args.seeds) if args.join_with else ():
+                key, other = join_key(args.tag, keyword, n_real, seed, args.join_with), \
+                    results.runs.get(run_key(args.join_with, keyword, n_real, seed))
+                if key in results.ensembles or other is None:
+                    continue
+                from kws.train.api import ensemble_bundles
+
+                mine = results.runs[run_key(args.tag, keyword, n_real, seed)]
+                out = work / "runs" / args.tag / f"{keyword}-rp{n_real}-join-{args.join_with}-seed{seed}" / "model.kws"
+                r = ensemble_bundles([work / Path(e["scores_file"]).parent / "model.kws" for e in (mine, other)],
+                                     out, data=data)
+                results.ensembles[key] = {
+                    "tag": args.tag, "keyword": keyword, "real_positives": n_real, "members": [seed],
+                    "joined": args.join_with, "dataset": mine["dataset"], "test": test.describe(),
+                    "params": r.cost.get("params"), "int8_bytes": r.cost.get("int8_bytes"),
+                    "synth_test_recall_0.03": r.test["own"]["0.03"]["recall"],
+                    **score_run(r.bundle, data, test, cache, work)}
+                results.save()
+                print_run(key, results.ensembles[key], f"joined with {args.join_with}'s seed {seed}")
 
 
 def score_head_teacher(data: Path, test: "TestSet", work: Path, folds: int) -> dict[str, Any]:
@@ -954,6 +980,8 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         "(kws.models.ensemble), thresholds calibrated anew on validation, scored like any bundle; mean ± std over "
         "disjoint seed groups (seeds column: groups x models). Where no ensemble was built and a row has several "
         "seeds, the ensemble row estimates one from the seeds' saved clip scores (mean logit per clip). "
+        "Joined rows (`--join-with TAG`): each seed's model joined with TAG's model of the same seed (two recipes, "
+        "`kws ensemble`), thresholds calibrated on this recipe's validation split. "
         "PocketSphinx: keyphrase search on the same padded clips, no training.",
         "",
         "| keyword | real positives used | system | test clips: pos real / neg real / close synth | "
@@ -972,13 +1000,22 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
             lines.append(_system_row(kw, n, f"baseline `{baseline}`, {names[system]}", b_runs[0]["test"], b_runs,
                                      system, str(len(b_runs))))
         built: dict[int, list[dict]] = {}
+        joined: dict[str, list[dict]] = {}
         for e in results.ensembles.values():
             if e["tag"] == tag and e["keyword"] == kw and e["real_positives"] == n:
-                built.setdefault(len(e["members"]), []).append(e)
+                if "joined" in e:
+                    joined.setdefault(e["joined"], []).append(e)
+                else:
+                    built.setdefault(len(e["members"]), []).append(e)
         for size, group in sorted(built.items()):
             for system in ("float", "int8"):
                 label = f"{names[system]}, ensemble of {size} ({group[0]['int8_bytes'] / 1024:.1f} KB int8)"
                 lines.append(_system_row(kw, n, label, t, group, system, f"{len(group)} x {size}"))
+        for other, group in sorted(joined.items()):
+            for system in ("float", "int8"):
+                label = (f"{names[system]}, joined with `{other}`'s model of the same seed "
+                         f"({group[0]['int8_bytes'] / 1024:.1f} KB int8)")
+                lines.append(_system_row(kw, n, label, t, group, system, f"{len(group)} x 2"))
         ens = None if built else seed_ensemble(runs, results.path.parent)
         if ens is not None:
             lines.append(f"| {kw} | {n} | ours float, ensemble of the {len(runs)} seeds' models | {_test_cell(t)} | "
@@ -1073,7 +1110,7 @@ def make_plot(results: Results, tag: str, path: Path, keywords: list[str] | None
                     color=colour, label=f"{kw} (ours, int8)")
         ens = {}  # the smallest ensemble of each N, dotted
         for e in results.ensembles.values():
-            if e["tag"] == tag and e["keyword"] == kw:
+            if e["tag"] == tag and e["keyword"] == kw and "joined" not in e:
                 ens.setdefault(e["real_positives"], {}).setdefault(len(e["members"]), []).append(
                     e["systems"]["int8"]["recall_0.03"])
         if ens:
@@ -1186,6 +1223,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--note", action="append", default=[], help="a line under the table (repeatable)")
     p.add_argument("--ensemble", type=int, default=1, metavar="N",
                    help="also join every N consecutive seeds' models into one (kws train --ensemble N) and score it")
+    p.add_argument("--join-with", default=None, metavar="TAG",
+                   help="also join each seed's model with TAG's model of the same seed (another recipe, same "
+                        "workdir; `kws ensemble A.kws B.kws`), calibrated on this tag's dataset, and score it")
     p.add_argument("--merge-from", action="append", default=[], metavar="WORKDIR",
                    help="first bring in the finished runs of --tag from another workdir (run in parallel), "
                         "copying their run folders; repeatable")
