@@ -90,6 +90,10 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "clips when --negatives holds a Speech Commands tree (3000 for the paper preset), else 0; "
                         "on real speech it and the mining lifted recall at 3%% FPR by 7-23 points on four words and "
                         "left amelia level (BENCHMARKS.md text_only_word, text_only_mine_select); 0 = off")
+    p.add_argument("--espeak-share", type=float, default=None, metavar="SHARE",
+                   help="share of synthesized words said by espeak-ng voices, the rest by the flite, festival and "
+                        "piper voices (recorded-voice and neural synthesis, closer to real speech). Default: voices "
+                        "spread evenly over voice families, about 90%% espeak-ng")
     p.add_argument("--mean-norm", type=float, default=None, metavar="SECONDS",
                    help="experimental: subtract from every feature its running mean over about SECONDS (a "
                         "log-domain automatic gain control, like PCEN: the microphone's level and frequency response "
@@ -102,7 +106,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
     given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
-             "word_task": args.word_task, "mean_norm_seconds": args.mean_norm}
+             "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "espeak_share": args.espeak_share}
     return {k: v for k, v in given.items() if v is not None}
 
 

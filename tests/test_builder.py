@@ -500,11 +500,12 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "d"),
                      "--augment", "standard", "--carrier-share", "0", "--word-task", "3000"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r"), "--carrier-share", "0.5",
-                     "--clean-share", "0.25", "--word-task", "100"]) == 2
+                     "--clean-share", "0.25", "--word-task", "100", "--espeak-share", "0.5"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r2")]) == 2
     assert (seen[0].augment_recipe, seen[0].carrier_share, seen[0].word_task) == ("standard", 0.0, 3000)
-    assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share, seen[1].word_task) == \
-        ("realistic", 0.5, 0.25, 100)
+    assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share, seen[1].word_task,
+            seen[1].espeak_share) == ("realistic", 0.5, 0.25, 100, 0.5)
+    assert seen[0].espeak_share is None  # left out: the even spread
     assert (seen[2].augment_recipe, seen[2].carrier_share, seen[2].clean_share) == \
         ("realistic", 0.3, B.BuildOptions(keyword="x", out=tmp_path).clean_share)
     import kws.train.api as api
@@ -704,3 +705,33 @@ def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, buil
     monkeypatch.setattr(B, "build_dataset", capture)
     assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "c"), "--mean-norm", "0.4"]) == 2
     assert seen[0].mean_norm_seconds == 0.4
+
+
+def test_espeak_share_sets_the_voice_mix_of_synthesized_words(tmp_path, cache):
+    """espeak_share: the share of synthesized plain-text clips said by espeak-ng voices, the rest by the
+    split's other voices (here flite); phoneme strings stay espeak-ng's. Without it (None) the voices
+    spread evenly over voice families, and the fingerprint is the one of before."""
+    from kws.data import tts
+
+    def engines_by_kind(out: Path, split: str) -> dict[tuple[str, bool], set[str]]:
+        got: dict[tuple[str, bool], set[str]] = {}
+        for r in read_manifest(out / "manifest.jsonl"):
+            if r.split == split and r.source.startswith("tts:"):
+                got.setdefault((r.kind, tts.is_phonemes(r.text)), set()).add(r.source.split(":")[1])
+        return got
+
+    small = "train_pos=16,train_neg=24,eval_each=6"
+    split = B.assign_speaker_splits([v.speaker for v in tts.base_voices(["flite"])], 0, group="flite")
+    assert "train" in split.values()  # the train split has flite voices to move clips to
+    build_dataset(opts(tmp_path / "n", cache, sizes=small, espeak_share=0.0))
+    build_dataset(opts(tmp_path / "a", cache, sizes=small, espeak_share=1.0))
+    none, only = engines_by_kind(tmp_path / "n", "train"), engines_by_kind(tmp_path / "a", "train")
+    plain_kinds = [k for k in none if not k[1]]
+    assert ("positive", False) in plain_kinds and len(plain_kinds) >= 3
+    assert all(none[k] == {"flite"} for k in plain_kinds)
+    assert all(only[k] == {"espeak-ng"} for k in only if not k[1])
+    assert all(v == {"espeak-ng"} for k, v in none.items() if k[1])  # phoneme strings: espeak-ng only
+    fp = lambda **kw: B._fingerprint(opts(tmp_path / "x", cache, **kw), B.resolve_sizes("small", small, "disjoint"))
+    assert "espeak_share" not in fp() and fp(espeak_share=0.5)["espeak_share"] == 0.5
+    with pytest.raises(DataError, match="espeak_share"):
+        opts(tmp_path / "y", cache, espeak_share=1.5)

@@ -92,6 +92,11 @@ class BuildOptions:
     workers: int | None = None
     close_negatives_in_train: str = "disjoint"  # none | disjoint | all (see the module doc)
     engines: list[str] | None = None  # TTS engines (default: all installed)
+    # share of synthesized plain-text clips said by espeak-ng voices; the rest by the split's other
+    # voices (flite, festival, piper: recorded or neural voices, closer to real speech than espeak-ng's
+    # formant synthesis). None (default): voices spread evenly over the split's speakers, which makes
+    # about 90% espeak-ng (72 of 80 voice families). Phoneme strings are espeak-ng's alone either way.
+    espeak_share: float | None = None
     tts_cache: Path | None = None  # default kws.data.tts.default_cache_dir()
     utterance_reuse: int = 2  # clips per distinct synthesized utterance (each with other augmentation)
     noise_share: float = 0.05  # share of each split's generic negatives that are pure noise
@@ -164,6 +169,8 @@ class BuildOptions:
             raise DataError(f"align must be one of {ALIGNS}, got {self.align!r}")
         if self.augment_recipe not in AUGMENT_RECIPES:
             raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
+        if self.espeak_share is not None and not 0.0 <= self.espeak_share <= 1.0:
+            raise DataError(f"espeak_share must be in [0, 1], got {self.espeak_share}")
         if not 0.0 <= self.clean_share <= 1.0:
             raise DataError(f"clean_share must be in [0, 1], got {self.clean_share}")
         if self.word_task is not None and self.word_task < 0:
@@ -519,6 +526,8 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         fp["carrier_share"] = opts.carrier_share
     if opts.negative_placement:
         fp["negative_placement"] = opts.negative_placement
+    if opts.espeak_share is not None:  # builds with an even spread keep the fingerprint of before
+        fp["espeak_share"] = opts.espeak_share
     if opts.positives:
         fp["real_positive_repeats"] = opts.real_positive_repeats
     n_word = word_task_clips(opts, sizes)
@@ -598,8 +607,16 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         utt_texts = [order[i % len(order)] for i in range(n_utt)]
         plain = [i for i, t in enumerate(utt_texts) if not tts.is_phonemes(t)]
         phon = [i for i, t in enumerate(utt_texts) if tts.is_phonemes(t)]
+        groups = [(plain, tts_speakers[split], "plain"), (phon, espeak_speakers[split], "phon")]
+        others = [k for k in tts_speakers[split] if k not in set(espeak_speakers[split])]
+        if opts.espeak_share is not None and others and espeak_speakers[split]:
+            # a seeded shuffle of the plain utterances; the first espeak_share of them go to espeak-ng
+            mix = np.random.default_rng([seed, zlib.crc32(f"mix:{tag}".encode())]).permutation(len(plain))
+            n_esp = int(round(opts.espeak_share * len(plain)))
+            groups = [([plain[i] for i in sorted(mix[:n_esp])], espeak_speakers[split], "plain"),
+                      ([plain[i] for i in sorted(mix[n_esp:])], others, "plain-other"), groups[1]]
         voices: dict[int, Any] = {}
-        for idx, spk, sub in ((plain, tts_speakers[split], "plain"), (phon, espeak_speakers[split], "phon")):
+        for idx, spk, sub in groups:
             if not idx or not spk:
                 continue
             vseed = zlib.crc32(f"{seed}:{tag}:{sub}".encode())
