@@ -353,7 +353,9 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert joined["joined"] == "t" and set(joined["systems"]) == set(bench.SYSTEMS)
     assert joined["params"] == res["ensembles"]["t|athena|rp0|ens0+1"]["params"]  # two models of one size, as t's pair
     assert (work / joined["scores_file"]).is_file()
-    assert "| athena | 0 | ours int8, joined with `t`'s model of the same seed (" in (tmp_path / "BENCHMARKS.md").read_text()
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| athena | 0 | ours int8, joined with `t`'s model of the same seed (" in text
+    assert "| athena | 0 | baseline `t`, ours float, ensemble of 2 (" in text  # ensembles beside ensembles
     assert "Against baseline `t`" in text and "athena (N=0)" in text
     # --start-from: a tag whose runs resume from another tag's checkpoints (nothing trained again):
     # the same recipe gives the same model, clip for clip

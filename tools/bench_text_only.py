@@ -999,6 +999,15 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
             b_runs = base_groups[(kw, n)]
             lines.append(_system_row(kw, n, f"baseline `{baseline}`, {names[system]}", b_runs[0]["test"], b_runs,
                                      system, str(len(b_runs))))
+        b_built: dict[int, list[dict]] = {}  # the baseline's own ensembles, to compare ensembles with ensembles
+        for e in results.ensembles.values() if base_groups.get((kw, n)) else ():
+            if e["tag"] == baseline and e["keyword"] == kw and e["real_positives"] == n and "joined" not in e:
+                b_built.setdefault(len(e["members"]), []).append(e)
+        for size, group in sorted(b_built.items()):
+            for system in ("float", "int8"):
+                label = (f"baseline `{baseline}`, {names[system]}, ensemble of {size} "
+                         f"({group[0]['int8_bytes'] / 1024:.1f} KB int8)")
+                lines.append(_system_row(kw, n, label, group[0]["test"], group, system, f"{len(group)} x {size}"))
         built: dict[int, list[dict]] = {}
         joined: dict[str, list[dict]] = {}
         for e in results.ensembles.values():
