@@ -95,7 +95,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "piper voices (recorded-voice and neural synthesis). Default: voices spread evenly over "
                         "voice families, about 90%% espeak-ng. Measured on real speech with 0.5 (2 seeds): amelia "
                         "74%% and athena 86%% recall at 3%% FPR against the default's 82%% and 83%%, within seed noise "
-                        "(BENCHMARKS.md text_only_voices)")
+                        "(BENCHMARKS.md text_only_voices_mix)")
     p.add_argument("--mean-norm", type=float, default=None, metavar="SECONDS",
                    help="experimental: subtract from every feature its running mean over about SECONDS (a "
                         "log-domain automatic gain control, like PCEN: the microphone's level and frequency response "

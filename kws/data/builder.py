@@ -96,9 +96,9 @@ class BuildOptions:
     # voices (flite, festival, piper: recorded or neural voices, closer to real speech than espeak-ng's
     # formant synthesis). None (default): voices spread evenly over the split's speakers, which makes
     # about 90% espeak-ng (72 of 80 voice families). Phoneme strings are espeak-ng's alone either way.
-    # Measured with 0.5 on real speech (2 seeds, BENCHMARKS.md text_only_voices): amelia 82.1 -> 74.2%,
+    # Measured with 0.5 on real speech (2 seeds, BENCHMARKS.md text_only_voices_mix): amelia 82.1 -> 74.2%,
     # athena 83.4 -> 85.6% recall at 3% FPR, within seed noise; without espeak-ng altogether
-    # (engines flite, festival, piper) amelia 84.8%, athena 81.6%, left 57.2 -> 51.1%
+    # (engines flite, festival, piper; text_only_voices) amelia 84.8%, athena 81.6%, left 57.2 -> 51.1%
     espeak_share: float | None = None
     tts_cache: Path | None = None  # default kws.data.tts.default_cache_dir()
     utterance_reuse: int = 2  # clips per distinct synthesized utterance (each with other augmentation)
