@@ -96,6 +96,10 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "voice families, about 90%% espeak-ng. Measured on real speech with 0.5 (2 seeds): amelia "
                         "74%% and athena 86%% recall at 3%% FPR against the default's 82%% and 83%%, within seed noise "
                         "(BENCHMARKS.md text_only_voices_mix)")
+    p.add_argument("--keyword-variant", action="append", default=None, metavar="TEXT",
+                   help="another pronunciation of the keyword, said by synthesized voices as often as its text: a "
+                        "word, or an espeak-ng phoneme string such as \"[[a#m'i:lj@]]\" (see `espeak-ng -x WORD`); "
+                        "repeatable")
     p.add_argument("--mean-norm", type=float, default=None, metavar="SECONDS",
                    help="experimental: subtract from every feature its running mean over about SECONDS (a "
                         "log-domain automatic gain control, like PCEN: the microphone's level and frequency response "
@@ -108,7 +112,8 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
     given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
-             "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "espeak_share": args.espeak_share}
+             "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "espeak_share": args.espeak_share,
+             "keyword_variants": args.keyword_variant}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -735,3 +735,22 @@ def test_espeak_share_sets_the_voice_mix_of_synthesized_words(tmp_path, cache):
     assert "espeak_share" not in fp() and fp(espeak_share=0.5)["espeak_share"] == 0.5
     with pytest.raises(DataError, match="espeak_share"):
         opts(tmp_path / "y", cache, espeak_share=1.5)
+
+
+def test_keyword_variants_are_said_as_positives_by_espeak_voices(tmp_path, cache):
+    """keyword_variants: other pronunciations (here a phoneme string) become positives beside the
+    keyword's text, phoneme strings said by espeak-ng voices only; the fingerprint records them."""
+    from kws.data import tts
+
+    out = tmp_path / "v"
+    build_dataset(opts(out, cache, sizes="train_pos=16,train_neg=24,eval_each=6", keyword_variants=["[[m'A@vIn]]"]))
+    pos = [r for r in read_manifest(out / "manifest.jsonl") if r.kind == "positive" and r.source.startswith("tts:")]
+    variant = [r for r in pos if "[[m'A@vIn]]" in r.text]
+    assert variant and len(variant) < len(pos) and all(r.label == 1 for r in variant)
+    assert all(r.source.split(":")[1] == "espeak-ng" for r in variant)
+    assert any("marvin" in r.text for r in pos)
+    sizes = B.resolve_sizes("small", "train_pos=16,train_neg=24,eval_each=6", "disjoint")
+    assert "keyword_variants" not in B._fingerprint(opts(out, cache), sizes)
+    assert tts.is_phonemes("[[m'A@vIn]]")
+    with pytest.raises(DataError, match="keyword_variants"):
+        opts(out, cache, keyword_variants=[" "])

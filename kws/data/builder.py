@@ -100,6 +100,10 @@ class BuildOptions:
     # athena 83.4 -> 85.6% recall at 3% FPR, within seed noise; without espeak-ng altogether
     # (engines flite, festival, piper; text_only_voices) amelia 84.8%, athena 81.6%, left 57.2 -> 51.1%
     espeak_share: float | None = None
+    # other pronunciations of the keyword, said by synthesized voices as positives beside its text
+    # (each as often as the text): words, or espeak-ng phoneme strings ("[[a#m'i:lj@]]" for a
+    # three-syllable "amelia", which espeak-ng's own rules say in four), those by espeak-ng voices only
+    keyword_variants: list[str] = field(default_factory=list)
     tts_cache: Path | None = None  # default kws.data.tts.default_cache_dir()
     utterance_reuse: int = 2  # clips per distinct synthesized utterance (each with other augmentation)
     noise_share: float = 0.05  # share of each split's generic negatives that are pure noise
@@ -172,6 +176,8 @@ class BuildOptions:
             raise DataError(f"align must be one of {ALIGNS}, got {self.align!r}")
         if self.augment_recipe not in AUGMENT_RECIPES:
             raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
+        if any(not str(v).strip() for v in self.keyword_variants):
+            raise DataError("keyword_variants: an empty pronunciation; give words or [[phonemes]]")
         if self.espeak_share is not None and not 0.0 <= self.espeak_share <= 1.0:
             raise DataError(f"espeak_share must be in [0, 1], got {self.espeak_share}")
         if not 0.0 <= self.clean_share <= 1.0:
@@ -531,6 +537,8 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         fp["negative_placement"] = opts.negative_placement
     if opts.espeak_share is not None:  # builds with an even spread keep the fingerprint of before
         fp["espeak_share"] = opts.espeak_share
+    if opts.keyword_variants:
+        fp["keyword_variants"] = [str(v).strip() for v in opts.keyword_variants]
     if opts.positives:
         fp["real_positive_repeats"] = opts.real_positive_repeats
     n_word = word_task_clips(opts, sizes)
@@ -667,7 +675,8 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         n_close = sizes[f"{split}_close"] if close_in[split] else 0
         # positives: real recordings first (up to their share), synthesis for the rest
         got = add_real(split, "positive", round(opts.real_positive_share * n_pos) if pos_cands else 0, pos_cands)
-        add_tts_group(split, "positive", n_pos - got, [keyword], f"{split}:positive")
+        add_tts_group(split, "positive", n_pos - got, [keyword] + [str(v).strip() for v in opts.keyword_variants],
+                      f"{split}:positive")
         # generic negatives: a small share of pure noise, real corpora up to their share, synthesis
         n_noise = round(opts.noise_share * n_neg)
         for j in range(n_noise):
