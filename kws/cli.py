@@ -100,7 +100,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="another pronunciation of the keyword, said by synthesized voices as often as its text: a "
                         "word, or an espeak-ng phoneme string such as \"[[a#m'i:lj@]]\" (see `espeak-ng -x WORD`); "
                         "repeatable. Measured on real 'amelia' (espeak-ng says a-MEE-lee-uh, many people uh-MEEL-yuh): "
-                        "2-model ensemble 86.1%% -> 91.9%% recall at 3%% FPR (BENCHMARKS.md text_only_pron)")
+                        "2-model ensembles 86.1%% -> 88.3-91.9%% recall at 3%% FPR (BENCHMARKS.md text_only_pron)")
     p.add_argument("--mean-norm", type=float, default=None, metavar="SECONDS",
                    help="experimental: subtract from every feature its running mean over about SECONDS (a "
                         "log-domain automatic gain control, like PCEN: the microphone's level and frequency response "
