@@ -264,12 +264,14 @@ def peak_scores(window_scores: list[np.ndarray], smoothing: int = 1) -> np.ndarr
     n = int(smoothing)
     if n < 1:
         raise ValueError(f"smoothing must be >= 1 window, got {smoothing}")
+    if n == 1:
+        return np.array([float(np.max(x)) for x in window_scores])
     out = np.empty(len(window_scores))
     for i, x in enumerate(window_scores):
         c = np.concatenate([[0.0], np.cumsum(x)])
         end = np.arange(1, x.size + 1)
         start = np.maximum(0, end - n)
-        out[i] = float(((c[end] - c[start]) / (end - start)).max()) if n > 1 else float(np.max(x))
+        out[i] = float(((c[end] - c[start]) / (end - start)).max())
     return out
 
 

@@ -434,6 +434,11 @@ def ensemble_key(tag: str, keyword: str, n_real: int, members: list[int]) -> str
     return f"{run_key(tag, keyword, n_real)}|ens{'+'.join(map(str, members))}"
 
 
+def entry_model(work: Path, entry: dict[str, Any]) -> Path:
+    """The bundle of a run or ensemble entry: beside its saved clip scores."""
+    return work / Path(entry["scores_file"]).parent / "model.kws"
+
+
 def join_key(tag: str, keyword: str, n_real: int, seed: int, other: str) -> str:
     """The ensemble of a tag's seed model and another tag's (another recipe's) model of the same seed."""
     return f"{run_key(tag, keyword, n_real)}|join-{other}-seed{seed}"
@@ -584,8 +589,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 results.save()
             for e in done:  # scored before a newer system (the smoothed score) was added: score again
                 if e is not None and "float_smoothed" not in e["systems"]:
-                    e.update(score_run(work / e["scores_file"].replace("test_scores.npz", "model.kws"),
-                                       data, test, cache, work))
+                    e.update(score_run(entry_model(work, e), data, test, cache, work))
                     results.save()
             for seed, key in zip(range(args.seeds), keys):
                 if key in results.runs:
@@ -613,8 +617,8 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 from kws.train.api import ensemble_bundles
 
                 out = work / "runs" / args.tag / f"{keyword}-rp{n_real}-ens{'+'.join(map(str, members))}" / "model.kws"
-                bundles = [work / results.runs[run_key(args.tag, keyword, n_real, s)]["scores_file"] for s in members]
-                r = ensemble_bundles([b.parent / "model.kws" for b in bundles], out, data=data)
+                bundles = [entry_model(work, results.runs[run_key(args.tag, keyword, n_real, s)]) for s in members]
+                r = ensemble_bundles(bundles, out, data=data)
                 results.ensembles[key] = {
                     "tag": args.tag, "keyword": keyword, "real_positives": n_real, "members": members,
                     "dataset": f"{args.tag}/{keyword}-{args.preset}-rp{n_real}", "test": test.describe(),
@@ -632,8 +636,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
 
                 mine = results.runs[run_key(args.tag, keyword, n_real, seed)]
                 out = work / "runs" / args.tag / f"{keyword}-rp{n_real}-join-{args.join_with}-seed{seed}" / "model.kws"
-                r = ensemble_bundles([work / Path(e["scores_file"]).parent / "model.kws" for e in (mine, other)],
-                                     out, data=data)
+                r = ensemble_bundles([entry_model(work, e) for e in (mine, other)], out, data=data)
                 results.ensembles[key] = {
                     "tag": args.tag, "keyword": keyword, "real_positives": n_real, "members": [seed],
                     "joined": args.join_with, "dataset": mine["dataset"], "test": test.describe(),
@@ -680,7 +683,7 @@ def teacher_ensemble_bundle(results: Results, work: Path, spec: str, keyword: st
     if key not in results.ensembles:
         raise KwsError(f"--teacher-ensemble {spec}: no ensemble {key} in {work}; run tag {src_tag!r} there first "
                        f"with --seeds {size} --ensemble {size}")
-    return str(work / Path(results.ensembles[key]["scores_file"]).parent / "model.kws"), int(size)
+    return str(entry_model(work, results.ensembles[key])), int(size)
 
 
 def start_from_run(work: Path, source_tag: str | None, tag: str, run: str) -> None:
@@ -818,6 +821,19 @@ def _system_row(kw: str, n: int, label: str, test: dict[str, Any], entries: list
             f"{_pct([c['recall_0.03'] for c in col], rng=True)} | {_pct(smooth)} | {_pct([c['recall_0.05'] for c in col])} | "
             f"{_pct([c['close_fpr_0.03'] for c in col])} | {np.mean([c['auc'] for c in col]):.3f} | "
             f"{_pct([c.get('recall_all_0.03') for c in col])} | {_pct(cen)} | {seeds} |")
+
+
+def _ensemble_groups(results: Results, tag: str, kw: str, n: int) -> tuple[dict[int, list[dict]], dict[str, list[dict]]]:
+    """A tag's built ensembles of one keyword and N: seed ensembles by size, joined ones by the other tag."""
+    built: dict[int, list[dict]] = {}
+    joined: dict[str, list[dict]] = {}
+    for e in results.ensembles.values():
+        if e["tag"] == tag and e["keyword"] == kw and e["real_positives"] == n:
+            if "joined" in e:
+                joined.setdefault(e["joined"], []).append(e)
+            else:
+                built.setdefault(len(e["members"]), []).append(e)
+    return built, joined
 
 
 def seed_ensemble(runs: list[dict], workdir: Path, system: str = "float") -> dict[str, Any] | None:
@@ -999,23 +1015,14 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
             b_runs = base_groups[(kw, n)]
             lines.append(_system_row(kw, n, f"baseline `{baseline}`, {names[system]}", b_runs[0]["test"], b_runs,
                                      system, str(len(b_runs))))
-        b_built: dict[int, list[dict]] = {}  # the baseline's own ensembles, to compare ensembles with ensembles
-        for e in results.ensembles.values() if base_groups.get((kw, n)) else ():
-            if e["tag"] == baseline and e["keyword"] == kw and e["real_positives"] == n and "joined" not in e:
-                b_built.setdefault(len(e["members"]), []).append(e)
+        # the baseline's own ensembles, to compare ensembles with ensembles
+        b_built = _ensemble_groups(results, baseline, kw, n)[0] if base_groups.get((kw, n)) else {}
         for size, group in sorted(b_built.items()):
             for system in ("float", "int8"):
                 label = (f"baseline `{baseline}`, {names[system]}, ensemble of {size} "
                          f"({group[0]['int8_bytes'] / 1024:.1f} KB int8)")
                 lines.append(_system_row(kw, n, label, group[0]["test"], group, system, f"{len(group)} x {size}"))
-        built: dict[int, list[dict]] = {}
-        joined: dict[str, list[dict]] = {}
-        for e in results.ensembles.values():
-            if e["tag"] == tag and e["keyword"] == kw and e["real_positives"] == n:
-                if "joined" in e:
-                    joined.setdefault(e["joined"], []).append(e)
-                else:
-                    built.setdefault(len(e["members"]), []).append(e)
+        built, joined = _ensemble_groups(results, tag, kw, n)
         for size, group in sorted(built.items()):
             for system in ("float", "int8"):
                 label = f"{names[system]}, ensemble of {size} ({group[0]['int8_bytes'] / 1024:.1f} KB int8)"

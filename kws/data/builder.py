@@ -176,7 +176,8 @@ class BuildOptions:
             raise DataError(f"align must be one of {ALIGNS}, got {self.align!r}")
         if self.augment_recipe not in AUGMENT_RECIPES:
             raise DataError(f"augment_recipe must be one of {AUGMENT_RECIPES}, got {self.augment_recipe!r}")
-        if any(not str(v).strip() for v in self.keyword_variants):
+        self.keyword_variants = [str(v).strip() for v in self.keyword_variants]
+        if not all(self.keyword_variants):
             raise DataError("keyword_variants: an empty pronunciation; give words or [[phonemes]]")
         if self.espeak_share is not None and not 0.0 <= self.espeak_share <= 1.0:
             raise DataError(f"espeak_share must be in [0, 1], got {self.espeak_share}")
@@ -538,7 +539,7 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     if opts.espeak_share is not None:  # builds with an even spread keep the fingerprint of before
         fp["espeak_share"] = opts.espeak_share
     if opts.keyword_variants:
-        fp["keyword_variants"] = [str(v).strip() for v in opts.keyword_variants]
+        fp["keyword_variants"] = list(opts.keyword_variants)
     if opts.positives:
         fp["real_positive_repeats"] = opts.real_positive_repeats
     n_word = word_task_clips(opts, sizes)
@@ -619,7 +620,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         plain = [i for i, t in enumerate(utt_texts) if not tts.is_phonemes(t)]
         phon = [i for i, t in enumerate(utt_texts) if tts.is_phonemes(t)]
         groups = [(plain, tts_speakers[split], "plain"), (phon, espeak_speakers[split], "phon")]
-        others = [k for k in tts_speakers[split] if k not in set(espeak_speakers[split])]
+        others = sorted(set(tts_speakers[split]) - set(espeak_speakers[split]))
         if opts.espeak_share is not None and others and espeak_speakers[split]:
             # a seeded shuffle of the plain utterances; the first espeak_share of them go to espeak-ng
             mix = np.random.default_rng([seed, zlib.crc32(f"mix:{tag}".encode())]).permutation(len(plain))
@@ -675,8 +676,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         n_close = sizes[f"{split}_close"] if close_in[split] else 0
         # positives: real recordings first (up to their share), synthesis for the rest
         got = add_real(split, "positive", round(opts.real_positive_share * n_pos) if pos_cands else 0, pos_cands)
-        add_tts_group(split, "positive", n_pos - got, [keyword] + [str(v).strip() for v in opts.keyword_variants],
-                      f"{split}:positive")
+        add_tts_group(split, "positive", n_pos - got, [keyword] + opts.keyword_variants, f"{split}:positive")
         # generic negatives: a small share of pure noise, real corpora up to their share, synthesis
         n_noise = round(opts.noise_share * n_neg)
         for j in range(n_noise):
