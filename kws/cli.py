@@ -101,6 +101,10 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "word, or an espeak-ng phoneme string such as \"[[a#m'i:lj@]]\" (see `espeak-ng -x WORD`); "
                         "repeatable. Measured on real 'amelia' (espeak-ng says a-MEE-lee-uh, many people uh-MEEL-yuh): "
                         "2-model ensembles 86.1%% -> 88.3-91.9%% recall at 3%% FPR (BENCHMARKS.md text_only_pron)")
+    p.add_argument("--no-dictionary-variants", dest="dictionary_variants", action="store_false", default=None,
+                   help="do not add the CMU dictionary's pronunciations of the keyword that espeak-ng does not say "
+                        "(by default they are keyword variants, e.g. amelia's three-syllable uh-MEEL-yuh; most words "
+                        "have none, and the dataset summary lists them under 'keyword also said as')")
     p.add_argument("--mean-norm", type=float, default=None, metavar="SECONDS",
                    help="experimental: subtract from every feature its running mean over about SECONDS (a "
                         "log-domain automatic gain control, like PCEN: the microphone's level and frequency response "
@@ -114,7 +118,7 @@ def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
     given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
              "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "espeak_share": args.espeak_share,
-             "keyword_variants": args.keyword_variant}
+             "keyword_variants": args.keyword_variant, "dictionary_variants": args.dictionary_variants}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -500,12 +500,14 @@ def test_cli_recipe_flags_reach_the_build(tmp_path, monkeypatch):
     assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "d"),
                      "--augment", "standard", "--carrier-share", "0", "--word-task", "3000"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r"), "--carrier-share", "0.5",
-                     "--clean-share", "0.25", "--word-task", "100", "--espeak-share", "0.5"]) == 2
+                     "--clean-share", "0.25", "--word-task", "100", "--espeak-share", "0.5",
+                     "--no-dictionary-variants"]) == 2
     assert cli.main(["train", "--keyword", "athena", "--run-dir", str(tmp_path / "r2")]) == 2
     assert (seen[0].augment_recipe, seen[0].carrier_share, seen[0].word_task) == ("standard", 0.0, 3000)
     assert (seen[1].augment_recipe, seen[1].carrier_share, seen[1].clean_share, seen[1].word_task,
             seen[1].espeak_share) == ("realistic", 0.5, 0.25, 100, 0.5)
     assert seen[0].espeak_share is None  # left out: the even spread
+    assert seen[0].dictionary_variants and not seen[1].dictionary_variants
     assert (seen[2].augment_recipe, seen[2].carrier_share, seen[2].clean_share) == \
         ("realistic", 0.3, B.BuildOptions(keyword="x", out=tmp_path).clean_share)
     import kws.train.api as api
@@ -754,3 +756,24 @@ def test_keyword_variants_are_said_as_positives_by_espeak_voices(tmp_path, cache
     assert tts.is_phonemes("[[m'A@vIn]]")
     with pytest.raises(DataError, match="keyword_variants"):
         opts(out, cache, keyword_variants=[" "])
+
+
+def test_dictionary_pronunciations_espeak_does_not_say_become_positives(tmp_path, cache):
+    """dictionary_variants (on by default): amelia's three-syllable dictionary reading, which no
+    espeak-ng accent says, is said as positives beside the text, named in the summary and the
+    fingerprint; off, the build is the plain one. Words without such readings keep their fingerprint."""
+    from kws.data import confusables
+
+    (variant,) = confusables.dictionary_variants("amelia")
+    out = tmp_path / "amelia"
+    small = "train_pos=16,train_neg=24,eval_each=6"
+    summary = build_dataset(opts(out, cache, keyword="amelia", sizes=small))
+    pos = [r for r in read_manifest(out / "manifest.jsonl") if r.kind == "positive" and r.source.startswith("tts:")]
+    said = [r for r in pos if variant in r.text]
+    assert said and len(said) < len(pos) and any("amelia" in r.text for r in pos)
+    assert summary.keyword_variants == [variant] and f"keyword also said as: {variant}" in summary.table()
+    sizes = B.resolve_sizes("small", small, "disjoint")
+    fp = lambda **kw: B._fingerprint(opts(out, cache, keyword="amelia", **kw), sizes)
+    assert fp()["keyword_variants"] == [variant] and "keyword_variants" not in fp(dictionary_variants=False)
+    assert fp(keyword_variants=["[[a#m'i:lj@]]"])["keyword_variants"] == ["[[a#m'i:lj@]]", variant]
+    assert "keyword_variants" not in B._fingerprint(opts(out, cache), sizes)  # marvin: none

@@ -155,3 +155,34 @@ def test_other_keywords_split_every_other_generated_word():
     assert [c.text for c in cf.split_close_negatives("sheila", pool=30).eval] == ev
     user = cf.split_close_negatives("sheila", extra=["shelter"], replace=True)
     assert [c.text for c in user.eval] == ["shelter"] and user.train == []
+
+
+@needs_espeak
+def test_dictionary_variants_are_the_pronunciations_espeak_does_not_say():
+    # amelia: espeak-ng says four syllables (a#m'i:li@) in every accent, the dictionary three
+    (amelia,) = cf.dictionary_variants("amelia")
+    assert amelia.startswith("[[") and "lj" in amelia
+    said = cf.espeak_to_arpa(cf.espeak_tokens(amelia))
+    assert said == ("AH0", "M", "IY1", "L", "Y", "AH0")  # espeak-ng reads it back as the dictionary's
+    assert not cf.near_homophone(amelia, "[[a#m'i:li@]]")
+    # the second dictionary reading of "data"; none where espeak-ng already says the dictionary's
+    # word (marvin, athena), where an accent covers the other reading (tomato, either), or where
+    # the dictionary lacks the word (a second letter-to-sound guess is no evidence)
+    assert cf.dictionary_variants("data") == ("[[d'at@]]",)
+    for kw in ("marvin", "athena", "left", "sheila", "tomato", "either", "zorblax"):
+        assert cf.dictionary_variants(kw) == (), kw
+    # a phrase combines its words' readings; no variant here either
+    assert cf.dictionary_variants("hey marvin") == ()
+
+
+@needs_espeak
+def test_close_negatives_near_a_variant_are_dropped():
+    """A generated close negative that sounds like a variant of the keyword would be a positive."""
+    plain = cf.split_close_negatives("sheila")
+    variant = next(c.text for c in plain.eval if c.how == "dictionary")  # pretend it is another reading
+    near = {c.text for c in plain.eval + plain.train if cf.near_homophone(c.text, variant)}
+    with_variant = cf.split_close_negatives("sheila", variants=[variant])
+    kept = {c.text for c in with_variant.eval + with_variant.train}
+    assert variant in near and not near & kept
+    assert next(why for t, why in with_variant.dropped if t == variant).startswith(f"near-homophone of {variant!r}")
+    assert len(with_variant.eval) == len(plain.eval)  # the eval list refills from the ranking

@@ -104,6 +104,11 @@ class BuildOptions:
     # (each as often as the text): words, or espeak-ng phoneme strings ("[[a#m'i:lj@]]" for a
     # three-syllable "amelia", which espeak-ng's own rules say in four), those by espeak-ng voices only
     keyword_variants: list[str] = field(default_factory=list)
+    # also say, as positives, the CMU dictionary's pronunciations of the keyword that no espeak-ng
+    # accent says (confusables.dictionary_variants: amelia's three-syllable "uh-MEEL-yuh", where
+    # espeak-ng says a-MEE-lee-uh). Each is a keyword variant as above. Measured on real amelia
+    # (BENCHMARKS.md text_only_pron, text_only_dict). Most words have none; then nothing changes
+    dictionary_variants: bool = True
     tts_cache: Path | None = None  # default kws.data.tts.default_cache_dir()
     utterance_reuse: int = 2  # clips per distinct synthesized utterance (each with other augmentation)
     noise_share: float = 0.05  # share of each split's generic negatives that are pure noise
@@ -169,6 +174,18 @@ class BuildOptions:
             return FeatureConfig(mean_norm_seconds=self.mean_norm_seconds)
         except ValueError as e:
             raise DataError(str(e)) from None
+
+    def all_keyword_variants(self) -> list[str]:
+        """keyword_variants, then the dictionary's other pronunciations (unless dictionary_variants is off)."""
+        from kws.data import confusables
+
+        found: tuple[str, ...] = ()
+        if self.dictionary_variants:
+            try:
+                found = confusables.dictionary_variants(self.keyword)
+            except ValueError:  # no letters in the keyword: the plan reports it
+                pass
+        return list(dict.fromkeys(self.keyword_variants + list(found)))
 
     def __post_init__(self) -> None:
         self.close_negatives_in_train = close_mode(self.close_negatives_in_train)
@@ -538,8 +555,9 @@ def _fingerprint(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         fp["negative_placement"] = opts.negative_placement
     if opts.espeak_share is not None:  # builds with an even spread keep the fingerprint of before
         fp["espeak_share"] = opts.espeak_share
-    if opts.keyword_variants:
-        fp["keyword_variants"] = list(opts.keyword_variants)
+    variants = opts.all_keyword_variants()
+    if variants:  # builds of words without variants keep the fingerprint of before
+        fp["keyword_variants"] = variants
     if opts.positives:
         fp["real_positive_repeats"] = opts.real_positive_repeats
     n_word = word_task_clips(opts, sizes)
@@ -562,8 +580,10 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
 
     asked_sizes = sizes
     mode = close_mode(opts.close_negatives_in_train)
+    variants = opts.all_keyword_variants()
     split_cn = confusables.split_close_negatives(keyword, extra=opts.close_negatives or (),
-                                                 replace=opts.replace_close_negatives, pool=opts.max_close_negatives)
+                                                 replace=opts.replace_close_negatives, pool=opts.max_close_negatives,
+                                                 variants=variants)
     close = split_cn.eval  # val/test
     close_train = split_cn.train if mode == "disjoint" else list(close) if mode == "all" else []
     if not close_train and sizes["train_close"]:  # nothing to put there: the budget goes back
@@ -676,7 +696,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         n_close = sizes[f"{split}_close"] if close_in[split] else 0
         # positives: real recordings first (up to their share), synthesis for the rest
         got = add_real(split, "positive", round(opts.real_positive_share * n_pos) if pos_cands else 0, pos_cands)
-        add_tts_group(split, "positive", n_pos - got, [keyword] + opts.keyword_variants, f"{split}:positive")
+        add_tts_group(split, "positive", n_pos - got, [keyword] + variants, f"{split}:positive")
         # generic negatives: a small share of pure noise, real corpora up to their share, synthesis
         n_noise = round(opts.noise_share * n_neg)
         for j in range(n_noise):
@@ -703,6 +723,7 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
     return {
         "fingerprint": _fingerprint(opts, asked_sizes),
         "keyword": keyword,
+        "keyword_variants": variants,
         "sizes": sizes,
         "close_negatives": [{"text": c.text, "how": c.how, "note": c.note} for c in close],
         "close_negatives_train": [{"text": c.text, "how": c.how, "note": c.note} for c in close_train]
@@ -1026,6 +1047,7 @@ class DatasetSummary:
     close_negatives_in_train: str = "none"
     close_negatives_train: list[dict[str, str]] = field(default_factory=list)
     close_negatives_dropped: list[list[str]] = field(default_factory=list)
+    keyword_variants: list[str] = field(default_factory=list)  # other pronunciations said as positives
 
     def total(self, split: str | None = None) -> int:
         return sum(n for s, kinds in self.counts.items() if split in (None, s)
@@ -1050,6 +1072,8 @@ class DatasetSummary:
                      + ", ".join(f"{s} {self.speakers.get(s, 0)}" for s in SPLITS))
         shape = ", ".join(f"{s} {tuple(v)}" for s, v in self.feature_shape.items())
         lines.append(f"features: {shape}")
+        if self.keyword_variants:
+            lines.append(f"keyword also said as: {', '.join(self.keyword_variants)}")
         cn = ", ".join(f"{c['text']} ({c['how']})" for c in self.close_negatives)
         lines.append(f"close negatives in val/test ({len(self.close_negatives)}): {cn or 'none'}")
         tr = ", ".join(c["text"] for c in self.close_negatives_train)
@@ -1100,7 +1124,8 @@ def _summarize(plan: dict, recipes: dict, records: list[ClipRecord], opts: Build
                           skipped=[tuple(x) for x in skipped], tts=recipes["tts"], feature_shape=feature_shape,
                           shared_speakers=shared, close_negatives_in_train=plan["close_negatives_in_train"],
                           close_negatives_train=plan["close_negatives_train"],
-                          close_negatives_dropped=plan["close_negatives_dropped"])
+                          close_negatives_dropped=plan["close_negatives_dropped"],
+                          keyword_variants=plan.get("keyword_variants", []))
 
 
 # ---------------------------------------------------------------- the build
@@ -1291,6 +1316,7 @@ def _build(opts: BuildOptions, out: Path) -> DatasetSummary:
         "close_negatives_in_train": plan["close_negatives_in_train"],
         "close_negatives_train": plan["close_negatives_train"],
         "close_negatives_dropped": plan["close_negatives_dropped"], "skipped": [list(x) for x in skipped],
+        "keyword_variants": plan.get("keyword_variants", []),
         "tts": recipes["tts"], "options": fp, "align": opts.align,
     }
     if plan.get("word_task_words"):

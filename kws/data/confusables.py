@@ -195,7 +195,7 @@ def spelled(phones: Sequence[str]) -> str | None:
 # ---------------------------------------------------------------- espeak-ng phonemes
 ESPEAK_VOWELS = {"a", "a#", "aa", "A:", "A@", "A#", "aI", "aI@", "aI3", "aU", "aU@", "@", "@2", "@5", "@L",
                  "3", "3:", "e", "E", "e@", "eI", "i", "i:", "I", "I#", "I2", "i@", "i@3", "I@", "0", "O",
-                 "O:", "O@", "o@", "OI", "oU", "u", "u:", "U", "U@", "V", "o"}
+                 "O:", "O2", "O@", "o@", "OI", "oU", "@U", "u", "u:", "U", "U@", "V", "o"}
 ARPA_TO_ESPEAK = {"AA": "A:", "AE": "a", "AO": "O:", "AW": "aU", "AY": "aI", "EH": "E", "EY": "eI",
                   "IH": "I", "IY": "i:", "OW": "oU", "OY": "OI", "UH": "U", "UW": "u:",
                   "B": "b", "CH": "tS", "D": "d", "DH": "D", "F": "f", "G": "g", "HH": "h", "JH": "dZ",
@@ -205,9 +205,9 @@ RHOTIC = {"AA": "A@", "AO": "O@", "EH": "e@", "IH": "i@", "IY": "i@", "UH": "U@"
 ESPEAK_TO_ARPA = {"A:": "AA", "A@": "AA R", "A#": "AE", "a": "AE", "aa": "AE", "a#": "AH", "aI": "AY",
                   "aI@": "AY ER", "aI3": "AY ER", "aU": "AW", "aU@": "AW ER", "@": "AH", "@2": "AH",
                   "@5": "AH", "@L": "AH L", "3": "ER", "3:": "ER", "e": "EH", "E": "EH", "e@": "EH R",
-                  "eI": "EY", "i": "IY", "i:": "IY", "I": "IH", "I#": "IH", "I2": "IH", "i@": "IH R",
-                  "i@3": "IH R", "I@": "IH R", "0": "AA", "O": "AO", "O:": "AO", "O@": "AO R", "o@": "AO R",
-                  "OI": "OY", "oU": "OW", "o": "OW", "u": "UW", "u:": "UW", "U": "UH", "U@": "UH R", "V": "AH",
+                  "eI": "EY", "i": "IY", "i:": "IY", "I": "IH", "I#": "IH", "I2": "IH", "i@": "IY AH",
+                  "i@3": "IH R", "I@": "IH R", "0": "AA", "O": "AO", "O:": "AO", "O2": "AO", "O@": "AO R",
+                  "o@": "AO R", "OI": "OY", "oU": "OW", "@U": "OW", "o": "OW", "u": "UW", "u:": "UW", "U": "UH", "U@": "UH R", "V": "AH",
                   "tS": "CH", "dZ": "JH", "D": "DH", "T": "TH", "S": "SH", "Z": "ZH", "N": "NG", "j": "Y",
                   "h": "HH", "r-": "R", "t#": "T", "d#": "D", "n-": "N", "l-": "L", "m-": "M", "x": "K"}
 # near neighbours for a one-phoneme edit: similar place or manner for consonants, adjacent vowels
@@ -224,9 +224,9 @@ NEAR = {"m": ["b", "n"], "n": ["m", "d"], "N": ["n", "m"], "b": ["p", "m", "d"],
         "i@": ["e@", "I"], "OI": ["aI", "oU"], "U@": ["O@"], "a#": ["I", "E"], "I2": ["E", "i:"]}
 
 
-def _espeak_run(args: list[str], text: str) -> str:
+def _espeak_run(args: list[str], text: str, voice: str = "en-us") -> str:
     try:
-        p = subprocess.run(["espeak-ng", "-v", "en-us", "-q", "-x", "--sep=_", *args], input=text,
+        p = subprocess.run(["espeak-ng", "-v", voice, "-q", "-x", "--sep=_", *args], input=text,
                            capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -244,11 +244,11 @@ def _split_tokens(line: str) -> list[list[str]]:
 
 
 @functools.lru_cache(maxsize=1024)
-def espeak_tokens(text: str) -> tuple[tuple[str, ...], ...]:
-    """espeak-ng's (en-us) phonemes of `text`, per word; () when espeak-ng is missing."""
+def espeak_tokens(text: str, voice: str = "en-us") -> tuple[tuple[str, ...], ...]:
+    """espeak-ng's phonemes of `text` in `voice` (an accent), per word; () when espeak-ng is missing."""
     if not shutil.which("espeak-ng"):
         return ()
-    out = _espeak_run([], text.replace("\n", " "))
+    out = _espeak_run([], text.replace("\n", " "), voice)
     return tuple(tuple(w) for w in _split_tokens(" ".join(out.split())))
 
 
@@ -264,14 +264,18 @@ def espeak_to_arpa(words: Sequence[Sequence[str]]) -> tuple[str, ...]:
     """Approximate ARPAbet (stress 1 on espeak's stressed vowels, 0 elsewhere) for dictionary look-ups."""
     out: list[str] = []
     for w in words:
-        for tok in w:
+        for i, tok in enumerate(w):
             b = _base(tok)
-            mapped = ESPEAK_TO_ARPA.get(b, b.upper()).split()
+            nxt = _base(w[i + 1]) if i + 1 < len(w) else ""
+            # i@ is the vowel of "near" before r (r-coloured), of "idea" elsewhere (two vowels)
+            mapped = ("IH" if b == "i@" and nxt == "r" else ESPEAK_TO_ARPA.get(b, b.upper())).split()
             stressed = tok.startswith("'")
             for m in mapped:
                 if m in VOWELS:
                     m += "1" if stressed else "0"
                     stressed = False
+                if m == "R" and out and (out[-1] == "R" or out[-1].startswith("ER")):
+                    continue  # an r after an r-coloured vowel ("3_r" in garage) is one r
                 if re.sub(r"\d", "", m) in PHONES:
                     out.append(m)
     return tuple(out)
@@ -612,6 +616,51 @@ def near_homophone(a: str, b: str, use_espeak: bool = True) -> bool:
     return sound_distance(a, b, use_espeak) <= NEAR_HOMOPHONE
 
 
+# ---------------------------------------------------------------- the keyword's other pronunciations
+MAX_VARIANTS = 4
+
+
+@functools.lru_cache(maxsize=256)
+def dictionary_variants(keyword: str) -> tuple[str, ...]:
+    """The CMU dictionary's pronunciations of `keyword` that no English espeak-ng accent says, as
+    espeak-ng phoneme strings: amelia -> ("[[@m'i:lj@]]",), three syllables, where espeak-ng says
+    a#m'i:li@ in every accent; data -> ("[[d'at@]]",). espeak-ng voices say about 90% of the
+    synthesized positives, so without these a detector trained from text knows one reading of its
+    word, and misses the people who say it the other way (BENCHMARKS.md text_only_pron).
+
+    A pronunciation counts as said when it is a near-homophone (`weighted_distance` <= 0.5) of some
+    accent's reading. Only dictionary words: for names the dictionary lacks, a second letter-to-sound
+    guess is no evidence of how people say them. A phrase combines its words' pronunciations (at most
+    MAX_VARIANTS). () when espeak-ng or the dictionary does not know the words."""
+    import itertools
+
+    from kws.data.tts import ESPEAK_ACCENTS
+
+    kw = normalize_keyword(keyword)
+    by_word = _cmu()[0]
+    ws = kw.split()
+    if not all(w in by_word for w in ws) or not espeak_tokens(kw):
+        return ()
+    said = [espeak_to_arpa(espeak_tokens(kw, accent)) for accent in ESPEAK_ACCENTS]
+    said = [r for r in said if r]
+    out: list[str] = []
+    chosen: list[tuple[str, ...]] = []
+    for combo in itertools.islice(itertools.product(*(by_word[w] for w in ws)), 16):
+        flat = tuple(p for pron in combo for p in pron)
+        if any(weighted_distance(flat, r) <= NEAR_HOMOPHONE for r in said + chosen):
+            continue
+        text = "[[" + " ".join(arpa_to_espeak(pron) for pron in combo) + "]]"
+        # espeak-ng must read the string back as the dictionary's phonemes (a glued pair of symbols
+        # can make another phoneme)
+        if weighted_distance(espeak_to_arpa(espeak_tokens(text)), flat) > NEAR_HOMOPHONE:
+            continue
+        out.append(text)
+        chosen.append(flat)
+        if len(out) >= MAX_VARIANTS:
+            break
+    return tuple(out)
+
+
 EVAL_WORDS = 15  # val/test close-negative words for keywords outside Table 9
 TRAIN_POOL = 60  # generated words considered for the train side
 
@@ -626,7 +675,8 @@ class CloseNegativeSplit:
 
 
 def split_close_negatives(keyword: str, extra: Iterable[str] = (), replace: bool = False,
-                          eval_words: int = EVAL_WORDS, pool: int = TRAIN_POOL) -> CloseNegativeSplit:
+                          eval_words: int = EVAL_WORDS, pool: int = TRAIN_POOL,
+                          variants: Sequence[str] = ()) -> CloseNegativeSplit:
     """The paper's protocol plus word-disjoint training close negatives.
 
     val/test (`eval`): user words (`extra`) always; then for a Table 9 keyword exactly its Table 9
@@ -634,7 +684,8 @@ def split_close_negatives(keyword: str, extra: Iterable[str] = (), replace: bool
     val/test and train each get every kind: subword, dictionary, phoneme_edit) up to `eval_words`.
     train (`train`): the other generated words of the first `pool`, minus any near-homophone of an
     `eval` word. Generated words that are near-homophones of the keyword are dropped everywhere.
-    The eval list does not depend on `pool`, so "none" and "disjoint" builds share val/test."""
+    The eval list does not depend on `pool`, so "none" and "disjoint" builds share val/test.
+    `variants` (other pronunciations of the keyword, said as positives) count as the keyword."""
     kw = normalize_keyword(keyword)
     extra = list(extra)
     # a prefix of one long ranking: the eval words never depend on `pool`
@@ -642,8 +693,9 @@ def split_close_negatives(keyword: str, extra: Iterable[str] = (), replace: bool
     dropped: list[tuple[str, str]] = []
     kept: list[Confusable] = []
     for c in ranked:
-        if c.how in ("generated", "subword", "dictionary", "phoneme_edit") and near_homophone(c.text, kw):
-            dropped.append((c.text, f"near-homophone of {kw!r} ({c.note})"))
+        same = next((k for k in (kw, *variants) if near_homophone(c.text, k)), None)
+        if c.how in ("generated", "subword", "dictionary", "phoneme_edit") and same is not None:
+            dropped.append((c.text, f"near-homophone of {same!r} ({c.note})"))
         else:
             kept.append(c)
     user = [c for c in kept if c.how == "user"]
