@@ -326,6 +326,14 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     assert ens["members"] == [0, 1] and set(ens["systems"]) == set(bench.SYSTEMS)
     assert (work / ens["scores_file"]).is_file() and (work / ens["scores_file"]).parent.name == "athena-rp0-ens0+1"
     assert "| athena | 0 | ours int8, ensemble of 2 (" in (tmp_path / "BENCHMARKS.md").read_text()
+    # --first-seed: seeds 2 and 3 (more seeds for the tag, e.g. from a second workdir), their own pair
+    assert bench.ensemble_seeds(4, 2, first=2) == [[2, 3], [4, 5]]
+    assert bench.main(ens_argv + ["--ensemble", "2", "--first-seed", "2", "--no-report"]) == 0
+    more = json.loads((work / "results.json").read_text())
+    assert {"t|athena|rp0|seed2", "t|athena|rp0|seed3"} <= set(more["runs"])
+    assert more["ensembles"]["t|athena|rp0|ens2+3"]["members"] == [2, 3]
+    assert more["runs"]["t|athena|rp0|seed0"] == res["runs"]["t|athena|rp0|seed0"]  # not trained again
+    res = more
     # --merge-from brings another workdir's entries in, with their files (rescoring reads them)
     work2 = tmp_path / "work2"
     assert bench.main(argv + ["--workdir", str(work2), "--merge-from", str(work), "--rescore", "--no-report"]) == 0

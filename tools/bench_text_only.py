@@ -425,9 +425,13 @@ def run_key(tag: str, keyword: str, n_real: int, seed: int | None = None) -> str
     return f"{tag}|{keyword}|rp{n_real}" + ("" if seed is None else f"|seed{seed}")
 
 
-def ensemble_seeds(seeds: int, size: int) -> list[list[int]]:
-    """Disjoint groups of `size` consecutive seeds among 0..seeds-1 (each group is one ensemble)."""
-    return [list(range(g * size, (g + 1) * size)) for g in range(seeds // size)] if size > 1 else []
+def ensemble_seeds(seeds: int, size: int, first: int = 0) -> list[list[int]]:
+    """Disjoint groups of `size` consecutive seeds among first..first+seeds-1 (each group is one ensemble)."""
+    return [list(range(first + g * size, first + (g + 1) * size)) for g in range(seeds // size)] if size > 1 else []
+
+
+def seed_range(args: argparse.Namespace) -> range:
+    return range(args.first_seed, args.first_seed + args.seeds)
 
 
 def ensemble_key(tag: str, keyword: str, n_real: int, members: list[int]) -> str:
@@ -553,13 +557,13 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
     cache = FeatureCache(work / "features" / f"{padding.name()}.npz", padding)
     for keyword in args.keywords or REPORTED_KEYWORDS:
         for n_real in args.real_positives:
-            keys = [run_key(args.tag, keyword, n_real, s) for s in range(args.seeds)]
+            keys = [run_key(args.tag, keyword, n_real, s) for s in seed_range(args)]
             ps_key = run_key(args.tag, keyword, n_real)
             ps_old = results.pocketsphinx.get(ps_key)
             # PocketSphinx is scored again when it failed only because the peer module was missing
             ps_todo = ps_old is None or args.retry_pocketsphinx or PS_UNAVAILABLE in ps_old.get("error", "")
-            ens_keys = [ensemble_key(args.tag, keyword, n_real, m) for m in ensemble_seeds(args.seeds, args.ensemble)]
-            ens_keys += [join_key(args.tag, keyword, n_real, s, args.join_with) for s in range(args.seeds)
+            ens_keys = [ensemble_key(args.tag, keyword, n_real, m) for m in ensemble_seeds(args.seeds, args.ensemble, args.first_seed)]
+            ens_keys += [join_key(args.tag, keyword, n_real, s, args.join_with) for s in seed_range(args)
                          if args.join_with and run_key(args.join_with, keyword, n_real, s) in results.runs]
             done = [results.runs.get(k) for k in keys] + [results.ensembles.get(k) for k in ens_keys]
             if all(e is not None and "float_smoothed" in e["systems"] for e in done) and not ps_todo:
@@ -591,7 +595,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                 if e is not None and "float_smoothed" not in e["systems"]:
                     e.update(score_run(entry_model(work, e), data, test, cache, work))
                     results.save()
-            for seed, key in zip(range(args.seeds), keys):
+            for seed, key in zip(seed_range(args), keys):
                 if key in results.runs:
                     continue
                 tag = f"{keyword}-rp{n_real}-seed{seed}"
@@ -610,7 +614,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     **score_run(r.bundle, data, test, cache, work)}
                 results.save()
                 print_run(key, results.runs[key], f"trained {r.train_seconds:.0f} s")
-            for members in ensemble_seeds(args.seeds, args.ensemble):
+            for members in ensemble_seeds(args.seeds, args.ensemble, args.first_seed):
                 key = ensemble_key(args.tag, keyword, n_real, members)
                 if key in results.ensembles:
                     continue
@@ -627,7 +631,7 @@ def run_grid(args: argparse.Namespace, corpora: Corpora, results: Results) -> No
                     **score_run(r.bundle, data, test, cache, work)}
                 results.save()
                 print_run(key, results.ensembles[key], f"{len(members)} models, {r.cost.get('params')} parameters")
-            for seed in range(args.seeds) if args.join_with else ():
+            for seed in seed_range(args) if args.join_with else ():
                 key, other = join_key(args.tag, keyword, n_real, seed, args.join_with), \
                     results.runs.get(run_key(args.join_with, keyword, n_real, seed))
                 if key in results.ensembles or other is None:
@@ -1202,6 +1206,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "report every keyword of the tag")
     p.add_argument("--real-positives", nargs="+", type=int, default=[0, 5, 10, 20])
     p.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per (keyword, real positives)")
+    p.add_argument("--first-seed", type=int, default=0, metavar="S",
+                   help="train seeds S..S+N-1 instead (more seeds for a tag from a second workdir, merged later)")
     p.add_argument("--tag", default="default", help="recipe variant name (part of run keys and folder names)")
     p.add_argument("--preset", default="paper")
     p.add_argument("--method", default="bce")
@@ -1253,8 +1259,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="report: add the rows of another tag (run side by side, e.g. merged with --merge-from) "
                         "and the per-seed differences against it")
     args = p.parse_args(argv)
-    if args.seeds < 1 or any(n < 0 for n in args.real_positives):
-        p.error("--seeds must be >= 1 and --real-positives >= 0")
+    if args.seeds < 1 or args.first_seed < 0 or any(n < 0 for n in args.real_positives):
+        p.error("--seeds must be >= 1, --first-seed and --real-positives >= 0")
     if args.teacher_ensemble and (args.teacher == "openwakeword" or not re.fullmatch(r"[^:]+:[0-9]+", args.teacher_ensemble)):
         p.error("--teacher-ensemble takes TAG:N (e.g. default:4) and excludes --teacher openwakeword")
     if args.ensemble < 1 or (args.ensemble > 1 and args.seeds < args.ensemble):
