@@ -34,6 +34,7 @@ word into training). `split_close_negatives` applies both rules.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import shutil
 import subprocess
@@ -207,7 +208,8 @@ ESPEAK_TO_ARPA = {"A:": "AA", "A@": "AA R", "A#": "AE", "a": "AE", "aa": "AE", "
                   "@5": "AH", "@L": "AH L", "3": "ER", "3:": "ER", "e": "EH", "E": "EH", "e@": "EH R",
                   "eI": "EY", "i": "IY", "i:": "IY", "I": "IH", "I#": "IH", "I2": "IH", "i@": "IY AH",
                   "i@3": "IH R", "I@": "IH R", "0": "AA", "O": "AO", "O:": "AO", "O2": "AO", "O@": "AO R",
-                  "o@": "AO R", "OI": "OY", "oU": "OW", "@U": "OW", "o": "OW", "u": "UW", "u:": "UW", "U": "UH", "U@": "UH R", "V": "AH",
+                  "o@": "AO R", "OI": "OY", "oU": "OW", "@U": "OW", "o": "OW", "u": "UW", "u:": "UW", "U": "UH",
+                  "U@": "UH R", "V": "AH",
                   "tS": "CH", "dZ": "JH", "D": "DH", "T": "TH", "S": "SH", "Z": "ZH", "N": "NG", "j": "Y",
                   "h": "HH", "r-": "R", "t#": "T", "d#": "D", "n-": "N", "l-": "L", "m-": "M", "x": "K"}
 # near neighbours for a one-phoneme edit: similar place or manner for consonants, adjacent vowels
@@ -626,14 +628,12 @@ def dictionary_variants(keyword: str) -> tuple[str, ...]:
     espeak-ng phoneme strings: amelia -> ("[[@m'i:lj@]]",), three syllables, where espeak-ng says
     a#m'i:li@ in every accent; data -> ("[[d'at@]]",). espeak-ng voices say about 90% of the
     synthesized positives, so without these a detector trained from text knows one reading of its
-    word, and misses the people who say it the other way (BENCHMARKS.md text_only_pron).
+    word, and misses the people who say it the other way (BENCHMARKS.md text_only_dict).
 
     A pronunciation counts as said when it is a near-homophone (`weighted_distance` <= 0.5) of some
     accent's reading. Only dictionary words: for names the dictionary lacks, a second letter-to-sound
     guess is no evidence of how people say them. A phrase combines its words' pronunciations (at most
     MAX_VARIANTS). () when espeak-ng or the dictionary does not know the words."""
-    import itertools
-
     from kws.data.tts import ESPEAK_ACCENTS
 
     kw = normalize_keyword(keyword)
