@@ -3,6 +3,8 @@ threshold calibration, and evaluate_bundle on a dataset folder."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -192,6 +194,30 @@ def test_train_keyword_refuses_a_dataset_for_another_keyword(tmp_path):
     d = write_toy_dataset(tmp_path / "d", keyword="seven", sizes=(4, 4, 3, 3, 3))
     with pytest.raises(DE, match="'seven', not 'marvin'.*--keyword"):
         train_keyword(TrainOptions(keyword="marvin", data=d, out=tmp_path / "m.kws", run_dir=tmp_path / "run"))
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng not installed")
+def test_train_names_the_pronunciations_its_dataset_adds(tmp_path, monkeypatch, caplog):
+    """kws train builds its dataset itself: it says which other pronunciations it will accept."""
+    import logging
+    from types import SimpleNamespace
+
+    from kws.data import builder
+    from kws.train.api import TrainOptions, _prepare_dataset
+
+    def build(o):
+        write_toy_dataset(o.out, keyword=o.keyword, sizes=(4, 4, 3, 3, 3))
+        return SimpleNamespace(keyword_variants=o.all_keyword_variants())
+
+    monkeypatch.setattr(builder, "build_dataset", build)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="kws.train"):
+        _prepare_dataset(TrainOptions(keyword="amelia", out=tmp_path / "m.kws", run_dir=run), run)
+    assert "amelia is also said as [[@m'i:lj@]]" in caplog.text and str(run / "data" / "summary.txt") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kws.train"):
+        _prepare_dataset(TrainOptions(keyword="marvin", out=tmp_path / "m2.kws", run_dir=tmp_path / "r2"), tmp_path / "r2")
+    assert "also said as" not in caplog.text  # marvin: espeak-ng says the dictionary's reading
 
 
 # ---------------------------------------------------------------- clip scores as the streaming detector sees them

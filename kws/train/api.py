@@ -246,9 +246,12 @@ def _prepare_dataset(opts: TrainOptions, run_dir: Path) -> Path:
     if opts.data is None:
         from kws.data.builder import BuildOptions, build_dataset
 
-        build_dataset(BuildOptions(keyword=opts.keyword, out=data_dir, preset=opts.preset, seed=opts.seed,
-                                   workers=opts.workers, positives=list(opts.positives),
-                                   negatives=list(opts.negatives), **opts.build))
+        summary = build_dataset(BuildOptions(keyword=opts.keyword, out=data_dir, preset=opts.preset, seed=opts.seed,
+                                             workers=opts.workers, positives=list(opts.positives),
+                                             negatives=list(opts.negatives), **opts.build))
+        if summary.keyword_variants:  # the user should know what the model was taught to accept
+            log.info("%s is also said as %s (dataset summary: %s)", opts.keyword,
+                     ", ".join(summary.keyword_variants), data_dir / "summary.txt")
     elif not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such dataset folder; build one with `kws data build --keyword "
                         f"{opts.keyword} --out {data_dir}` or leave out --data to build it automatically")
