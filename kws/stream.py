@@ -41,6 +41,7 @@ DEFAULT_SMOOTHING = 3  # hops in the moving average (0.3 s)
 DEFAULT_REFRACTORY_SECONDS = 1.5
 FILE_TAIL_SECONDS = 0.5  # silence appended to a file so a keyword at its very end is still scored
 FILE_BLOCK_SECONDS = 30.0  # files are streamed in blocks of this length
+ACCEPT_AFTER_END = 0.5  # DESIGN.md section 6: a detection this long after the keyword ends still finds it
 
 
 @dataclass(frozen=True)
@@ -755,10 +756,28 @@ def compose_stream(background: Iterable[np.ndarray], keywords: Sequence[np.ndarr
     return ComposedStream(out, spans, sample_rate)
 
 
+def match_detections(times: Sequence[float], spans: Sequence[tuple[float, float]],
+                     after_end: float = ACCEPT_AFTER_END) -> tuple[np.ndarray, np.ndarray]:
+    """Score detections against the keywords' (start, end) seconds, spans sorted by start
+    (DESIGN.md section 6): a detection finds the last keyword starting at or before it when it comes
+    no later than that keyword's end + `after_end`; any other detection is a false alarm.
+    Returns (found: one bool per span, hit: one bool per detection)."""
+    d = np.asarray(times, dtype=np.float64).reshape(-1)
+    starts = np.array([a for a, _ in spans], dtype=np.float64)
+    ends = np.array([b for _, b in spans], dtype=np.float64) + after_end
+    if not len(starts):
+        return np.zeros(0, bool), np.zeros(len(d), bool)
+    k = np.searchsorted(starts, d, side="right") - 1
+    hit = (k >= 0) & (d <= ends[np.maximum(k, 0)])
+    found = np.zeros(len(starts), bool)
+    found[k[hit]] = True
+    return found, hit
+
+
 def demo_stream(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, out_wav: str | os.PathLike,
-                n_keywords: int = 6, seed: int = 0) -> tuple[Path, list[float]]:
+                n_keywords: int = 6, seed: int = 0) -> tuple[Path, list[tuple[float, float]]]:
     """A demo recording from a dataset's TEST split (held-out voices): keyword clips between other
-    words and close negatives; returns the WAV path and the keyword start times."""
+    words and close negatives; returns the WAV path and the keywords' (start, end) seconds."""
     from kws.audio import load_audio, save_wav
     from kws.data.manifest import read_manifest
 
@@ -782,4 +801,4 @@ def demo_stream(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, out
     seconds = max(6.0 * len(kws_audio), sum(len(b) for b in bg) / 16000 * 1.6 + 6.0)
     st = compose_stream(bg, kws_audio, seconds, rng)
     save_wav(out_wav, st.audio)
-    return Path(out_wav), [s for s, _ in st.keywords]
+    return Path(out_wav), [(float(a), float(b)) for a, b in st.keywords]

@@ -4,6 +4,7 @@ all run and leave their artifacts; a rerun resumes instead of redoing the work."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, monkeypatch, capsys):
     assert export["keyword"] == KEYWORD
     assert (tmp_path / "c" / "kws.h").is_file() and "host harness" in out and "PASS" in out
     assert (tmp_path / "demo_stream.wav").is_file() and "detections of 'marvin'" in out
+    verdict = re.search(r"found (\d) of (\d) 'marvin' .*, (\d+) false alarm", out)
+    assert verdict and int(verdict.group(1)) <= int(verdict.group(2)) == 6
 
     clips = sorted(p.stat().st_mtime_ns for p in (tmp_path / "data" / "clips").rglob("*.wav"))
     assert run_demo(work, quick=True) == 0  # resumes: the dataset is reused, not rebuilt

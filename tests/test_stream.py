@@ -348,7 +348,9 @@ def test_demo_stream_places_test_split_keywords_at_the_reported_times(tmp_path, 
         save_wav(tmp_path / "clips" / f"c{i}.wav", x)
         recs.append(ClipRecord(f"c{i}", f"clips/c{i}.wav", int(kind == "positive"), kind, "w", "tts:x", f"s{i}", split))
     write_manifest(tmp_path / "manifest.jsonl", recs)
-    wav, starts = demo_stream(None, tmp_path, tmp_path / "demo.wav", n_keywords=6, seed=1)
+    wav, spans = demo_stream(None, tmp_path, tmp_path / "demo.wav", n_keywords=6, seed=1)
+    starts = [a for a, _ in spans]
+    assert all(0.3 < b - a < 0.8 for a, b in spans)  # the trimmed tone bursts: 6000-12000 samples
     y = load_audio(wav)
     test_pos = [r for r in recs if r.kind == "positive" and r.split == "test"]
     assert len(starts) == len(test_pos) == 3 and starts == sorted(starts)
@@ -356,3 +358,16 @@ def test_demo_stream_places_test_split_keywords_at_the_reported_times(tmp_path, 
         seg = y[int(s * 16000):int(s * 16000) + 4000]
         spec = np.abs(np.fft.rfft(seg))
         assert np.argmax(spec) == pytest.approx(0.3 / (2 * np.pi) * 4000, abs=3)
+
+
+def test_match_detections_finds_keywords_up_to_half_a_second_after_they_end():
+    from kws.stream import match_detections
+
+    spans = [(1.0, 1.6), (5.0, 5.8), (9.0, 9.5)]
+    found, hit = match_detections([0.9, 1.5, 2.05, 5.9, 6.0, 6.4, 12.0], spans)
+    assert found.tolist() == [True, True, False]
+    # before any keyword, inside the first, 0.45 s after it, two within the second's 0.5 s, 0.6 s late, far
+    assert hit.tolist() == [False, True, True, True, True, False, False]
+    found, hit = match_detections([], spans)
+    assert found.tolist() == [False] * 3 and hit.size == 0
+    assert match_detections([3.0], [])[1].tolist() == [False]

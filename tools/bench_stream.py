@@ -34,12 +34,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kws.stream import Detector, rising_edges  # noqa: E402
+from kws.stream import ACCEPT_AFTER_END, Detector, match_detections, rising_edges  # noqa: E402
 
 SR = 16000
 DEFAULT_DATA = Path(os.environ.get("KWS_SHARED_DATA", REPO.parent / "shared" / "data"))
 PLOT = REPO / "docs" / "stream_det.png"
-ACCEPT_AFTER_END = 0.5  # DESIGN.md section 6
 
 
 # ------------------------------------------------------------------------------------ stream
@@ -220,13 +219,9 @@ def evaluate(times, smoothed, spans, total_s, refractory, thresholds):
     free_h = (total_s - float(np.sum(e - s))) / 3600.0
     fa, frr = [], []
     for t in thresholds:
-        d = times[rising_edges(times, smoothed, t, refractory)]
-        k = np.searchsorted(s, d, side="right") - 1  # the last keyword starting at or before d
-        inside = (k >= 0) & (d <= e[np.maximum(k, 0)])
-        hit = np.zeros(len(s), bool)
-        hit[k[inside]] = True
-        fa.append(int((~inside).sum()) / free_h)
-        frr.append(1.0 - hit.mean())
+        found, hit = match_detections(times[rising_edges(times, smoothed, t, refractory)], spans)
+        fa.append(int((~hit).sum()) / free_h)
+        frr.append(1.0 - found.mean())
     return np.array(fa), np.array(frr), free_h
 
 
