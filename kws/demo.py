@@ -45,24 +45,25 @@ def run_demo(workdir: Path, quick: bool = False) -> int:
     print(export_bundle(bundle, fmt="c", out=workdir / "c", int8=True))
 
     _banner("4/4 streaming detection on a demo recording (held-out synthesized voices)")
-    from kws.stream import demo_stream, detect_files
+    from kws.stream import Detector, demo_stream, detect_file, format_detections
 
     wav, spans = demo_stream(bundle, data_dir, workdir / "demo_stream.wav")
     print(f"{wav}: '{KEYWORD}' spoken at {', '.join(f'{s:.1f}s' for s, _ in spans)}")
-    detect_files(bundle, [wav], threshold=None, fpr=0.03, as_json=False)
-    print(stream_verdict(bundle, wav, spans))
+    res = detect_file(Detector(bundle, fpr=0.03), wav)  # as `kws detect` at its default 3% FPR
+    print(format_detections(res))
+    print(stream_verdict(res, spans))
 
     print(f"\nDemo finished in {time.time() - t0:.0f} s. Bundle: {bundle}; try `kws detect {bundle} FILE.wav` "
           f"or `kws listen {bundle}`.")
     return 0
 
 
-def stream_verdict(bundle: Path, wav: Path, spans: list[tuple[float, float]]) -> str:
-    """One line saying how many of the recording's keywords the detector found and its false alarms,
-    so nobody has to match times by eye (matching as in DESIGN.md section 6)."""
-    from kws.stream import ACCEPT_AFTER_END, Detector, detect_file, match_detections
+def stream_verdict(res: dict, spans: list[tuple[float, float]]) -> str:
+    """One line saying how many of the recording's keywords a `detect_file` result found and its
+    false alarms, so nobody has to match times by eye (matching as in DESIGN.md section 6)."""
+    from kws.stream import ACCEPT_AFTER_END, match_detections
 
-    times = [d["time_s"] for d in detect_file(Detector(bundle, fpr=0.03), wav)["detections"]]
+    times = [d["time_s"] for d in res["detections"]]
     found, hit = match_detections(times, spans)
     false = [t for t, h in zip(times, hit) if not h]
     return (f"found {int(found.sum())} of {len(spans)} '{KEYWORD}' (a detection counts up to "

@@ -667,6 +667,15 @@ def detect_file(detector: Detector, path: str | os.PathLike, block_seconds: floa
     return out
 
 
+def format_detections(res: dict[str, Any]) -> str:
+    """`detect_file`'s result as `kws detect` prints it: a summary line, then one line per detection."""
+    n = len(res["detections"])
+    lines = [f"{res['file']}: {n} detection{'s' if n != 1 else ''} of '{res['keyword']}' in "
+             f"{res['duration_s']:.1f} s (threshold {res['threshold']:.3f})"]
+    lines += [f"  {d['time_s']:9.2f} s  score {d['score']:.3f}" for d in res["detections"]]
+    return "\n".join(lines)
+
+
 def detect_files(bundle_path: str | os.PathLike, files: Sequence[str | os.PathLike], threshold: float | None = None,
                  fpr: float | None = 0.03, as_json: bool = False, sensitivity: float | None = None,
                  backend: str = "auto", onnx_model: str | os.PathLike | None = None) -> int:
@@ -684,15 +693,7 @@ def detect_files(bundle_path: str | os.PathLike, files: Sequence[str | os.PathLi
             if as_json:
                 print(json.dumps({"file": str(name), "error": str(e)}), flush=True)
             continue
-        if as_json:
-            print(json.dumps(res), flush=True)
-        else:
-            n = len(res["detections"])
-            print(f"{res['file']}: {n} detection{'s' if n != 1 else ''} of '{res['keyword']}' in "
-                  f"{res['duration_s']:.1f} s (threshold {res['threshold']:.3f})")
-            for d in res["detections"]:
-                print(f"  {d['time_s']:9.2f} s  score {d['score']:.3f}")
-            sys.stdout.flush()
+        print(json.dumps(res) if as_json else format_detections(res), flush=True)
     if failed:
         print(f"kws: {failed} of {len(files)} file(s) could not be processed", file=sys.stderr)
         return 2
