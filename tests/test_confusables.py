@@ -122,6 +122,25 @@ def test_phrase_keywords_use_each_word_and_swap_one_word():
     assert any(c.how == "phoneme_edit" for c in got)
 
 
+def test_a_dropped_final_t_or_d_after_a_consonant_is_near():
+    # "lef'" is how many people say "left": half a change, like a voicing pair
+    assert cf.weighted_distance(("L", "EH1", "F", "T"), ("L", "EH1", "F")) == 0.5
+    assert cf.weighted_distance(("L", "EH1", "F"), ("L", "EH1", "F", "T")) == 0.5
+    assert cf.weighted_distance(("HH", "AE1", "N", "D"), ("HH", "AE1", "N")) == 0.5
+    # only at the end, only after a consonant: "right" without its t is "rye", another word
+    assert cf.weighted_distance(("R", "AY1", "T"), ("R", "AY1")) == 1.0
+    assert cf.weighted_distance(("L", "EH1", "F", "T"), ("L", "EH1", "T")) == 1.0
+    assert cf.weighted_distance(("T", "R", "IY1"), ("R", "IY1")) == 1.0
+
+
+@needs_espeak
+def test_left_loses_leff_but_keeps_its_real_misses():
+    sp = cf.split_close_negatives("left")
+    texts = [c.text for c in sp.eval + sp.train]
+    assert "leff" not in texts and any(t == "leff" for t, _ in sp.dropped)
+    assert "lett" in texts and "[['Eft]]" in texts  # another consonant, no first consonant: misses
+
+
 @needs_espeak
 def test_near_homophones_are_dropped_and_table9_is_the_eval_list():
     # the near-homophones of "marvin" the first lists held: vowel within its class, nasal swaps

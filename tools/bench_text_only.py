@@ -95,7 +95,7 @@ REPORTED_KEYWORDS = ("athena", "amelia", "stop", "yes", "left", "right")
 PROXY_KEYWORDS = ("down",)  # the lead tunes recipes on it; never part of the reported set by default
 KNOWN_KEYWORDS = tuple(real_data.MYCROFT_KEYWORDS) + tuple(real_data.SC_CORE_WORDS)
 # near-homophones the phonetic filter may not catch: a close negative must not be one of them
-SPOKEN_ALIKE = {"athena": ("at tina", "a tina", "athina", "at ina", "a thena"),
+SPOKEN_ALIKE = {"athena": ("at tina", "a tina", "athina", "at ina", "a thena"), "left": ("leff", "lef"),
                 "amelia": ("a melia", "amelie", "emilia", "amalia")}
 FPR_KEYS = ("0.03", "0.05")
 SYSTEMS = ("float", "int8", "float_centred", "int8_centred", "float_smoothed", "int8_smoothed")

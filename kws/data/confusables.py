@@ -24,7 +24,9 @@ Near-homophones (`sound_distance`, `near_homophone`): a weighted phoneme edit di
   "marvin"/"marveen"/"marven"),
 - a vowel for its long/short or tense/lax partner in the same vowel class (IY/IH, UW/UH, EY/EH,
   AA/AO/AH stressed): 0.5,
-- a nasal for a nasal (m/n/ng: "narvin", "marvim") or a voicing pair (p/b, t/d, f/v, s/z...): 0.5.
+- a nasal for a nasal (m/n/ng: "narvin", "marvim") or a voicing pair (p/b, t/d, f/v, s/z...): 0.5,
+- leaving out a final t or d after a consonant: 0.5 (speakers drop it: "leff" is how many say
+  "left", so it is the keyword, not a close negative of it).
 Two sounds at distance <= 0.5 are near-homophones: a listener (and a detector) may hear one as the
 other, so such a "close negative" of the keyword is dropped (it is the keyword, not a miss), and
 a training close negative that is near a val/test close negative is dropped (it would leak the test
@@ -554,6 +556,7 @@ VOWEL_CLASSES = [{"IY", "IH"}, {"UW", "UH"}, {"EY", "EH"}, {"AA", "AO", "AH"}]
 NASALS = {"M", "N", "NG"}
 VOICING = [{"P", "B"}, {"T", "D"}, {"K", "G"}, {"F", "V"}, {"S", "Z"}, {"SH", "ZH"}, {"CH", "JH"}, {"TH", "DH"}]
 NEAR_HOMOPHONE = 0.5
+FINAL_DROPPABLE = {"T", "D"}  # final cluster reduction (_gap_costs)
 
 
 def _sub_cost(a: str, b: str) -> float:
@@ -572,13 +575,26 @@ def _sub_cost(a: str, b: str) -> float:
     return 1.0
 
 
+def _gap_costs(seq: Sequence[str]) -> list[float]:
+    """What leaving out each phone of `seq` costs: 1, except a final T or D after a consonant (0.5),
+    which speakers drop in the final cluster ("lef'" for left, "han'" for hand)."""
+    costs = [1.0] * len(seq)
+    base = _strip(seq)
+    if len(base) >= 2 and base[-1] in FINAL_DROPPABLE and base[-2] not in VOWELS:
+        costs[-1] = 0.5
+    return costs
+
+
 def weighted_distance(a: Sequence[str], b: Sequence[str]) -> float:
     """Edit distance between two ARPAbet sequences with the costs of the module doc."""
-    prev = [float(j) for j in range(len(b) + 1)]
+    gap_a, gap_b = _gap_costs(a), _gap_costs(b)
+    prev = [0.0]
+    for j in range(len(b)):
+        prev.append(prev[-1] + gap_b[j])
     for i, x in enumerate(a, 1):
-        cur = [float(i)]
+        cur = [prev[0] + gap_a[i - 1]]
         for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + _sub_cost(x, y)))
+            cur.append(min(prev[j] + gap_a[i - 1], cur[j - 1] + gap_b[j - 1], prev[j - 1] + _sub_cost(x, y)))
         prev = cur
     return prev[-1]
 
