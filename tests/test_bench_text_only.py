@@ -21,6 +21,8 @@ from kws.errors import DataError  # noqa: E402
 from tools import bench_text_only as bench  # noqa: E402
 from tools import real_data  # noqa: E402
 
+needs_espeak = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng is not installed")
+
 WORDS = ("stop", "yes", "left", "go")
 
 
@@ -387,3 +389,15 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     for stage in ("", "mined-2/"):  # both stages resumed finished: not trained again
         ckpt = [work / "runs" / t / "athena-rp0-seed0" / f"{stage}checkpoint.safetensors" for t in "ts"]
         assert ckpt[0].read_bytes() == ckpt[1].read_bytes()
+
+
+@needs_espeak
+def test_close_negative_line_names_near_homophones_old_runs_counted():
+    old = {"close_words": ["lent", "leff"], "close_dropped": []}  # scored before "leff" was near
+    line = bench.close_negative_line("left", old)
+    assert "counted as close negatives in these runs" in line and line.rstrip().endswith("leff.")
+    assert "No near-homophone" not in line
+    new = {"close_words": ["lent"], "close_dropped": ["leff"]}
+    assert "Dropped as near-homophones: leff." in bench.close_negative_line("left", new)
+    clean = bench.close_negative_line("left", {"close_words": ["lent"], "close_dropped": []})
+    assert 'No near-homophone of the keyword among them (checked: "leff", "lef")' in clean

@@ -201,6 +201,23 @@ def close_negative_offenders(keyword: str, texts: list[str]) -> list[str]:
     return out
 
 
+def close_negative_line(kw: str, t: dict[str, Any]) -> str:
+    """The report's sentence on a keyword's test-split close negatives and the near-homophones among
+    them: dropped when scored, or (the rule grew since) counted wrongly by these runs."""
+    dropped = t.get("close_dropped") or []
+    late = [w for w in close_negative_offenders(kw, t["close_words"]) if w not in dropped]
+    alike = ", ".join(f'"{a}"' for a in SPOKEN_ALIKE.get(kw, ()))
+    line = f"- Close negatives of '{kw}' (test split): {', '.join(t['close_words']) or 'none'}. "
+    if dropped:
+        line += f"Dropped as near-homophones: {', '.join(dropped)}. "
+    elif not late:
+        line += "No near-homophone of the keyword among them" + (f" (checked: {alike})" if alike else "") + ". "
+    if late:
+        line += (f"Near-homophones of the keyword counted as close negatives in these runs (the dataset "
+                 f"predates the rule that drops them; they inflate the close-neg FPR): {', '.join(late)}. ")
+    return line
+
+
 def file_digest(path: Path) -> str:
     import hashlib
 
@@ -1068,11 +1085,7 @@ def report(results: Results, tag: str, plot: Path | None, notes: list[str], keyw
         if kw in seen:
             continue
         seen.add(kw)
-        dropped = t.get("close_dropped") or []
-        alike = ", ".join(f'"{a}"' for a in SPOKEN_ALIKE.get(kw, ()))
-        lines.append(f"- Close negatives of '{kw}' (test split): {', '.join(t['close_words']) or 'none'}. "
-                     + (f"Dropped as near-homophones: {', '.join(dropped)}. " if dropped else
-                        "No near-homophone of the keyword among them" + (f" (checked: {alike})" if alike else "") + ". ")
+        lines.append(close_negative_line(kw, t)
                      + (f"Corpus words left out of the negatives as sounding like it: "
                         f"{', '.join(t['excluded_negative_words'])}." if t.get("excluded_negative_words") else ""))
     usage = []
