@@ -280,6 +280,51 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(v, again.model.state_dict()[k])
 
 
+def test_cosine_schedule_decays_the_rate_and_an_interrupted_run_resumes_identically(tmp_path, monkeypatch):
+    from kws.train import trainer as T
+
+    hp = TrainHparams(**dict(TOY_HP, lr_schedule="cosine", epochs=4))
+    rates = [T.scheduled_lr(hp, t) for t in np.linspace(0, 1, 11)]
+    assert rates[0] == pytest.approx(hp.lr) and rates[-1] == pytest.approx(T.COSINE_FLOOR * hp.lr)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert T.scheduled_lr(TrainHparams(**TOY_HP), 0.9) == TOY_HP["lr"]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainHparams(lr_schedule="step")
+    train, val = toy_split(64, 64, 3), toy_split(40, 40, 4)
+
+    def run(run_dir, schedule="cosine"):
+        torch.manual_seed(7)
+        return fit(TinyNet(4, 3), train, val, "bce", TrainHparams(**dict(TOY_HP, lr_schedule=schedule, epochs=4)),
+                   run_dir, seed=3)
+
+    full = run(tmp_path / "full")
+    # the checkpoint's optimizer was last stepped at the last batch's scheduled (small) rate
+    _, state = T._load_checkpoint(tmp_path / "full" / CHECKPOINT)
+    n_batches = -(-len(train.y) // TOY_HP["batch_size"])
+    last = T.scheduled_lr(hp, (3 + (n_batches - 1) / n_batches) / 4)
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(last) and last < 0.1 * hp.lr
+    constant = run(tmp_path / "constant", "constant")
+    assert any(not torch.equal(v, constant.model.state_dict()[k]) for k, v in full.model.state_dict().items())
+
+    saves = {"n": 0}
+    real_save = T._save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "part")
+    monkeypatch.setattr(T, "_save_checkpoint", real_save)
+    resumed = run(tmp_path / "part")
+    assert resumed.resumed_from == 2
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
 def test_resume_refuses_changed_settings_and_corrupt_checkpoints(tmp_path):
     train, val = toy_split(32, 32, 5), toy_split(20, 20, 6)
     torch.manual_seed(0)

@@ -33,7 +33,9 @@ STATE = "state.json"
 CURVE = "training_curve.png"
 STATE_VERSION = 1
 MINE_SELECT = ("auc", "always")
-NEWER_HPARAMS = {"distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc",
+LR_SCHEDULES = ("constant", "cosine")
+COSINE_FLOOR = 0.01  # the cosine schedule ends at this fraction of lr, not at 0 (the last epochs still move)
+NEWER_HPARAMS = {"lr_schedule": "constant", "distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc",
                  "kd": 0.0, "kd_temperature": 2.0, "phone_task": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
 log = logging.getLogger("kws.train")
 
@@ -46,6 +48,9 @@ class TrainHparams:
     lr: Adam learning rate. The paper (Table 14) uses Adam at 1e-3; on our synthesized datasets
         FastGRNN and LSTM still improve slowly after 30 epochs at 1e-3, so we use 3e-3 (measured on
         marvin, see BENCHMARKS.md). weight_decay: Adam L2 term.
+    lr_schedule: "constant", or "cosine": per step from lr down to COSINE_FLOOR * lr over `epochs`
+        (half a cosine), so the last epochs settle instead of jumping around a minimum; a run
+        resumed with more epochs follows the longer schedule from where it is.
     clip_norm: gradient-norm clipping (RNNs on long sequences; 0 = off).
     warmup_epochs: CE-only epochs before the adversarial term starts (Algorithm 2's n_0).
     radius, gamma: the annulus r <= ||h|| <= gamma r. A N(0, I) start in d = 98 x 32 = 3136 has
@@ -115,8 +120,11 @@ class TrainHparams:
     kd: float = 0.0
     kd_temperature: float = 2.0
     phone_task: float = 0.0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if self.time_mask < 0 or self.freq_mask < 0:
@@ -183,6 +191,14 @@ class Arrays:
             if len(self.teacher_logit) != len(self.y) or not np.isfinite(self.teacher_logit).all():
                 raise ValueError(f"teacher_logit must be [N] finite logits with N = {len(self.y)}; "
                                  f"got {self.teacher_logit.shape}")
+
+
+def scheduled_lr(hp: TrainHparams, progress: float) -> float:
+    """The learning rate at `progress` (finished fraction of hp.epochs, 0..1) under hp.lr_schedule."""
+    if hp.lr_schedule == "constant":
+        return hp.lr
+    t = min(max(progress, 0.0), 1.0)
+    return hp.lr * (COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 def teacher_logits(teacher: torch.nn.Module | None, fixed: np.ndarray | None, xb: torch.Tensor,
@@ -591,6 +607,8 @@ def fit(model: torch.nn.Module, train: Arrays, val: Arrays, method: str,
             sums["kd"] = 0.0
         for bi in range(n_batches):
             idx = perm[bi * hp.batch_size:(bi + 1) * hp.batch_size]
+            for group in opt.param_groups:
+                group["lr"] = scheduled_lr(hp, (epoch + bi / n_batches) / hp.epochs)
             xb = x_tr_t[idx]
             if hp.time_mask or hp.freq_mask:
                 xb = spec_mask(xb, hp.time_mask, hp.freq_mask, gen)
