@@ -147,7 +147,7 @@ def detector_spec(bundle: Any, qm: Any, tau: float) -> DetectorSpec:
 
 # ---------------------------------------------------------------------------- C text
 def feature_tables(fc: Any) -> dict[str, np.ndarray]:
-    from kws.features import dct_matrix, hann_window, mel_filterbank
+    from kws.features import feature_projection, hann_window, mel_filterbank
 
     if fc.n_fft & (fc.n_fft - 1) or fc.n_fft < 16:
         raise ExportError(f"the C featurizer needs a power-of-two n_fft >= 16, the bundle has {fc.n_fft}")
@@ -172,8 +172,9 @@ def feature_tables(fc: Any) -> dict[str, np.ndarray]:
     out = {"window": window.astype(np.float32), "cos": cos_table,
            "bin_band_start": np.array(starts, np.uint8), "bin_band_count": np.array(counts, np.uint8),
            "bin_weights": np.array(weights, np.float32), "symmetric": np.array([int(symmetric)])}
-    if fc.kind == "mfcc":
-        out["dct"] = dct_matrix(fc.n_mels, fc.n_mfcc).astype(np.float32)  # [n_mels, n_mfcc]
+    projection = feature_projection(fc)  # the DCT (MFCC) and/or the level compression, or None
+    if projection is not None:
+        out["projection"] = projection  # [n_mels, n_features]
     return out
 
 
@@ -200,7 +201,8 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         f"#define KWS_NFFT {fc.n_fft}",
         f"#define KWS_N_MELS {fc.n_mels}",
         f"#define KWS_N_FEATURES {fc.n_features}",
-        f"#define KWS_MFCC {int(fc.kind == 'mfcc')}",
+        "/* log-mels times kws_projection (the DCT for MFCC, the level compression; 0 = log-mels as they are) */",
+        f"#define KWS_PROJECT {int('projection' in tables)}",
         f"#define KWS_LOG_FLOOR {c_float(fc.log_floor)}",
         "/* running-mean normalization of each feature (FeatureConfig.mean_norm_seconds; 0 = off) */",
         f"#define KWS_MEAN_NORM {int(fc.mean_norm_seconds > 0)}",
@@ -248,9 +250,10 @@ def tables_source(qm: Any, tables: dict[str, np.ndarray], fc: Any) -> str:
              c_array("kws_bin_band_start", tables["bin_band_start"], length="KWS_NFFT / 2 + 1"),
              c_array("kws_bin_band_count", tables["bin_band_count"], length="KWS_NFFT / 2 + 1"),
              c_array("kws_bin_weights", tables["bin_weights"], length="KWS_N_BIN_WEIGHTS")]
-    if "dct" in tables:
-        parts += ["/* orthonormal DCT-II [n_mels][n_mfcc] */",
-                  "#if KWS_MFCC", c_array("kws_dct", tables["dct"], length="KWS_N_MELS * KWS_N_FEATURES"), "#endif"]
+    if "projection" in tables:
+        parts += ["/* per-frame projection of the log-mels [n_mels][n_features] (kws.features.feature_projection) */",
+                  "#if KWS_PROJECT", c_array("kws_projection", tables["projection"], length="KWS_N_MELS * KWS_N_FEATURES"),
+                  "#endif"]
     parts += ["/* input edge: x_q = clamp(round_half_away((x - mean) * inv_scale), +-127) */",
               c_array("kws_feat_mean", qm.x_mean.astype(np.float32), length="KWS_N_FEATURES"),
               c_array("kws_feat_mul", qm.x_inv_scale.astype(np.float32), length="KWS_N_FEATURES")]

@@ -58,6 +58,12 @@ class FeatureConfig:
     # time constant of the running per-coefficient mean subtracted from every frame (0 = off; see
     # the module doc). Left out of to_dict() when off, so bundles and datasets of before keep theirs
     mean_norm_seconds: float = 0.0
+    # weight kept of each frame's level, the mean of its log-mels (1 = all of it, 0 = none): the
+    # frame minus (1 - level_weight) times that mean, so a gain (a quiet or loud speaker, a far
+    # microphone) moves the features level_weight times as much while the spectral shape and the
+    # contour of loudness stay. Linear per frame: it is folded into the projection (_projection),
+    # so the numpy, torch, streaming and C featurizers all apply it. Left out of to_dict() at 1.
+    level_weight: float = 1.0
 
     def __post_init__(self) -> None:
         def positive_int(name: str) -> None:
@@ -97,6 +103,11 @@ class FeatureConfig:
                 or not np.isfinite(m) or m < 0:
             raise ValueError(f"FeatureConfig.mean_norm_seconds must be a number >= 0 (0 = off), got {m!r}")
         object.__setattr__(self, "mean_norm_seconds", float(m))
+        w = self.level_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(w) or not 0 <= w <= 1:
+            raise ValueError(f"FeatureConfig.level_weight must be a number in [0, 1] (1 = off), got {w!r}")
+        object.__setattr__(self, "level_weight", float(w))
         if self.window_samples < self.frame_length:
             raise ValueError(f"FeatureConfig.window_seconds={self.window_seconds} is shorter than one frame")
 
@@ -135,6 +146,8 @@ class FeatureConfig:
         d = dataclasses.asdict(self)
         if not d["mean_norm_seconds"]:
             del d["mean_norm_seconds"]
+        if d["level_weight"] == 1.0:
+            del d["level_weight"]
         return d
 
     @classmethod
@@ -219,7 +232,28 @@ def hann_window(frame_length: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _projection(config: FeatureConfig) -> np.ndarray | None:
-    return _dct_cached(config.n_mels, config.n_mfcc) if config.kind == "mfcc" else None
+    """The linear map applied to each frame's log-mels [n_mels, n_features] (float64), or None for
+    the identity: the DCT for MFCC, times the level compression when level_weight < 1."""
+    n = config.n_mels
+    level = None
+    if config.level_weight != 1.0:
+        level = np.eye(n) - (1.0 - config.level_weight) / n  # x - (1 - w) mean(x)
+    if config.kind == "mfcc":
+        dct = _dct_cached(n, config.n_mfcc)
+        out = dct if level is None else level @ dct  # = the DCT with c0 scaled by level_weight
+    elif level is None:
+        return None
+    else:
+        out = level
+    out = np.ascontiguousarray(out, dtype=np.float64)
+    out.flags.writeable = False
+    return out
+
+
+def feature_projection(config: FeatureConfig) -> np.ndarray | None:
+    """`_projection` as float32 for exporters: log-mel frame [n_mels] @ it = the feature frame."""
+    p = _projection(config)
+    return None if p is None else p.astype(np.float32)
 
 
 # --- numpy ----------------------------------------------------------------------------------------
@@ -556,7 +590,7 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
     spec = torch.fft.rfft(frames * window, dim=-1)
     power = spec.real.square() + spec.imag.square()
     feats = torch.log(power @ fb + config.log_floor)
-    if config.kind == "mfcc":
+    if dct is not None:  # the projection: DCT and/or level compression
         feats = feats @ dct
     if config.mean_norm_seconds:
         zero = (x.unfold(-1, config.frame_length, config.hop_length) == 0).to(torch.int32)  # [B, T, L]

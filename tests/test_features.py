@@ -398,6 +398,46 @@ def test_mean_norm_config_round_trip_and_old_dicts():
             FeatureConfig(mean_norm_seconds=bad)
 
 
+# --- level compression (FeatureConfig.level_weight) -----------------------------------------------
+
+def test_level_weight_scales_how_far_a_gain_moves_the_features(rng):
+    """A gain of g moves every raw log-mel by ln(g^2); with level_weight w the features move by
+    w ln(g^2) (log-mel: every band alike; MFCC: c0 only) and the spectral shape is unchanged."""
+    x = (0.05 * rng.standard_normal(16000)).astype(np.float32)
+    shift = np.log(10.0 ** 2)  # a 20 dB gain
+    for w in (0.0, 0.25, 1.0):
+        lm = FeatureConfig(level_weight=w)
+        d = featurize(10 * x, lm).astype(np.float64) - featurize(x, lm)
+        np.testing.assert_allclose(d, w * shift, atol=2e-4)
+        raw = featurize(x, CFG).astype(np.float64)
+        got = featurize(x, lm).astype(np.float64)
+        np.testing.assert_allclose(got, raw - (1 - w) * raw.mean(1, keepdims=True), atol=2e-5)
+        mf = dataclasses.replace(MFCC, level_weight=w)
+        d = featurize(10 * x, mf).astype(np.float64) - featurize(x, mf)
+        np.testing.assert_allclose(d[:, 0], w * shift * np.sqrt(MFCC.n_mels), atol=2e-3)
+        np.testing.assert_allclose(d[:, 1:], 0.0, atol=2e-4)
+
+
+def test_level_weight_streams_bit_identically_matches_torch_and_round_trips(rng):
+    import torch
+
+    x = (0.1 * rng.standard_normal(12345)).astype(np.float32)
+    for cfg in (FeatureConfig(level_weight=0.3), dataclasses.replace(MFCC, level_weight=0.0)):
+        ref = featurize(x, cfg)
+        s = StreamingFeaturizer(cfg)
+        cuts = np.sort(rng.choice(len(x), 7, replace=False))
+        got = np.concatenate([s.push(c) for c in np.split(x, cuts)])
+        assert np.array_equal(got, ref)
+        t = featurize_torch(torch.from_numpy(x).double(), cfg).numpy()
+        np.testing.assert_allclose(t, ref, atol=1e-4)
+        d = json.loads(json.dumps(cfg.to_dict()))
+        assert d["level_weight"] == cfg.level_weight and FeatureConfig.from_dict(d) == cfg
+    assert "level_weight" not in CFG.to_dict() and FeatureConfig.from_dict(CFG.to_dict()) == CFG
+    for bad in (-0.1, 1.5, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="level_weight"):
+            FeatureConfig(level_weight=bad)
+
+
 # --- real speech (optional corpus; skipped when absent) -------------------------------------------
 
 def test_real_speech_numpy_torch_librosa_streaming(librosa):

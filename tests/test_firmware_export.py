@@ -137,15 +137,17 @@ def test_pwl_low_rank_mfcc_variant(tmp_path):
     assert "dense int8 product" in summary and "nonlinearity pwl" in summary
     assert "host harness (gcc" in summary and "PASS" in summary
     cfg = (tmp_path / "out" / "kws_config.h").read_text()
-    assert "#define KWS_MFCC 1" in cfg and "#define KWS_NONLIN_LUT 0" in cfg
+    assert "#define KWS_PROJECT 1" in cfg and "#define KWS_NONLIN_LUT 0" in cfg
     assert '#define KWS_KEYWORD_ID hey_nova_caf' in cfg and '#define KWS_KEYWORD "Hey, ?Nova?? caf?!"' in cfg
 
 
 @needs_gcc
-def test_mean_normalized_features_variant(tmp_path):
-    """FeatureConfig.mean_norm_seconds: the C featurizer keeps the running mean frame by frame, and
-    the harness's features, int8 model and detections (1-sample and mixed blocks) match Python."""
-    fc = FeatureConfig(mean_norm_seconds=0.5)
+@pytest.mark.parametrize("fc, flag", [(FeatureConfig(mean_norm_seconds=0.5), "#define KWS_MEAN_NORM 1"),
+                                      (FeatureConfig(level_weight=0.25), "#define KWS_PROJECT 1")])
+def test_normalized_features_variants(tmp_path, fc, flag):
+    """FeatureConfig.mean_norm_seconds (the C featurizer keeps the running mean frame by frame) and
+    level_weight (log-mels through the projection): the harness's features, int8 model and
+    detections (1-sample and mixed blocks) match Python."""
     calib = _calib(fc)
     flat = calib.reshape(-1, fc.n_features)
     from kws.models import weight_shapes
@@ -156,7 +158,7 @@ def test_mean_normalized_features_variant(tmp_path):
     bundle = save_bundle(tmp_path / "m.kws", "fastgrnn", {"hidden": 16}, weights, fc, flat.mean(0),
                          flat.std(0) + 1e-3, "nova", {0.03: 0.5, 0.05: 0.4})
     generate(bundle, tmp_path / "out", calib_x_raw=calib, verify=False)
-    assert "#define KWS_MEAN_NORM 1" in (tmp_path / "out" / "kws_config.h").read_text()
+    assert flag in (tmp_path / "out" / "kws_config.h").read_text()
     ok, text = build.run_harness([str(build.host_build(tmp_path / "out"))], tmp_path / "out")
     assert ok, text
     n = _harness_numbers(text)

@@ -2,7 +2,7 @@
  *
  * Frame of KWS_FRAME_LENGTH int16 samples -> x/32768 -> periodic Hann -> zero pad to KWS_NFFT ->
  * real FFT (as a KWS_NFFT/2-point complex radix-2 FFT plus the split step) -> power -> sparse
- * HTK mel filterbank -> log(mel + floor) [-> orthonormal DCT-II for MFCC].
+ * HTK mel filterbank -> log(mel + floor) [-> a per-frame projection: the DCT-II for MFCC and/or the level compression].
  * Tables (window, twiddles, filterbank, DCT) are const arrays in kws_tables.c, written by Python
  * from kws.features so both sides use the same float32 constants.
  */
@@ -132,10 +132,10 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
     fft_complex(re, im);
     power_to_mel(re, im, st->mel);
     for (m = 0; m < KWS_N_MELS; m++) st->mel[m] = kws_logf(st->mel[m] + KWS_LOG_FLOOR);
-#if KWS_MFCC
+#if KWS_PROJECT
     for (m = 0; m < KWS_N_FEATURES; m++) {
         float acc = 0.0f;
-        for (n = 0; n < KWS_N_MELS; n++) acc += st->mel[n] * kws_dct[n * KWS_N_FEATURES + m];
+        for (n = 0; n < KWS_N_MELS; n++) acc += st->mel[n] * kws_projection[n * KWS_N_FEATURES + m];
         out[m] = acc;
     }
 #else

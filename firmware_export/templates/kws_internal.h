@@ -12,8 +12,8 @@ extern const float kws_cos_table[KWS_NFFT / 2];
 extern const uint8_t kws_bin_band_start[KWS_NFFT / 2 + 1];
 extern const uint8_t kws_bin_band_count[KWS_NFFT / 2 + 1];
 extern const float kws_bin_weights[KWS_N_BIN_WEIGHTS];
-#if KWS_MFCC
-extern const float kws_dct[KWS_N_MELS * KWS_N_FEATURES];
+#if KWS_PROJECT
+extern const float kws_projection[KWS_N_MELS * KWS_N_FEATURES];
 #endif
 /* feature normalization + int8 quantization: q = clamp(round((f - mean) * kws_feat_mul)) */
 extern const float kws_feat_mean[KWS_N_FEATURES];

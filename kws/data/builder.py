@@ -166,12 +166,15 @@ class BuildOptions:
     # Measured with 0.5 on real speech (BENCHMARKS.md text_only_mean_norm): athena 84.8 -> 72.1%
     # recall at 3% FPR (2 seeds), amelia 76.2 -> 55.2% (1 seed), so it stays off
     mean_norm_seconds: float = 0.0
+    # the featurizer's level compression (FeatureConfig.level_weight; 1 = off): how much of each
+    # frame's overall level the features keep, so quiet and loud speakers look more alike
+    level_weight: float = 1.0
 
     def feature_config(self) -> Any:  # kws.features.FeatureConfig (imported lazily)
         from kws.features import FeatureConfig
 
         try:
-            return FeatureConfig(mean_norm_seconds=self.mean_norm_seconds)
+            return FeatureConfig(mean_norm_seconds=self.mean_norm_seconds, level_weight=self.level_weight)
         except ValueError as e:
             raise DataError(str(e)) from None
 
