@@ -114,12 +114,17 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "Measured with 0.5 on real speech: athena 72%% recall at 3%% FPR against 85%% without (2 seeds), "
                         "amelia 55%% against 76%% (1 seed; BENCHMARKS.md text_only_mean_norm), so it stays off. "
                         "Default 0 = off")
+    p.add_argument("--level-weight", type=float, default=None, metavar="W",
+                   help="experimental: keep only this share (0-1) of each frame's overall level in the features, so "
+                        "quiet and loud speakers look more alike while the spectrum's shape stays (1 = off, the "
+                        "default; see BENCHMARKS.md text_only_level for what it measured)")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
     given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
-             "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "espeak_share": args.espeak_share,
+             "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "level_weight": args.level_weight,
+             "espeak_share": args.espeak_share,
              "keyword_variants": args.keyword_variant, "dictionary_variants": args.dictionary_variants}
     return {k: v for k, v in given.items() if v is not None}
 

@@ -709,6 +709,36 @@ def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, buil
     assert seen[0].mean_norm_seconds == 0.4
 
 
+def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, monkeypatch):
+    """level_weight: the same clips featurized with the level compression; the fingerprint says so
+    (a default build's is unchanged), bad values are a DataError and the CLI's --level-weight
+    reaches BuildOptions."""
+    out = tmp_path / "level"
+    build_dataset(opts(out, cache, level_weight=0.25))
+    d = load_split(out, "val")
+    assert d.feature_config == FeatureConfig(level_weight=0.25)
+    audio = load_audio(out / d.records[0].path)
+    np.testing.assert_allclose(d.x[0], featurize(audio, d.feature_config), atol=1e-5)
+    assert not np.allclose(d.x[0], featurize(audio, FeatureConfig()), atol=1e-2)
+    assert B._fingerprint(opts(out, cache, level_weight=0.25), {})["features"]["level_weight"] == 0.25
+    assert "level_weight" not in B._fingerprint(opts(out, cache), {})["features"]
+    with pytest.raises(DataError, match="level_weight"):
+        opts(out, cache, level_weight=2.0)
+
+    from kws import cli
+    from kws.errors import KwsError
+
+    seen = []
+
+    def capture(o):
+        seen.append(o)
+        raise KwsError("stopped after the options were built")
+
+    monkeypatch.setattr(B, "build_dataset", capture)
+    assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "c"), "--level-weight", "0.3"]) == 2
+    assert seen[0].level_weight == 0.3
+
+
 def test_espeak_share_sets_the_voice_mix_of_synthesized_words(tmp_path, cache):
     """espeak_share: the share of synthesized plain-text clips said by espeak-ng voices, the rest by the
     split's other voices (here flite); phoneme strings stay espeak-ng's. Without it (None) the voices
