@@ -675,6 +675,22 @@ def test_wide_and_quiet_recipes_have_their_own_fingerprints_and_realistic_keeps_
         BuildOptions(keyword="x", out=tmp_path, augment_recipe="loud")
 
 
+def _cli_build_options(monkeypatch, tmp_path, *flags: str):
+    """The BuildOptions `kws data build --keyword athena FLAGS` hands to build_dataset."""
+    from kws import cli
+    from kws.errors import KwsError
+
+    seen = []
+
+    def capture(o):
+        seen.append(o)
+        raise KwsError("stopped after the options were built")
+
+    monkeypatch.setattr(B, "build_dataset", capture)
+    assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "c"), *flags]) == 2
+    return seen[0]
+
+
 def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, built, monkeypatch):
     """mean_norm_seconds: the same clips (the TTS cache is warm) featurized with the running-mean
     normalization (kws.features.featurize_window); the fingerprint says so, a default build's fingerprint is unchanged, and the
@@ -694,19 +710,7 @@ def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, buil
     assert "mean_norm_seconds" not in B._fingerprint(opts(out, cache), {})["features"]
     with pytest.raises(DataError, match="mean_norm_seconds"):
         opts(out, cache, mean_norm_seconds=-1)
-
-    from kws import cli
-    from kws.errors import KwsError
-
-    seen = []
-
-    def capture(o):
-        seen.append(o)
-        raise KwsError("stopped after the options were built")
-
-    monkeypatch.setattr(B, "build_dataset", capture)
-    assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "c"), "--mean-norm", "0.4"]) == 2
-    assert seen[0].mean_norm_seconds == 0.4
+    assert _cli_build_options(monkeypatch, tmp_path, "--mean-norm", "0.4").mean_norm_seconds == 0.4
 
 
 def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, monkeypatch):
@@ -724,19 +728,7 @@ def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, 
     assert "level_weight" not in B._fingerprint(opts(out, cache), {})["features"]
     with pytest.raises(DataError, match="level_weight"):
         opts(out, cache, level_weight=2.0)
-
-    from kws import cli
-    from kws.errors import KwsError
-
-    seen = []
-
-    def capture(o):
-        seen.append(o)
-        raise KwsError("stopped after the options were built")
-
-    monkeypatch.setattr(B, "build_dataset", capture)
-    assert cli.main(["data", "build", "--keyword", "athena", "--out", str(tmp_path / "c"), "--level-weight", "0.3"]) == 2
-    assert seen[0].level_weight == 0.3
+    assert _cli_build_options(monkeypatch, tmp_path, "--level-weight", "0.3").level_weight == 0.3
 
 
 def test_espeak_share_sets_the_voice_mix_of_synthesized_words(tmp_path, cache):
