@@ -728,6 +728,17 @@ def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, 
     assert "level_weight" not in B._fingerprint(opts(out, cache), {})["features"]
     with pytest.raises(DataError, match="level_weight"):
         opts(out, cache, level_weight=2.0)
+    # trained on it: the DROCC radius defaults to the level-compressed one, a given radius wins, and
+    # the bundle carries the features it needs
+    from kws.bundle import load_bundle
+    from kws.train.api import LEVEL_COMPRESSED_RADIUS, TrainOptions, train_keyword
+
+    for given, radius in (({}, LEVEL_COMPRESSED_RADIUS), ({"radius": 20.0}, 20.0)):
+        run = tmp_path / f"run{radius}"
+        res = train_keyword(TrainOptions(keyword="marvin", data=out, method="drocc-lf", hidden=8, epochs=2,
+                                         train_hparams=given, out=run / "m.kws", run_dir=run))
+        assert json.loads((run / "state.json").read_text())["hparams"]["radius"] == radius
+    assert load_bundle(res.bundle).feature_config == FeatureConfig(level_weight=0.25)
     assert _cli_build_options(monkeypatch, tmp_path, "--level-weight", "0.3").level_weight == 0.3
 
 

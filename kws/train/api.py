@@ -38,6 +38,10 @@ DEFAULT_HIDDEN = {"fastgrnn": 64, "lstm": 64, "gru": 64}
 DEFAULT_TRAIN_HPARAMS: dict[str, dict[str, Any]] = {
     "fastgrnn": {"lr": 1e-2, "weight_decay": 1e-3, "patience": 0, "time_mask": 10, "freq_mask": 4},
 }
+# DROCC radius on level-compressed features (FeatureConfig.level_weight < 1): with the default 16,
+# and with 24, the adversarial loss never leaves its plateau (about 0.26 for all 80 epochs) and the
+# model barely learns (real amelia 35.9% at 3% FPR against 88.8% with 32; BENCHMARKS.md text_only_level)
+LEVEL_COMPRESSED_RADIUS = 32.0
 STD_FLOOR = 1e-2  # a (near-)constant coefficient must not blow up after normalization
 FEATURE_TEACHER = "openwakeword"  # its speech embedding, distilled into the model's states
 HEAD_TEACHER = "openwakeword-head"  # a head on that embedding trained on the dataset: its scores (kws.train.oww_head)
@@ -47,6 +51,11 @@ DEFAULT_KD = 1.0  # weight of logit distillation when the teacher is a bundle (T
 DEFAULT_WORD_TASK = 0.5  # weight of the word task when the dataset has word-task clips
 DEFAULT_MINE_SHARE = 0.1  # of the word-task clips, mined as hard negatives after the main run
 MINE_AUC_MARGIN = 0.005  # mining_helped: how much better the first stage's validation AUC must be to win
+
+
+def feature_train_defaults(fc: Any) -> dict[str, Any]:
+    """Training defaults that depend on the features (given train_hparams override them)."""
+    return {"radius": LEVEL_COMPRESSED_RADIUS} if fc.level_weight < 1.0 else {}
 
 
 @dataclass
@@ -346,7 +355,7 @@ def train_keyword(opts: TrainOptions) -> TrainResult:
     train = _arrays(train_split, mean, std, keyword_rows, x=train_x)
     val, test = (_arrays(s, mean, std) for s in (val_split, test_split))
     words = _arrays(train_split, mean, std, word_rows, word_labels) if len(word_rows) else None
-    hparams_in = dict(opts.train_hparams)
+    hparams_in = {**feature_train_defaults(fc), **opts.train_hparams}
     if words is not None and hparams_in.get("phone_task"):
         words = dataclasses.replace(words, phones=phone_targets(
             [train_split.records[i].text.lower() for i in word_rows]))
