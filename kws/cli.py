@@ -117,7 +117,9 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level-weight", type=float, default=None, metavar="W",
                    help="experimental: keep only this share (0-1) of each frame's overall level in the features, so "
                         "quiet and loud speakers look more alike while the spectrum's shape stays (1 = off, the "
-                        "default; see BENCHMARKS.md text_only_level for what it measured)")
+                        "default); training then uses DROCC radius 32. Measured with 0.25 on real speech: athena's "
+                        "2-model ensembles 94%% recall at 3%% FPR against 87%%, but left 45%% against 57%% "
+                        "(BENCHMARKS.md text_only_level)")
 
 
 def _recipe(args: argparse.Namespace) -> dict:

@@ -167,7 +167,9 @@ class BuildOptions:
     # recall at 3% FPR (2 seeds), amelia 76.2 -> 55.2% (1 seed), so it stays off
     mean_norm_seconds: float = 0.0
     # the featurizer's level compression (FeatureConfig.level_weight; 1 = off): how much of each
-    # frame's overall level the features keep, so quiet and loud speakers look more alike
+    # frame's overall level the features keep, so quiet and loud speakers look more alike. Measured
+    # with 0.25 (BENCHMARKS.md text_only_level): athena's ensembles 94.6/93.8% vs 87.3%, left 44.6
+    # vs 57.3% (2 seeds), amelia and right about even, so it stays off
     level_weight: float = 1.0
 
     def feature_config(self) -> Any:  # kws.features.FeatureConfig (imported lazily)
