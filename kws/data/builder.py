@@ -168,8 +168,8 @@ class BuildOptions:
     mean_norm_seconds: float = 0.0
     # the featurizer's level compression (FeatureConfig.level_weight; 1 = off): how much of each
     # frame's overall level the features keep, so quiet and loud speakers look more alike. Measured
-    # with 0.25 (BENCHMARKS.md text_only_level): athena's ensembles 94.6/93.8% vs 87.3%, left 44.6
-    # vs 57.3% (2 seeds), amelia and right about even, so it stays off
+    # with 0.25 (BENCHMARKS.md text_only_level): athena's ensembles 94.6/93.8% vs 87.3%, but amelia
+    # 83.3 vs 90.5% (4 seeds) and left 44.6 vs 57.3% (2 seeds), so it stays off
     level_weight: float = 1.0
 
     def feature_config(self) -> Any:  # kws.features.FeatureConfig (imported lazily)
