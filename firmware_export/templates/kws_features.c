@@ -2,9 +2,9 @@
  *
  * Frame of KWS_FRAME_LENGTH int16 samples -> x/32768 -> periodic Hann -> zero pad to KWS_NFFT ->
  * real FFT (as a KWS_NFFT/2-point complex radix-2 FFT plus the split step) -> power -> sparse
- * HTK mel filterbank -> log(mel + floor) [-> a per-frame projection: the DCT-II for MFCC and/or the level compression].
- * Tables (window, twiddles, filterbank, DCT) are const arrays in kws_tables.c, written by Python
- * from kws.features so both sides use the same float32 constants.
+ * HTK mel filterbank -> log(mel + floor) [-> a per-frame projection: the DCT-II for MFCC and/or
+ * the level compression]. Tables (window, twiddles, filterbank, projection) are const arrays in
+ * kws_tables.c, written by Python from kws.features so both sides use the same float32 constants.
  */
 #include "kws.h"
 #include "kws_internal.h"

@@ -35,8 +35,9 @@ STATE_VERSION = 1
 MINE_SELECT = ("auc", "always")
 LR_SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.01  # the cosine schedule ends at this fraction of lr, not at 0 (the last epochs still move)
-NEWER_HPARAMS = {"lr_schedule": "constant", "distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20, "mine_select": "auc",
-                 "kd": 0.0, "kd_temperature": 2.0, "phone_task": 0.0}  # TrainHparams fields added after STATE_VERSION 1, with their defaults
+# TrainHparams fields added after STATE_VERSION 1, with their defaults
+NEWER_HPARAMS = {"lr_schedule": "constant", "distill": 0.0, "word_task": 0.0, "mine": 0, "mine_epochs": 20,
+                 "mine_select": "auc", "kd": 0.0, "kd_temperature": 2.0, "phone_task": 0.0}
 log = logging.getLogger("kws.train")
 
 
