@@ -581,7 +581,7 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
     if t == 0:
         out = x.new_zeros((b, 0, config.n_features))
         return out[0] if squeeze else out
-    window, fb, dct = _torch_constants(config, dev, dt)
+    window, fb, proj = _torch_constants(config, dev, dt)
     # Frames of n_fft samples [hop t, hop t + n_fft) times the window zero-padded to n_fft: the same
     # product as framing frame_length samples and zero-padding, without a separate padding copy
     # (the input gets n_fft - frame_length zeros at the end so the frame count is unchanged).
@@ -590,8 +590,8 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
     spec = torch.fft.rfft(frames * window, dim=-1)
     power = spec.real.square() + spec.imag.square()
     feats = torch.log(power @ fb + config.log_floor)
-    if dct is not None:  # the projection: DCT and/or level compression
-        feats = feats @ dct
+    if proj is not None:  # the DCT and/or the level compression
+        feats = feats @ proj
     if config.mean_norm_seconds:
         zero = (x.unfold(-1, config.frame_length, config.hop_length) == 0).to(torch.int32)  # [B, T, L]
         run = silence_run(config)
