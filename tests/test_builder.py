@@ -810,3 +810,34 @@ def test_dictionary_pronunciations_espeak_does_not_say_become_positives(tmp_path
     assert fp()["keyword_variants"] == [variant] and "keyword_variants" not in fp(dictionary_variants=False)
     assert fp(keyword_variants=["[[a#m'i:lj@]]"])["keyword_variants"] == ["[[a#m'i:lj@]]", variant]
     assert "keyword_variants" not in B._fingerprint(opts(out, cache), sizes)  # marvin: none
+
+
+def test_validation_gets_the_real_negatives_of_its_speakers_for_model_selection(tmp_path, cache):
+    """BuildOptions.val_real_negatives: the validation split also holds its speakers' other real
+    clips (beyond real_negative_share), never a close-negative word; train is untouched."""
+    tree = make_sc_tree(tmp_path / "sc", n_speakers=40)
+    kw = dict(negatives=[tree], close_negatives=["martin"], sizes="train_pos=10,train_neg=20,eval_each=6")
+    build_dataset(opts(tmp_path / "off", cache, val_real_negatives=0, **kw))
+    build_dataset(opts(tmp_path / "on", cache, **kw))
+    off, on = (read_manifest(tmp_path / d / "manifest.jsonl") for d in ("off", "on"))
+
+    def clips(recs, split):
+        return [(r.id, r.kind, r.text, r.source, r.speaker) for r in recs if r.split == split]
+
+    assert clips(on, "train") == clips(off, "train") and clips(on, "test") == clips(off, "test")
+    real_val = [r for r in on if r.split == "val" and r.kind == "negative" and r.source == "real:speech_commands"]
+    val_speakers = {r.speaker for r in on if r.split == "val" and r.source == "real:speech_commands"}
+    train_speakers = {r.speaker for r in on if r.split == "train"}
+    # every yes/no clip of the validation speakers (one of each per speaker), each once
+    assert {(r.speaker, r.text) for r in real_val} == {(s, w) for s in val_speakers for w in ("yes", "no")}
+    assert len(real_val) == 2 * len(val_speakers) > len([r for r in off if r.split == "val" and r.kind == "negative"
+                                                         and r.source == "real:speech_commands"])
+    assert not val_speakers & train_speakers
+    # the clips of the build without them come first, with the same ids
+    assert clips(on, "val")[:len(clips(off, "val"))] == clips(off, "val")
+    sizes = B.PRESETS["small"]
+    assert B._fingerprint(opts(tmp_path / "x", cache, **kw), sizes) != B._fingerprint(
+        opts(tmp_path / "x", cache, val_real_negatives=0, **kw), sizes)
+    # without real negatives the option changes nothing, fingerprint included
+    assert B._fingerprint(opts(tmp_path / "x", cache), sizes) == B._fingerprint(
+        opts(tmp_path / "x", cache, val_real_negatives=0), sizes)

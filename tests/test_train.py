@@ -508,3 +508,29 @@ def test_mining_picks_the_pool_clips_the_model_scores_highest():
     assert len(mine_hard_negatives(model, pool, 100)) == 40
     with pytest.raises(ValueError, match="mine"):
         TrainHparams(mine=-1)
+
+
+def test_model_selection_uses_the_validation_real_negatives_when_there_are_enough():
+    from kws.metrics import auc, recall_at_fpr
+    from kws.train.api import mining_helped, mining_key
+    from kws.train.trainer import REAL_SELECTION_MIN, selection_key, validation_metrics
+
+    rng = np.random.default_rng(0)
+    n_pos, n_synth, n_real = 100, 300, REAL_SELECTION_MIN
+    scores = np.concatenate([rng.uniform(0.5, 1.0, n_pos), rng.uniform(0.0, 0.4, n_synth), rng.uniform(0.3, 0.9, n_real)])
+    y = np.r_[np.ones(n_pos), np.zeros(n_synth + n_real)]
+    real = np.r_[np.zeros(n_pos + n_synth, bool), np.ones(n_real, bool)]
+    m = validation_metrics(scores, y, real)
+    pos, real_neg = scores[:n_pos], scores[n_pos + n_synth:]
+    assert m["val_real_recall_3"] == recall_at_fpr(pos, real_neg, 0.03)[0]
+    assert m["val_real_auc"] == auc(pos, real_neg)
+    assert m["val_real_auc"] < m["val_auc"]  # the real negatives are the hard ones here
+    assert selection_key(m) == (m["val_real_recall_3"], m["val_real_auc"])
+    # one real negative short: the whole split decides, as before
+    few = validation_metrics(scores[:-1], y[:-1], real[:-1])
+    assert "val_real_auc" not in few and selection_key(few) == (few["val_recall_3"], few["val_auc"])
+    assert "val_real_auc" not in validation_metrics(scores, y)
+    # the mined stage is judged by the same AUC when both stages have it
+    first, mined = {"val_auc": 0.90, "val_real_auc": 0.99}, {"val_auc": 0.99, "val_real_auc": 0.95}
+    assert mining_key(first, mined) == "val_real_auc" and not mining_helped(first, mined)
+    assert mining_key(first, {"val_auc": 0.99}) == "val_auc" and mining_helped(first, {"val_auc": 0.99})

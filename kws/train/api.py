@@ -208,7 +208,8 @@ def _arrays(split: Any, mean: np.ndarray, std: np.ndarray, rows: np.ndarray | No
     x = np.array(split.x[sel], dtype=np.float32) if x is None else x
     x -= mean.astype(np.float32)
     x /= std.astype(np.float32)
-    return Arrays(x=x, y=np.asarray(split.y[sel] if y is None else y), kinds=np.asarray(split.kinds[sel]))
+    real = np.array([r.source.startswith("real:") for r in split.records])[sel]
+    return Arrays(x=x, y=np.asarray(split.y[sel] if y is None else y), kinds=np.asarray(split.kinds[sel]), real=real)
 
 
 def _word_task_rows(split: Any, data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -481,7 +482,8 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
     second = fit(first.model, mined, val, opts.method, hp2, run_dir, seed=opts.seed, desc=f"{desc} (mined)",
                  words=words, teacher=teacher)
     kept = hp.mine_select == "always" or mining_helped(first.best, second.best)
-    auc = {"first": float(first.best.get("val_auc", "nan")), "mined": float(second.best.get("val_auc", "nan"))}
+    key = mining_key(first.best, second.best)
+    auc = {"first": float(first.best.get(key, "nan")), "mined": float(second.best.get(key, "nan"))}
     second.history = first.history + [{**h, "epoch": h["epoch"] + len(first.history)} for h in second.history]
     if kept:
         second.best_epoch += len(first.history)
@@ -489,10 +491,16 @@ def _refine_on_mined(first: Any, train: Any, val: Any, words: Any, hp: Any, opts
         second.model.load_state_dict(first_weights)
         second.best_epoch, second.best = first.best_epoch, dict(first.best)
     second.train_seconds += first.train_seconds
-    second.extra["mining"] = {"kept": kept, "clips": int(len(rows)), "val_auc": auc}
-    log.info("%s: mined stage %s (best validation AUC %.4f before, %.4f after)", desc,
-             "kept" if kept else "dropped, the first stage's model is kept", auc["first"], auc["mined"])
+    second.extra["mining"] = {"kept": kept, "clips": int(len(rows)), key: auc}
+    log.info("%s: mined stage %s (best validation AUC%s %.4f before, %.4f after)", desc,
+             "kept" if kept else "dropped, the first stage's model is kept",
+             " on real negatives" if key == "val_real_auc" else "", auc["first"], auc["mined"])
     return second
+
+
+def mining_key(first_best: dict[str, float], mined_best: dict[str, float]) -> str:
+    """The validation AUC that compares the two stages: against real negatives when both have it."""
+    return "val_real_auc" if "val_real_auc" in first_best and "val_real_auc" in mined_best else "val_auc"
 
 
 def mining_helped(first_best: dict[str, float], mined_best: dict[str, float],
@@ -501,8 +509,10 @@ def mining_helped(first_best: dict[str, float], mined_best: dict[str, float],
     `margin`. AUC, not the recall@3% that picks epochs within a stage: recall@3% on a few hundred
     clips moves a point per clip, and the best of the first stage's 80 epochs beats the best of the
     mined stage's 20 by chance alone. The margin (about one standard error of a validation AUC near
-    0.95) keeps the mined stage, better on average, when the two are within noise."""
-    return float(mined_best.get("val_auc", 0.0)) >= float(first_best.get("val_auc", 0.0)) - margin
+    0.95) keeps the mined stage, better on average, when the two are within noise. The AUC is
+    against the validation's real negatives when both stages measured it (trainer.selection_key)."""
+    key = mining_key(first_best, mined_best)
+    return float(mined_best.get(key, 0.0)) >= float(first_best.get(key, 0.0)) - margin
 
 
 def _train_ensemble(opts: TrainOptions, run_dir: Path, data_dir: Path, out: Path) -> TrainResult:
