@@ -841,3 +841,11 @@ def test_validation_gets_the_real_negatives_of_its_speakers_for_model_selection(
     # without real negatives the option changes nothing, fingerprint included
     assert B._fingerprint(opts(tmp_path / "x", cache), sizes) == B._fingerprint(
         opts(tmp_path / "x", cache, val_real_negatives=0), sizes)
+
+
+def test_feature_settings_reach_the_feature_config_and_bad_ones_are_named(tmp_path, cache):
+    fc = opts(tmp_path, cache, features={"hop_length": 320, "frame_length": 480}, level_weight=0.5).feature_config()
+    assert (fc.hop_length, fc.frame_length, fc.level_weight, fc.window_frames) == (320, 480, 0.5, 49)
+    assert opts(tmp_path, cache).feature_config() == FeatureConfig()
+    with pytest.raises(DataError, match="feature settings: unknown feature config keys \\['hop'\\]"):
+        opts(tmp_path, cache, features={"hop": 320}).feature_config()

@@ -179,14 +179,17 @@ class BuildOptions:
     # with 0.25 (BENCHMARKS.md text_only_level): athena's ensembles 94.6/93.8% vs 87.3%, but amelia
     # 83.3 vs 90.5% (4 seeds) and left 44.6 vs 57.3% (2 seeds), so it stays off
     level_weight: float = 1.0
+    # other FeatureConfig fields, e.g. {"hop_length": 320, "frame_length": 480} (default: the paper's)
+    features: dict[str, Any] = field(default_factory=dict)
 
     def feature_config(self) -> Any:  # kws.features.FeatureConfig (imported lazily)
         from kws.features import FeatureConfig
 
         try:
-            return FeatureConfig(mean_norm_seconds=self.mean_norm_seconds, level_weight=self.level_weight)
+            return FeatureConfig.from_dict({**self.features, "mean_norm_seconds": self.mean_norm_seconds,
+                                            "level_weight": self.level_weight})
         except ValueError as e:
-            raise DataError(str(e)) from None
+            raise DataError(f"feature settings: {e}") from None
 
     def all_keyword_variants(self) -> list[str]:
         """keyword_variants, then the dictionary's other pronunciations (unless dictionary_variants is off)."""
