@@ -331,3 +331,27 @@ def test_quiet_tail_puts_a_quarter_of_the_clips_below_realistic_levels(speechlik
     assert 0.17 < quiet.mean() < 0.33
     assert levels.min() > -61 and levels.max() < -11.5
     assert np.all((levels[~quiet] > -42.5) & (levels[~quiet] < -11.5))
+
+
+def test_speech_span_and_recording_edges_keep_the_speech():
+    from kws.data.augment import cut_at_edges, speech_span
+
+    rng = np.random.default_rng(0)
+    x = np.zeros(16000, np.float32)
+    x[6000:10000] = 0.3 * rng.standard_normal(4000)
+    x += 1e-5 * rng.standard_normal(16000).astype(np.float32)  # a floor far below the speech
+    start, end = speech_span(x)
+    assert 5840 <= start <= 6000 and 10000 <= end <= 10160
+    assert speech_span(np.zeros(800)) == (0, 800)
+    sides = set()
+    for seed in range(60):
+        y = cut_at_edges(x, (start, end), np.random.default_rng(seed))
+        assert np.array_equal(y[start:end], x[start:end])  # the speech is never cut
+        zero = y == 0.0
+        before, after = bool(zero[:start].any()), bool(zero[end:].any())
+        assert not (zero[start:end].any())
+        if before:  # digital silence from the window's start up to the edge
+            k = int(np.argmin(zero[:start])) if not zero[:start].all() else start
+            assert zero[:k].all() and not zero[k:start].any()
+        sides.add((before, after))
+    assert {(True, False), (False, True), (True, True)} <= sides

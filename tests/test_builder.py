@@ -849,3 +849,28 @@ def test_feature_settings_reach_the_feature_config_and_bad_ones_are_named(tmp_pa
     assert opts(tmp_path, cache).feature_config() == FeatureConfig()
     with pytest.raises(DataError, match="feature settings: unknown feature config keys \\['hop'\\]"):
         opts(tmp_path, cache, features={"hop": 320}).feature_config()
+
+
+def test_edge_share_gives_clips_of_every_kind_a_recording_edge(tmp_path, cache, built):
+    """BuildOptions.edge_share: digital silence before or after the speech of that share of clips,
+    keywords and negatives alike (recorded negatives placed off-centre have such edges)."""
+    out = tmp_path / "edges"
+    build_dataset(opts(out, cache, edge_share=1.0))
+
+    def edge_share_by_kind(folder: Path) -> dict[str, float]:
+        got: dict[str, list[bool]] = {}
+        for r in read_manifest(folder / "manifest.jsonl"):
+            if r.kind == "noise":
+                continue
+            x = load_audio(folder / r.path)
+            got.setdefault(r.kind, []).append(bool((x[:160] == 0).all() or (x[-160:] == 0).all()))
+        return {k: float(np.mean(v)) for k, v in got.items()}
+
+    with_edges, without = edge_share_by_kind(out), edge_share_by_kind(built[0])
+    assert set(with_edges) == {"positive", "negative", "close_negative"}
+    for kind, share in with_edges.items():
+        assert share >= 0.6 and share >= without[kind] + 0.3, (kind, share, without[kind])
+    assert B._fingerprint(opts(out, cache, edge_share=0.2), B.PRESETS["small"]) != \
+        B._fingerprint(opts(out, cache), B.PRESETS["small"])
+    with pytest.raises(DataError, match="edge_share"):
+        opts(out, cache, edge_share=1.5)

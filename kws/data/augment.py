@@ -227,6 +227,34 @@ def active_level_dbfs(x: np.ndarray) -> float:
     return 10.0 * math.log10(max(active_power(x), 1e-12))
 
 
+def speech_span(x: np.ndarray, frame: int = 160, below_peak_db: float = 30.0) -> tuple[int, int]:
+    """(first, end) sample of the 10 ms frames within `below_peak_db` of the loudest: where the
+    speech of a clip lies (its whole length when it is silent)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = (x.size // frame) * frame
+    if n == 0:
+        return 0, x.size
+    e = np.mean(x[:n].reshape(-1, frame) ** 2, axis=1)
+    if e.max() <= 0:
+        return 0, x.size
+    on = np.flatnonzero(e >= e.max() * 10.0 ** (-below_peak_db / 10.0))
+    return int(on[0] * frame), int(min(x.size, (on[-1] + 1) * frame))
+
+
+def cut_at_edges(x: np.ndarray, span: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Digital silence before and/or after a random point outside `span`: the window holds the end
+    (or start) of a recording, as when a 1 s clip is padded or a file starts. Recorded negatives
+    placed off-centre carry such an edge; given to every kind alike, it is no cue."""
+    y = np.array(x, dtype=np.float32)
+    start, end = span
+    side = int(rng.integers(3))  # 0: before, 1: after, 2: both
+    if side in (0, 2) and start > 0:
+        y[:int(rng.integers(0, start + 1))] = 0.0
+    if side in (1, 2) and end < y.size:
+        y[int(rng.integers(end, y.size + 1)):] = 0.0
+    return y
+
+
 def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> tuple[np.ndarray, np.ndarray]:
     """Return (x + scaled noise, scaled noise) with 10 log10(active_power(x) / mean(noise^2)) =
     snr_db. `noise` must be as long as `x`. A silent `x` gets no noise (its SNR is undefined)."""
