@@ -121,10 +121,10 @@ class BuildOptions:
     # real negatives of the validation speakers added to the validation split beyond that share (at
     # most this many real negatives in all; 0 = only the share): model selection (kws.train.trainer
     # picks epochs by recall against the validation's real negatives when it has REAL_SELECTION_MIN
-    # of them) then sees real speech. On 46 trained models (left and amelia, BENCHMARKS.md
-    # text_only_realval), recall of the synthesized validation keywords against ~540 real clips of
-    # held-out speakers ranked the models' real test recall (Spearman 0.49 and 0.59), the validation
-    # AUC of before did not (0.03 and -0.13)
+    # of them) then sees real speech. Over 14 trained models of left and 18 of amelia (BENCHMARKS.md
+    # selection_signal), recall of the synthesized validation keywords against 540-590 real clips of
+    # held-out speakers ranked the models' real test recall (Spearman 0.56 and 0.35); the validation
+    # AUC of before hardly did (0.19 and -0.11)
     val_real_negatives: int = 600
     augment: bool = True
     max_close_negatives: int = 60  # generated close-negative words considered (val/test + train)

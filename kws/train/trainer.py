@@ -288,9 +288,9 @@ def validation_metrics(scores: np.ndarray, y: np.ndarray, real: np.ndarray | Non
 def selection_key(row: dict[str, float]) -> tuple[float, float]:
     """What picks the best epoch (higher is better): against the validation's real negatives when it
     has enough of them, else against all its negatives. Synthesized validation keywords against
-    synthesized and close negatives did not rank models by their recall on real speech (Spearman
-    0.03 and -0.13 over 46 models of left and amelia); against ~540 real negatives of held-out
-    speakers they did (0.49 and 0.59; BENCHMARKS.md text_only_realval)."""
+    synthesized and close negatives hardly ranked models by their recall on real speech (Spearman
+    0.19 over 14 models of left, -0.11 over 18 of amelia); against 540-590 real negatives of held-out
+    speakers they did better (0.56 and 0.35; BENCHMARKS.md selection_signal)."""
     if "val_real_recall_3" in row:
         return (row["val_real_recall_3"], row["val_real_auc"])
     return (row["val_recall_3"], row["val_auc"])
