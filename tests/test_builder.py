@@ -874,3 +874,8 @@ def test_edge_share_gives_clips_of_every_kind_a_recording_edge(tmp_path, cache, 
         B._fingerprint(opts(out, cache), B.PRESETS["small"])
     with pytest.raises(DataError, match="edge_share"):
         opts(out, cache, edge_share=1.5)
+
+
+def test_cli_edge_share_reaches_the_build_options(tmp_path, monkeypatch):
+    assert _cli_build_options(monkeypatch, tmp_path, "--edge-share", "0.3").edge_share == 0.3
+    assert _cli_build_options(monkeypatch, tmp_path).edge_share == 0.0
