@@ -389,6 +389,9 @@ def _plot_curve(history: list[dict[str, float]], path: Path, title: str) -> Path
     b.plot(ep, [h["val_recall_3"] for h in history], label="val recall @3% FPR")
     b.plot(ep, [h["val_recall_5"] for h in history], label="val recall @5% FPR")
     b.plot(ep, [h["val_auc"] for h in history], label="val AUC")
+    if any("val_real_recall_3" in h for h in history):  # what picks the epoch (selection_key)
+        b.plot(ep, [h.get("val_real_recall_3", np.nan) for h in history],
+               label="val recall @3% FPR on real negatives (picks the epoch)")
     b.set_xlabel("epoch")
     b.set_ylim(0, 1.01)
     b.legend(fontsize=8)
