@@ -156,7 +156,9 @@ class BuildOptions:
     # off-centre (negative_placement) have such an edge, keywords never did, so "a noise floor that
     # stops inside the window" meant "not the keyword": real Speech Commands "right" clips whose word
     # starts after 0.5 s, padded with silence like every test clip, were found 17% of the time
-    # (52% when padded with faint noise instead; PocketSphinx 86%)
+    # (52% when padded with faint noise instead; PocketSphinx 86%). Measured with 0.3 (BENCHMARKS.md
+    # text_only_edges, 2 seeds): right's pair 72.6 vs 68.7%, athena level, left's pair 60.1 vs 66.2%,
+    # amelia 75.3 vs 88.8% (1 seed), so it stays off
     edge_share: float = 0.0
     # a real recording (--positives) may be used this many times (each copy augmented differently),
     # so a handful of recordings is not drowned by a thousand synthesized ones
@@ -739,11 +741,10 @@ def _make_plan(opts: BuildOptions, sizes: dict[str, int]) -> dict[str, Any]:
         add_tts_group(split, "close_negative", n_close - got, close_list, f"{split}:close_negative")
     if neg_cands and opts.val_real_negatives > 0:
         # more real speech for model selection, drawn from what the validation split does not hold yet
-        # and never a close-negative word, so these stay generic negatives
+        # and never a close-negative word (of any split), so these stay generic negatives
         val_files = [c for c in clips if c["split"] == "val" and c["src"]["type"] == "file"]
         held = {(c["src"]["path"], c["src"]["start"]) for c in val_files}
         n_held = sum(1 for c in val_files if c["kind"] == "negative")
-        close_texts = {c.text.lower() for c in close}
         spare = [c for c in neg_cands if (c.path, c.start) not in held and c.text.lower() not in close_texts]
         add_real("val", "negative", opts.val_real_negatives - n_held, spare, draw=":selection")
     n_word = word_task_clips(opts, sizes)
