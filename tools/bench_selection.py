@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.report import update_section  # noqa: E402
 
 FPR = 0.03
-AUDIO = (".wav", ".flac")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,19 +45,15 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def held_out_real_negatives(data_dir: Path, keyword: str) -> list[Path]:
     """Real clips, in the dataset's negatives trees, of the speakers of its val and test splits."""
     from kws.data.manifest import read_manifest
-    from kws.data.speech_commands import speaker_of
+    from tools.real_data import sc_clips, speaker_of
 
     info = json.loads((data_dir / "dataset.json").read_text())
     records = read_manifest(data_dir / "manifest.jsonl")
     speakers = {r.speaker.split(":", 1)[1] for r in records
                 if r.source.startswith("real:") and r.split in ("val", "test") and ":" in r.speaker}
-    avoid = {keyword.lower()} | {c["text"].lower() for c in info.get("close_negatives", [])}
-    out = []
-    for tree in info["options"].get("negatives", []):
-        for p in sorted(Path(tree).rglob("*")):
-            if p.suffix in AUDIO and p.parent.name.lower() not in avoid and speaker_of(p) in speakers:
-                out.append(p)
-    return out
+    avoid = [keyword] + [c["text"] for c in info.get("close_negatives", [])]
+    return [p for tree in info["options"].get("negatives", []) for p in sc_clips(Path(tree), avoid)
+            if speaker_of(p) in speakers]
 
 
 def run_signals(run: Path, cache_dir: Path) -> dict[str, Any]:

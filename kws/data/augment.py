@@ -208,15 +208,21 @@ def hard_clip(x: np.ndarray, drive_db: float) -> np.ndarray:
     return (np.clip(np.asarray(x, dtype=np.float32) * g, -1.0, 1.0) / g).astype(np.float32)
 
 
+def frame_powers(x: np.ndarray, frame: int = 160) -> np.ndarray:
+    """Mean power of each whole `frame`-sample frame of a clip (empty when it is shorter)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = (x.size // frame) * frame
+    return np.mean(x[:n].reshape(-1, frame) ** 2, axis=1) if n else np.zeros(0)
+
+
 def active_power(x: np.ndarray, frame: int = 160, floor_db: float = -40.0) -> float:
     """Mean power of the active part of a clip: 10 ms frames within `floor_db` of the loudest
     frame. This is the signal power the SNR refers to, so silence padding around a word does not
     lower it."""
-    x = np.asarray(x, dtype=np.float64)
-    n = (x.size // frame) * frame
-    if n == 0:
+    e = frame_powers(x, frame)
+    if e.size == 0:
+        x = np.asarray(x, dtype=np.float64)
         return float(np.mean(x ** 2)) if x.size else 0.0
-    e = np.mean(x[:n].reshape(-1, frame) ** 2, axis=1)
     if e.max() <= 0:
         return 0.0
     return float(e[e >= e.max() * 10.0 ** (floor_db / 10.0)].mean())
@@ -230,15 +236,12 @@ def active_level_dbfs(x: np.ndarray) -> float:
 def speech_span(x: np.ndarray, frame: int = 160, below_peak_db: float = 30.0) -> tuple[int, int]:
     """(first, end) sample of the 10 ms frames within `below_peak_db` of the loudest: where the
     speech of a clip lies (its whole length when it is silent)."""
-    x = np.asarray(x, dtype=np.float64)
-    n = (x.size // frame) * frame
-    if n == 0:
-        return 0, x.size
-    e = np.mean(x[:n].reshape(-1, frame) ** 2, axis=1)
-    if e.max() <= 0:
-        return 0, x.size
+    size = np.asarray(x).size
+    e = frame_powers(x, frame)
+    if e.size == 0 or e.max() <= 0:
+        return 0, size
     on = np.flatnonzero(e >= e.max() * 10.0 ** (-below_peak_db / 10.0))
-    return int(on[0] * frame), int(min(x.size, (on[-1] + 1) * frame))
+    return int(on[0] * frame), int(min(size, (on[-1] + 1) * frame))
 
 
 def cut_at_edges(x: np.ndarray, span: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
