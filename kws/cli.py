@@ -127,13 +127,18 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "Measured with 0.3 from text alone (BENCHMARKS.md text_only_edges): real 'right' 77.0 and "
                         "54.8%% recall at 3%% FPR against 58.3%% (seed 0), but 'amelia' 75.3%% against 88.8%% and "
                         "'left' 57.5 and 52.2%% against 63.2 and 51.3%%")
+    p.add_argument("--log-floor", type=float, default=None, metavar="F",
+                   help="the featurizer's floor under the mel energies, log(mel + F): digital silence and a quiet "
+                        "microphone's noise floor look alike above it, so a model cannot tell a zero-padded clip "
+                        "by its edges (default 3e-4, about white noise at -65 dBFS; DESIGN.md's 1e-6 is far below any "
+                        "microphone's floor). Measured in BENCHMARKS.md text_only_floor")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
     given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
              "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "level_weight": args.level_weight,
-             "espeak_share": args.espeak_share, "edge_share": args.edge_share,
+             "espeak_share": args.espeak_share, "edge_share": args.edge_share, "log_floor": args.log_floor,
              "keyword_variants": args.keyword_variant, "dictionary_variants": args.dictionary_variants}
     return {k: v for k, v in given.items() if v is not None}
 
