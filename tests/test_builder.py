@@ -136,11 +136,11 @@ def test_build_manifest_counts_splits_and_features(built):
         assert isinstance(d.x, np.memmap) and d.x.shape == (count_split, 98, 32) and d.x.dtype == np.float32
         assert len(d.records) == n and list(d.y) == [r.label for r in d.records]
         assert list(d.kinds) == [r.kind for r in d.records]
-        assert d.feature_config == FeatureConfig(log_floor=B.LOG_FLOOR)
+        assert d.feature_config == FeatureConfig()
         for i in (0, n // 2, n - 1):
             audio = load_audio(out / d.records[i].path)
             assert audio.shape == (16000,)
-            np.testing.assert_array_equal(d.x[i], featurize(audio, d.feature_config))
+            np.testing.assert_array_equal(d.x[i], featurize(audio))
     # the summary is printed and saved
     table = summary.table()
     assert (out / "summary.txt").read_text() == table + "\n"
@@ -698,13 +698,13 @@ def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, buil
     out = tmp_path / "norm"
     build_dataset(opts(out, cache, mean_norm_seconds=0.5))
     d = load_split(out, "val")
-    assert d.feature_config == FeatureConfig(mean_norm_seconds=0.5, log_floor=B.LOG_FLOOR)
+    assert d.feature_config == FeatureConfig(mean_norm_seconds=0.5)
     from kws.features import featurize_window
 
     for i in (0, len(d.records) - 1):  # each clip as a stream shows it: after a history of its noise floor
         audio = load_audio(out / d.records[i].path)
         np.testing.assert_array_equal(d.x[i], featurize_window(audio, d.feature_config))
-        assert not np.array_equal(d.x[i], featurize(audio, d.feature_config))
+        assert not np.array_equal(d.x[i], featurize(audio))
     fp = B._fingerprint(opts(out, cache, mean_norm_seconds=0.5), {})
     assert fp["features"]["mean_norm_seconds"] == 0.5
     assert "mean_norm_seconds" not in B._fingerprint(opts(out, cache), {})["features"]
@@ -720,7 +720,7 @@ def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, 
     out = tmp_path / "level"
     build_dataset(opts(out, cache, level_weight=0.25))
     d = load_split(out, "val")
-    assert d.feature_config == FeatureConfig(level_weight=0.25, log_floor=B.LOG_FLOOR)
+    assert d.feature_config == FeatureConfig(level_weight=0.25)
     audio = load_audio(out / d.records[0].path)
     np.testing.assert_allclose(d.x[0], featurize(audio, d.feature_config), atol=1e-5)
     assert not np.allclose(d.x[0], featurize(audio, FeatureConfig()), atol=1e-2)
@@ -738,37 +738,40 @@ def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, 
         res = train_keyword(TrainOptions(keyword="marvin", data=out, method="drocc-lf", hidden=8, epochs=2,
                                          train_hparams=given, out=run / "m.kws", run_dir=run))
         assert json.loads((run / "state.json").read_text())["hparams"]["radius"] == radius
-    assert load_bundle(res.bundle).feature_config == FeatureConfig(level_weight=0.25, log_floor=B.LOG_FLOOR)
+    assert load_bundle(res.bundle).feature_config == FeatureConfig(level_weight=0.25)
     assert _cli_build_options(monkeypatch, tmp_path, "--level-weight", "0.3").level_weight == 0.3
 
 
-def test_log_floor_makes_digital_silence_look_like_a_quiet_room(tmp_path, cache, built, monkeypatch):
-    """BuildOptions.log_floor (default LOG_FLOOR): datasets are featurized with it, so a zero-padded
-    clip's silent edge and a quiet microphone's noise floor give nearly the same features, where the
-    featurizer's own 1e-6 keeps them several log units apart. A features dict may still set it, bad
-    values are a DataError naming it, and --log-floor reaches BuildOptions."""
-    d = load_split(built[0], "val")
-    assert d.feature_config.log_floor == B.LOG_FLOOR
+def test_log_floor_makes_digital_silence_look_like_a_quiet_room(tmp_path, cache, monkeypatch):
+    """BuildOptions.log_floor: a floor of 3e-4 gives a zero-padded clip's silent edge and a quiet
+    microphone's noise floor nearly the same features, where the default 1e-6 keeps them several log
+    units apart; loud sound is untouched. A build featurizes with it, a features dict may set it,
+    bad values are a DataError naming it, and --log-floor reaches BuildOptions."""
     rng = np.random.default_rng(0)
     silence = np.zeros(16000, np.float32)
     room = (rng.standard_normal(16000) * 10 ** (-75 / 20)).astype(np.float32)  # a quiet room, -75 dBFS
     gap = {floor: float(np.abs(featurize(room, FeatureConfig(log_floor=floor)).mean(0)
                                - featurize(silence, FeatureConfig(log_floor=floor)).mean(0)).max())
-           for floor in (1e-6, B.LOG_FLOOR)}
-    assert gap[1e-6] > 2.0 and gap[B.LOG_FLOOR] < 0.5, gap
+           for floor in (1e-6, 3e-4)}
+    assert gap[1e-6] > 2.0 and gap[3e-4] < 0.5, gap
     # the bands that carry a sound at speech level (-23 dBFS) are not touched by the floor
     tone = (0.1 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
-    low, high = (featurize(tone, FeatureConfig(log_floor=f)).max(axis=0) for f in (1e-6, B.LOG_FLOOR))
+    low, high = (featurize(tone, FeatureConfig(log_floor=f)).max(axis=0) for f in (1e-6, 3e-4))
     loud = low > 0.0
     assert loud.sum() >= 2
     np.testing.assert_allclose(high[loud], low[loud], atol=1e-2)
-    assert opts(tmp_path, cache, log_floor=1e-6).feature_config() == FeatureConfig()
+    out = tmp_path / "floor"
+    build_dataset(opts(out, cache, log_floor=3e-4))
+    d = load_split(out, "val")
+    assert d.feature_config == FeatureConfig(log_floor=3e-4)
+    np.testing.assert_allclose(d.x[0], featurize(load_audio(out / d.records[0].path), d.feature_config), atol=1e-5)
+    assert opts(tmp_path, cache).feature_config() == FeatureConfig()
     assert opts(tmp_path, cache, features={"log_floor": 1e-5}).feature_config().log_floor == 1e-5
     assert B._fingerprint(opts(tmp_path, cache, log_floor=1e-5), {})["features"]["log_floor"] == 1e-5
     with pytest.raises(DataError, match="log_floor"):
         opts(tmp_path, cache, log_floor=0.0)
-    assert _cli_build_options(monkeypatch, tmp_path, "--log-floor", "1e-4").log_floor == 1e-4
-    assert _cli_build_options(monkeypatch, tmp_path).log_floor == B.LOG_FLOOR
+    assert _cli_build_options(monkeypatch, tmp_path, "--log-floor", "3e-4").log_floor == 3e-4
+    assert _cli_build_options(monkeypatch, tmp_path).log_floor == 1e-6
 
 
 def test_espeak_share_sets_the_voice_mix_of_synthesized_words(tmp_path, cache):
@@ -875,7 +878,7 @@ def test_validation_gets_the_real_negatives_of_its_speakers_for_model_selection(
 def test_feature_settings_reach_the_feature_config_and_bad_ones_are_named(tmp_path, cache):
     fc = opts(tmp_path, cache, features={"hop_length": 320, "frame_length": 480}, level_weight=0.5).feature_config()
     assert (fc.hop_length, fc.frame_length, fc.level_weight, fc.window_frames) == (320, 480, 0.5, 49)
-    assert opts(tmp_path, cache).feature_config() == FeatureConfig(log_floor=B.LOG_FLOOR)
+    assert opts(tmp_path, cache).feature_config() == FeatureConfig()
     with pytest.raises(DataError, match="feature settings: unknown feature config keys \\['hop'\\]"):
         opts(tmp_path, cache, features={"hop": 320}).feature_config()
 
