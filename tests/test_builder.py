@@ -704,7 +704,7 @@ def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, buil
     for i in (0, len(d.records) - 1):  # each clip as a stream shows it: after a history of its noise floor
         audio = load_audio(out / d.records[i].path)
         np.testing.assert_array_equal(d.x[i], featurize_window(audio, d.feature_config))
-        assert not np.array_equal(d.x[i], featurize(audio))
+        assert not np.array_equal(d.x[i], featurize(audio, d.feature_config))
     fp = B._fingerprint(opts(out, cache, mean_norm_seconds=0.5), {})
     assert fp["features"]["mean_norm_seconds"] == 0.5
     assert "mean_norm_seconds" not in B._fingerprint(opts(out, cache), {})["features"]
