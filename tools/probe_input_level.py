@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     root = shared_root(args.shared)
+    if not root.is_dir():
+        ap.error(f"shared data folder {root} not found: pass --shared or set KWS_SHARED_DATA")
+    missing = [r for r in args.runs if not (Path(r) / "test_scores.npz").is_file() or not (Path(r) / "model.kws").is_file()]
+    if missing:
+        ap.error(f"not a finished run of tools/bench_text_only.py (needs model.kws and test_scores.npz): {missing[0]}")
     rows = []
     for run in args.runs:
         r = probe_run(Path(run), root, args.target_db)
