@@ -389,6 +389,20 @@ def test_tiny_grid_end_to_end_resumes_and_reports(shared, tmp_path, monkeypatch)
     for stage in ("", "mined-2/"):  # both stages resumed finished: not trained again
         ckpt = [work / "runs" / t / "athena-rp0-seed0" / f"{stage}checkpoint.safetensors" for t in "ts"]
         assert ckpt[0].read_bytes() == ckpt[1].read_bytes()
+    # tools/probe_input_level.py on a finished run: its "as recorded" column is the bench's own
+    # figure, the levelled one a real rescoring, and the section lands in BENCHMARKS.md
+    from tools import probe_input_level as probe
+
+    run = work / "runs" / "t" / "athena-rp0-seed0"
+    got = probe.probe_run(run, shared, -30.0)
+    entry = res["runs"]["t|athena|rp0|seed0"]
+    assert (got["n_pos"], got["n_neg"]) == (entry["test"]["n_pos"], entry["test"]["n_neg_real"])
+    assert got["as recorded"][0] == pytest.approx(entry["systems"]["float"]["recall_0.03"])
+    assert 0.0 <= got["levelled"][0] <= 1.0
+    assert probe.main(["--runs", str(run), "--shared", str(shared), "--note", "tiny"]) == 0
+    assert "| athena | 1e-06 | 12 / " in (tmp_path / "BENCHMARKS.md").read_text()
+    with pytest.raises(SystemExit):
+        probe.main(["--runs", str(tmp_path / "nope"), "--shared", str(shared)])
 
 
 @needs_espeak
