@@ -15,6 +15,7 @@ real clips); the threshold is set at 3% FPR on the real negatives, as in the tex
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -23,39 +24,45 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+FPR = 0.03
 QUIET_DB = -42.0  # active speech below this: "recorded quietly" (the bottom of the realistic recipe)
 
 
-def recall_at(scores: np.ndarray, pos: np.ndarray, neg: np.ndarray, fpr: float = 0.03) -> tuple[float, float]:
-    """(threshold, recall) with the threshold at `fpr` of the negatives (the bench's rule)."""
-    t = float(np.sort(scores[neg])[::-1][int(fpr * neg.sum())])
-    return t, float(np.mean(scores[pos] > t))
+@functools.lru_cache(maxsize=2)
+def levelled_features(root: Path, keys: tuple[str, ...], target_db: float, fc) -> tuple[list[np.ndarray], np.ndarray]:
+    """Stream features of the clips `keys` (bench keys "real:<path under root>") each brought to
+    `target_db` of active speech, and the clips' own levels (dBFS). Cached: the runs of one keyword
+    share their test clips, and the seeds of one recipe their featurizer."""
+    import soundfile as sf
+
+    from kws.data.augment import active_level_dbfs
+    from kws.evaluate import clip_stream_features
+
+    audio = [sf.read(root / k.split(":", 1)[1], dtype="float32")[0] for k in keys]
+    level = np.array([active_level_dbfs(a) for a in audio])
+    gains = 10 ** ((target_db - level) / 20)
+    return [clip_stream_features(np.clip(a * g, -1, 1).astype(np.float32), fc) for a, g in zip(audio, gains)], level
 
 
 def probe_run(run: Path, root: Path, target_db: float) -> dict:
-    import soundfile as sf
-
     from kws.bundle import load_bundle
-    from kws.data.augment import active_power
-    from kws.evaluate import bundle_scores, clip_stream_features, peak_scores, stream_window_scores
+    from kws.evaluate import bundle_scores, peak_scores, stream_window_scores
+    from kws.metrics import recall_at_fpr, recall_at_threshold
 
     saved = np.load(run / "test_scores.npz")
     sel = np.where(np.isin(saved["kinds"], ("positive", "negative")))[0]
     kinds = saved["kinds"][sel]
     pos, neg = kinds == "positive", kinds == "negative"
-    audio = [sf.read(root / str(saved["keys"][i]).split(":", 1)[1], dtype="float32")[0] for i in sel]
-    level = np.array([10 * np.log10(max(active_power(a), 1e-12)) for a in audio])
-    gains = 10 ** ((target_db - level) / 20)
     b = load_bundle(run / "model.kws")
     fc = b.feature_config
-    feats = [clip_stream_features(np.clip(a * g, -1, 1).astype(np.float32), fc) for a, g in zip(audio, gains)]
+    feats, level = levelled_features(root, tuple(str(k) for k in saved["keys"][sel]), target_db, fc)
     levelled = peak_scores(stream_window_scores(feats, lambda x: bundle_scores(b, x), fc))
     quiet = pos & (level < QUIET_DB)
     out = {"run": str(run), "keyword": b.keyword, "floor": fc.log_floor, "n_pos": int(pos.sum()),
            "n_neg": int(neg.sum()), "n_quiet": int(quiet.sum())}
     for name, s in (("as recorded", saved["float"][sel]), ("levelled", levelled)):
-        t, r = recall_at(s, pos, neg)
-        out[name] = (r, float(np.mean(s[quiet] > t)) if quiet.any() else float("nan"))
+        r, t = recall_at_fpr(s[pos], s[neg], FPR)  # the threshold rule of every text_only section
+        out[name] = (r, recall_at_threshold(s[quiet], t) if quiet.any() else float("nan"))
     return out
 
 
