@@ -64,6 +64,11 @@ class FeatureConfig:
     # contour of loudness stay. Linear per frame: it is folded into the projection (_projection),
     # so the numpy, torch, streaming and C featurizers all apply it. Left out of to_dict() at 1.
     level_weight: float = 1.0
+    # time constant of the input gain control (see the module doc; 0 = off): every frame's mel
+    # energies are scaled so the running speech level sits at agc_target_dbfs, before log_floor is
+    # added, so the floor follows the input level. Both left out of to_dict() when off
+    agc_seconds: float = 0.0
+    agc_target_dbfs: float = -30.0
 
     def __post_init__(self) -> None:
         def positive_int(name: str) -> None:
@@ -108,6 +113,16 @@ class FeatureConfig:
                 or not np.isfinite(w) or not 0 <= w <= 1:
             raise ValueError(f"FeatureConfig.level_weight must be a number in [0, 1] (1 = off), got {w!r}")
         object.__setattr__(self, "level_weight", float(w))
+        a = self.agc_seconds
+        if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(a) or a < 0:
+            raise ValueError(f"FeatureConfig.agc_seconds must be a number >= 0 (0 = off), got {a!r}")
+        object.__setattr__(self, "agc_seconds", float(a))
+        t = self.agc_target_dbfs
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(t) or not -90 <= t <= 0:
+            raise ValueError(f"FeatureConfig.agc_target_dbfs must be a number in [-90, 0] dBFS, got {t!r}")
+        object.__setattr__(self, "agc_target_dbfs", float(t))
         if self.window_samples < self.frame_length:
             raise ValueError(f"FeatureConfig.window_seconds={self.window_seconds} is shorter than one frame")
 
@@ -142,8 +157,23 @@ class FeatureConfig:
         k = self.mean_norm_rate
         return int(np.ceil(1.0 / k)) - 1 if k > 0 else 0
 
+    @property
+    def agc_rate(self) -> float:
+        """k of the gain control's speech-level update (0 when the gain control is off)."""
+        if self.agc_seconds == 0:
+            return 0.0
+        return float(-np.expm1(-self.hop_length / (self.agc_seconds * self.sample_rate)))
+
+    @property
+    def uses_history(self) -> bool:
+        """Whether features carry state across frames (mean normalization, gain control), so a
+        training window needs the history `featurize_window` gives it."""
+        return bool(self.mean_norm_seconds or self.agc_seconds)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if not d["agc_seconds"]:
+            del d["agc_seconds"], d["agc_target_dbfs"]
         if not d["mean_norm_seconds"]:
             del d["mean_norm_seconds"]
         if d["level_weight"] == 1.0:
@@ -293,13 +323,17 @@ class _FrameEngine:
             self._pad = np.zeros((k, self.config.n_fft), dtype=np.float64)
         return self._pad[:k]
 
-    def __call__(self, frames: np.ndarray, out: np.ndarray, silent: np.ndarray | None = None) -> None:
-        """Features of `frames` into `out`; `silent` (if given) gets `holds_digital_silence(frames)`."""
+    def __call__(self, frames: np.ndarray, out: np.ndarray, silent: np.ndarray | None = None,
+                 gain: "_GainControl | None" = None) -> None:
+        """Features of `frames` into `out`; `silent` (if given) gets `holds_digital_silence(frames)`;
+        `gain` (the stream's gain control, if on) scales the mel energies before the floor."""
         k = frames.shape[0]
         if k == 0:
             return
         if silent is not None:
             silent[...] = holds_digital_silence(frames, self.config)
+        elif gain is not None:
+            silent = holds_digital_silence(frames, self.config)
         fl = self.config.frame_length
         buf = self._buffer(k)
         # window into the zero-padded buffer (columns fl: stay zero), then the real FFT
@@ -308,6 +342,8 @@ class _FrameEngine:
         power = np.square(spec.real)
         power += np.square(spec.imag)
         mel = power @ self.fb
+        if gain is not None:
+            gain(mel, silent)
         mel += self.floor
         np.log(mel, out=mel)
         if self.proj is None:
@@ -349,12 +385,13 @@ def featurize(audio: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.
     t = config.n_frames(x.shape[0])
     out = np.empty((t, config.n_features), dtype=np.float32)
     engine = _engine(config)
-    silent = np.empty(t, dtype=bool) if config.mean_norm_seconds else None
+    silent = np.empty(t, dtype=bool) if config.uses_history else None
+    gain = _GainControl(config) if config.agc_seconds else None
     for start in range(0, t, _BLOCK_FRAMES):
         k = min(_BLOCK_FRAMES, t - start)
         engine(_frame_view(x, start, k, config), out[start:start + k],
-               None if silent is None else silent[start:start + k])
-    if silent is not None:
+               None if silent is None else silent[start:start + k], gain)
+    if config.mean_norm_seconds:
         _MeanNorm(config)(out, silent)
     return out
 
@@ -374,7 +411,7 @@ def featurize_window(audio: np.ndarray, config: FeatureConfig = FeatureConfig())
     on average; preceded by HISTORY_SECONDS of the crop's quietest QUIET_STRETCH_SECONDS (played
     forwards and backwards, so there is no click), by 0.36 and 0.25. The history's frames are dropped."""
     x = _check_audio(audio)
-    if not config.mean_norm_seconds:
+    if not config.uses_history:
         return featurize(x, config)
     hop, seg = config.hop_length, int(round(QUIET_STRETCH_SECONDS * config.sample_rate))
     n_hist = int(round(HISTORY_SECONDS * config.sample_rate / hop)) * hop  # whole hops: frames line up
@@ -401,6 +438,76 @@ def holds_digital_silence(frames: np.ndarray, config: FeatureConfig) -> np.ndarr
     c = np.zeros((frames.shape[0], frames.shape[1] + 1), dtype=np.int32)
     np.cumsum(frames == 0, axis=1, out=c[:, 1:])
     return (c[:, run:] - c[:, :-run] == run).any(axis=1)
+
+
+# the gain control's fixed parts (FeatureConfig.agc_seconds; see the module doc)
+AGC_NOISE_RISE_DB_PER_S = 3.0  # how fast the noise-floor estimate may climb (it falls at once)
+AGC_SPEECH_DB = (10.0, 20.0)  # a frame this far above the noise floor counts 0 .. 1 as speech
+AGC_PRIOR_WEIGHT = 0.01  # frames' worth of weight the target level starts with
+AGC_GAIN_DB = (-20.0, 50.0)  # the gain's range
+_DB = np.log(10.0) / 10.0  # dB of power in natural-log units
+
+
+def agc_constants(config: FeatureConfig) -> dict[str, float]:
+    """The gain control's constants in natural-log units of power, as the C library gets them.
+    `calibration`: log of the mel sum that white noise of unit variance gives, so a frame's level
+    log(sum(mel)) - calibration is its power in dBFS (times _DB) whatever the filterbank."""
+    window = _window_cached(config.frame_length)
+    return {
+        "calibration": float(np.log(np.sum(window ** 2) * np.sum(_filterbank_cached(config)))),
+        "noise_rise": AGC_NOISE_RISE_DB_PER_S * _DB * config.hop_length / config.sample_rate,
+        "speech_start": AGC_SPEECH_DB[0] * _DB,
+        "speech_span": (AGC_SPEECH_DB[1] - AGC_SPEECH_DB[0]) * _DB,
+        "prior_weight": AGC_PRIOR_WEIGHT,
+        "rate": config.agc_rate,
+        "target": config.agc_target_dbfs * _DB,
+        "gain_min": AGC_GAIN_DB[0] * _DB,
+        "gain_max": AGC_GAIN_DB[1] * _DB,
+    }
+
+
+class _GainControl:
+    """The input gain control of the module doc, on [k, n_mels] float64 mel energies in place,
+    frame by frame (a scalar recursion), holding its state between calls so chunked input gives
+    bit-identical output.
+
+    Per sounding frame with level l (log of its mel sum, calibrated to dBFS): the noise floor
+    n = min(l, n + noise_rise) (the first frame sets it); the frame's speech weight w rises from 0 at
+    speech_start over the floor to 1 at speech_start + speech_span; the speech level s, which starts
+    at the target with prior_weight, moves towards l by w * max(1 / c, rate), c the weight so far
+    (a weighted plain average at first, then an exponential one). The gain is target - s within
+    [gain_min, gain_max]. Silent frames (digital silence) hold everything. Every step is continuous
+    in l, so the C library's float32 arithmetic stays close. Before any speech the gain is 0, so
+    a quiet room is not amplified; once someone speaks, their level sets it, and the floor after
+    it sits the same distance below the speech however quiet the microphone."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        c = agc_constants(config)
+        self.calibration, self.rise = c["calibration"], c["noise_rise"]
+        self.start, self.span = c["speech_start"], c["speech_span"]
+        self.prior, self.rate, self.target = c["prior_weight"], c["rate"], c["target"]
+        self.gain_min, self.gain_max = c["gain_min"], c["gain_max"]
+        self.reset()
+
+    def reset(self) -> None:
+        self.noise: float | None = None
+        self.speech = self.target
+        self.weight = self.prior
+
+    def __call__(self, mel: np.ndarray, silent: np.ndarray) -> None:
+        levels = (np.log(np.maximum(mel.sum(axis=1), 1e-30)) - self.calibration).tolist()
+        gains = np.empty(len(levels))
+        noise, speech, weight = self.noise, self.speech, self.weight
+        for t, level in enumerate(levels):
+            if not silent[t]:
+                noise = level if noise is None else min(level, noise + self.rise)
+                w = min(max((level - noise - self.start) / self.span, 0.0), 1.0)
+                if w > 0.0:
+                    weight += w
+                    speech += w * max(1.0 / weight, self.rate) * (level - speech)
+            gains[t] = min(max(self.target - speech, self.gain_min), self.gain_max)
+        self.noise, self.speech, self.weight = noise, speech, weight
+        mel *= np.exp(gains)[:, None]
 
 
 class _MeanNorm:
@@ -474,12 +581,15 @@ class StreamingFeaturizer:
         self._empty = np.zeros((0, config.n_features), dtype=np.float32)
         self._empty.flags.writeable = False
         self._mean_norm = _MeanNorm(config) if config.mean_norm_seconds else None
+        self._gain = _GainControl(config) if config.agc_seconds else None
 
     def reset(self) -> None:
         self._start = self._end = 0
         self.frames_emitted = 0
         if self._mean_norm is not None:
             self._mean_norm.reset()
+        if self._gain is not None:
+            self._gain.reset()
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Append samples (1-D float); return the newly completed frames [k, F] (k may be 0)."""
@@ -510,7 +620,7 @@ class StreamingFeaturizer:
                 out, silent = self._outputs(k)
                 for s in range(0, k, _BLOCK_FRAMES):
                     kk = min(_BLOCK_FRAMES, k - s)
-                    self._engine(_frame_view(x, s, kk, cfg), out[s:s + kk], None if silent is None else silent[s:s + kk])
+                    self._engine(_frame_view(x, s, kk, cfg), out[s:s + kk], None if silent is None else silent[s:s + kk], self._gain)
                 rest = x[k * cfg.hop_length:]
                 buf[:rest.shape[0]] = rest
                 self._start, self._end = 0, rest.shape[0]
@@ -528,7 +638,7 @@ class StreamingFeaturizer:
         first = start // cfg.hop_length  # start only ever moves by whole hops, so this is exact
         for s in range(0, k, _BLOCK_FRAMES):
             kk = min(_BLOCK_FRAMES, k - s)
-            self._engine(_frame_view(buf, first + s, kk, cfg), out[s:s + kk], None if silent is None else silent[s:s + kk])
+            self._engine(_frame_view(buf, first + s, kk, cfg), out[s:s + kk], None if silent is None else silent[s:s + kk], self._gain)
         self._start = start + k * cfg.hop_length
         self._end = end
         self.frames_emitted += k
