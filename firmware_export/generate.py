@@ -181,7 +181,7 @@ def feature_tables(fc: Any) -> dict[str, np.ndarray]:
 def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: DetectorSpec,
                   arrays: dict[str, np.ndarray], u_block: int) -> str:
     """kws_config.h; `arrays, u_block` are model_arrays(qm)."""
-    from kws.features import silence_run
+    from kws.features import agc_constants, silence_run
 
     fc = bundle.feature_config
     sc = qm.scalars()
@@ -208,6 +208,9 @@ def config_header(bundle: Any, qm: Any, tables: dict[str, np.ndarray], det: Dete
         f"#define KWS_MEAN_NORM {int(fc.mean_norm_seconds > 0)}",
         f"#define KWS_MEAN_NORM_RATE {c_float(fc.mean_norm_rate)}",
         f"#define KWS_MEAN_NORM_WARMUP {fc.mean_norm_warmup}u",
+        "/* input gain control before the floor (FeatureConfig.agc_seconds; 0 = off), natural-log units of power */",
+        f"#define KWS_AGC {int(fc.agc_seconds > 0)}",
+        *[f"#define KWS_AGC_{name.upper()} ({c_float(value)})" for name, value in agc_constants(fc).items()],
         f"#define KWS_SILENCE_RUN {silence_run(fc)}u",
         f"#define KWS_WINDOW_SYMMETRIC {int(tables['symmetric'][0])}",
         f"#define KWS_WINDOW_TABLE_LEN {tables['window'].size}",

@@ -133,13 +133,19 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "alike: from text alone real 'right' 67.4 and 65.7%% recall at 3%% FPR against 49.6 and "
                         "56.1%%, but speech recorded below about -60 dBFS sinks under it (real 'athena' 82%% against "
                         "94%%; BENCHMARKS.md text_only_floor). Use it when your input is never that quiet")
+    p.add_argument("--agc", type=float, default=None, metavar="SECONDS",
+                   help="experimental: an input gain control in front of the featurizer's floor: once someone "
+                        "speaks, the mel energies are scaled so the running speech level (a plain average at first, "
+                        "then over about SECONDS of speech) sits at -30 dBFS, so the floor (see --log-floor) follows "
+                        "the input level; before any speech the gain is 0. The streaming detector and the C library "
+                        "run it frame by frame. Default 0 = off (BENCHMARKS.md text_only_agc)")
 
 
 def _recipe(args: argparse.Namespace) -> dict:
     """The recipe flags given (the rest keep BuildOptions' defaults)."""
     given = {"augment_recipe": args.augment, "carrier_share": args.carrier_share, "clean_share": args.clean_share,
              "word_task": args.word_task, "mean_norm_seconds": args.mean_norm, "level_weight": args.level_weight,
-             "espeak_share": args.espeak_share, "edge_share": args.edge_share, "log_floor": args.log_floor,
+             "espeak_share": args.espeak_share, "edge_share": args.edge_share, "log_floor": args.log_floor, "agc_seconds": args.agc,
              "keyword_variants": args.keyword_variant, "dictionary_variants": args.dictionary_variants}
     return {k: v for k, v in given.items() if v is not None}
 

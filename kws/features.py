@@ -16,7 +16,11 @@ sample_rate)) (the plain average at first, then an exponential one), in float64,
 chunks: a log-domain automatic gain control that removes a stationary level and channel response
 (a quiet or far microphone, another microphone's EQ) the way PCEN does, causally, so the streaming
 featurizer and the C library run it frame by frame. A frame holding 5 ms of exact zeros (digital
-silence) holds the mean, and is 0 before the first sounding frame. Output is float32; the numpy
+silence) holds the mean, and is 0 before the first sounding frame. Optional (`agc_seconds` > 0): an
+input gain control between the filterbank and the floor, log(g_t mel + log_floor), g_t a scalar per
+frame from a causal estimate of the speech level (`_GainControl`): speech of any level reaches
+agc_target_dbfs, so the floor sits the same distance below it however quiet the microphone, and
+before anyone speaks g_t = 1. Output is float32; the numpy
 implementations compute the FFT and mel in float64 (see _FrameEngine), the torch one in the input's
 dtype (float32 for training; pass float64 for reference accuracy).
 Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
@@ -699,16 +703,46 @@ def featurize_torch(audio, config: FeatureConfig = FeatureConfig()):
         -1, config.n_fft, config.hop_length)  # [B, T, n_fft], a view
     spec = torch.fft.rfft(frames * window, dim=-1)
     power = spec.real.square() + spec.imag.square()
-    feats = torch.log(power @ fb + config.log_floor)
-    if proj is not None:  # the DCT and/or the level compression
-        feats = feats @ proj
-    if config.mean_norm_seconds:
+    mel = power @ fb
+    silent = None
+    if config.uses_history:
         zero = (x.unfold(-1, config.frame_length, config.hop_length) == 0).to(torch.int32)  # [B, T, L]
         run = silence_run(config)
         c = torch.nn.functional.pad(zero.cumsum(-1), (1, 0))
         silent = ((c[..., run:] - c[..., :-run]) == run).any(-1)  # holds_digital_silence, [B, T]
+    if config.agc_seconds:
+        mel = mel * torch.exp(_torch_gains(mel, silent, agc_constants(config)))[..., None]
+    feats = torch.log(mel + config.log_floor)
+    if proj is not None:  # the DCT and/or the level compression
+        feats = feats @ proj
+    if config.mean_norm_seconds:
         feats = _torch_mean_norm(feats, silent, config.mean_norm_rate, config.mean_norm_warmup)
     return feats[0] if squeeze else feats
+
+
+def _torch_gains(mel, silent, c: dict[str, float]):
+    """`_GainControl`'s gains (natural-log units) for [B, T, n_mels] mel energies, a loop over frames."""
+    import torch
+
+    levels = torch.log(torch.clamp(mel.sum(-1), min=1e-30)) - c["calibration"]  # [B, T]
+    b = levels.shape[0]
+    noise = levels.new_zeros(b)
+    started = torch.zeros(b, dtype=torch.bool, device=levels.device)
+    speech = levels.new_full((b,), c["target"])
+    weight = levels.new_full((b,), c["prior_weight"])
+    gains = torch.empty_like(levels)
+    for t in range(levels.shape[1]):
+        level, sounding = levels[:, t], ~silent[:, t]
+        noise_t = torch.where(started, torch.minimum(level, noise + c["noise_rise"]), level)
+        w = torch.clamp((level - noise_t - c["speech_start"]) / c["speech_span"], 0.0, 1.0)
+        weight_t = weight + w
+        speech_t = speech + w * torch.clamp(1.0 / weight_t, min=c["rate"]) * (level - speech)
+        noise = torch.where(sounding, noise_t, noise)
+        speech = torch.where(sounding, speech_t, speech)
+        weight = torch.where(sounding, weight_t, weight)
+        started = started | sounding
+        gains[:, t] = torch.clamp(c["target"] - speech, c["gain_min"], c["gain_max"])
+    return gains
 
 
 def _torch_mean_norm(feats, silent, k: float, warmup: int):

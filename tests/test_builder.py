@@ -713,6 +713,27 @@ def test_mean_normalized_features_build_beside_the_default(tmp_path, cache, buil
     assert _cli_build_options(monkeypatch, tmp_path, "--mean-norm", "0.4").mean_norm_seconds == 0.4
 
 
+def test_gain_controlled_features_build_beside_the_default(tmp_path, cache, built, monkeypatch):
+    """agc_seconds: the same clips featurized with the input gain control after a history of their
+    noise floor (featurize_window); the fingerprint says so (a default build's is unchanged), bad
+    values are a DataError and the CLI's --agc reaches BuildOptions."""
+    out = tmp_path / "agc"
+    build_dataset(opts(out, cache, agc_seconds=1.0, log_floor=3e-4))
+    d = load_split(out, "val")
+    assert d.feature_config == FeatureConfig(agc_seconds=1.0, log_floor=3e-4)
+    from kws.features import featurize_window
+
+    for i in (0, len(d.records) - 1):
+        audio = load_audio(out / d.records[i].path)
+        np.testing.assert_array_equal(d.x[i], featurize_window(audio, d.feature_config))
+        assert not np.array_equal(d.x[i], featurize(audio, FeatureConfig(log_floor=3e-4)))
+    assert B._fingerprint(opts(out, cache, agc_seconds=1.0), {})["features"]["agc_seconds"] == 1.0
+    assert "agc_seconds" not in B._fingerprint(opts(out, cache), {})["features"]
+    with pytest.raises(DataError, match="agc_seconds"):
+        opts(out, cache, agc_seconds=-1).feature_config()
+    assert _cli_build_options(monkeypatch, tmp_path, "--agc", "0.8").agc_seconds == 0.8
+
+
 def test_level_weight_features_build_beside_the_default(tmp_path, cache, built, monkeypatch):
     """level_weight: the same clips featurized with the level compression; the fingerprint says so
     (a default build's is unchanged), bad values are a DataError and the CLI's --level-weight

@@ -19,7 +19,7 @@ import pytest
 import scipy.fft
 import scipy.signal
 
-from kws.features import (FeatureConfig, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
+from kws.features import (FeatureConfig, agc_constants, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
                           featurize_window, hann_window, mel_filterbank)
 
 CFG = FeatureConfig()
@@ -463,3 +463,105 @@ def test_real_speech_numpy_torch_librosa_streaming(librosa):
         sizes = rng.integers(1, 4000, size=x.size // 1000 + 10)
         got = stream(StreamingFeaturizer(), x, sizes)
         np.testing.assert_allclose(got, ours, rtol=0, atol=1e-5, err_msg=str(f))
+
+
+# --- input gain control (FeatureConfig.agc_seconds) -----------------------------------------------
+
+AGC = FeatureConfig(agc_seconds=1.0, log_floor=3e-4)
+
+
+def quiet_room_then_speech(rng, lead: float = 0.8) -> np.ndarray:
+    """Room noise at about -70 dBFS, then the speech-like chirp at about -17 dBFS over it."""
+    n_lead = int(lead * 16000)
+    speech = signals(rng)["speechlike"]
+    room = (3e-4 * rng.standard_normal(n_lead + speech.size)).astype(np.float32)
+    room[n_lead:] += speech
+    return room
+
+
+def gain_control_reference(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The spec as a plain loop over frames on the mel energies of the featurizer without it."""
+    c = agc_constants(cfg)
+    plain = dataclasses.replace(cfg, agc_seconds=0.0, log_floor=1e-30)
+    mel = np.exp(featurize(x, plain).astype(np.float64))
+    noise, speech, weight, out = None, c["target"], c["prior_weight"], []
+    for row, quiet in zip(mel, silent_frames(x, cfg)):
+        if not quiet:
+            level = np.log(row.sum()) - c["calibration"]
+            noise = level if noise is None else min(level, noise + c["noise_rise"])
+            w = float(np.clip((level - noise - c["speech_start"]) / c["speech_span"], 0, 1))
+            weight += w
+            speech += w * max(1 / weight, c["rate"]) * (level - speech)
+        gain = np.clip(c["target"] - speech, c["gain_min"], c["gain_max"])
+        out.append(np.log(row * np.exp(gain) + cfg.log_floor))
+    return np.array(out)
+
+
+def test_agc_is_the_gain_control_recursion(rng):
+    """Noise floor, speech weight, speech level and gain as the module doc says; a zero lead and a
+    gap of digital silence hold them."""
+    x = quiet_room_then_speech(rng)
+    x = np.concatenate([np.zeros(3000, np.float32), x[:20000], np.zeros(4000, np.float32), x[20000:]])
+    np.testing.assert_allclose(featurize(x, AGC), gain_control_reference(x, AGC), rtol=0, atol=1e-4)
+    c = agc_constants(AGC)
+    assert c["target"] == pytest.approx(-30 * np.log(10) / 10) and c["rate"] == pytest.approx(AGC.agc_rate)
+
+
+def test_agc_calibration_reads_white_noise_in_dbfs(rng):
+    """A frame's level is its power in dBFS: white noise of RMS 0.01 (-40 dBFS) reads -40 dB."""
+    c = agc_constants(AGC)
+    x = (0.01 * rng.standard_normal(16000 * 4)).astype(np.float32)
+    mel = np.exp(featurize(x, dataclasses.replace(CFG, log_floor=1e-30)).astype(np.float64))
+    levels_db = (np.log(mel.sum(axis=1)) - c["calibration"]) * 10 / np.log(10)
+    assert abs(np.mean(levels_db) + 40.0) < 0.5
+
+
+def test_agc_takes_the_level_out_of_speech_and_leaves_a_quiet_room_alone(rng):
+    """The same room and speech 30 dB quieter: once the speech has started, the features are the
+    same (the floor follows the level; without the gain control they sit 6.9 lower, or on the
+    floor). Before anyone speaks the gain is 0: the room is featurized as it is, not amplified."""
+    x = quiet_room_then_speech(rng)
+    lead = AGC.n_frames(int(0.8 * 16000)) - 2
+    loud, quiet = featurize(x, AGC), featurize(x * np.float32(10 ** -1.5), AGC)
+    speech = slice(lead + 20, None)
+    assert np.median(np.abs(quiet[speech] - loud[speech])) < 0.01
+    assert np.abs(quiet[speech] - loud[speech]).mean() < 0.05
+    plain = dataclasses.replace(AGC, agc_seconds=0.0)
+    assert np.abs(featurize(x * np.float32(10 ** -1.5), plain)[speech] - featurize(x, plain)[speech]).mean() > 2.0
+    np.testing.assert_allclose(loud[:lead], featurize(x, plain)[:lead], rtol=0, atol=1e-5)
+    room_only = x[:int(0.8 * 16000)]
+    np.testing.assert_allclose(featurize(room_only, AGC), featurize(room_only, plain), rtol=0, atol=1e-5)
+
+
+def test_agc_streams_bit_identically_and_matches_torch(rng):
+    import torch
+
+    x = np.concatenate([np.zeros(2000, np.float32), quiet_room_then_speech(rng) * np.float32(0.05)])
+    x[25000:27000] = 0.0
+    for cfg in (AGC, dataclasses.replace(MFCC, agc_seconds=0.3, mean_norm_seconds=0.5)):
+        batch = featurize(x, cfg)
+        sf = StreamingFeaturizer(cfg, capacity=1000)
+        for trial in range(2):
+            sizes = [int(rng.integers(0, 4000)) for _ in range(40)] + [x.size]
+            sf.reset()
+            assert np.array_equal(stream(sf, x, sizes), batch), trial
+        np.testing.assert_allclose(featurize_torch(torch.from_numpy(x.astype(np.float64)), cfg).numpy(), batch,
+                                   rtol=0, atol=1e-5)
+    two = featurize_torch(torch.from_numpy(np.stack([x[:20000], x[3000:23000]])), AGC).numpy()
+    np.testing.assert_allclose(two[1], featurize(x[3000:23000], AGC), rtol=0, atol=1e-3)
+
+
+def test_agc_config_round_trip_and_old_dicts():
+    """Off (the default) neither field is in to_dict, so bundles and datasets of before keep their
+    config; on, they round-trip; bad values are refused."""
+    d = CFG.to_dict()
+    assert "agc_seconds" not in d and "agc_target_dbfs" not in d
+    d = json.loads(json.dumps(AGC.to_dict()))
+    assert d["agc_seconds"] == 1.0 and d["agc_target_dbfs"] == -30.0 and FeatureConfig.from_dict(d) == AGC
+    assert AGC.uses_history and not CFG.uses_history
+    for bad in (-0.1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="agc_seconds"):
+            FeatureConfig(agc_seconds=bad)
+    for bad in (5.0, -100.0, None):
+        with pytest.raises(ValueError, match="agc_target_dbfs"):
+            FeatureConfig(agc_seconds=1.0, agc_target_dbfs=bad)

@@ -143,11 +143,13 @@ def test_pwl_low_rank_mfcc_variant(tmp_path):
 
 @needs_gcc
 @pytest.mark.parametrize("fc, flag", [(FeatureConfig(mean_norm_seconds=0.5), "#define KWS_MEAN_NORM 1"),
-                                      (FeatureConfig(level_weight=0.25), "#define KWS_PROJECT 1")])
+                                      (FeatureConfig(level_weight=0.25), "#define KWS_PROJECT 1"),
+                                      (FeatureConfig(agc_seconds=1.0, log_floor=3e-4), "#define KWS_AGC 1")])
 def test_normalized_features_variants(tmp_path, fc, flag):
-    """FeatureConfig.mean_norm_seconds (the C featurizer keeps the running mean frame by frame) and
-    level_weight (log-mels through the projection): the harness's features, int8 model and
-    detections (1-sample and mixed blocks) match Python."""
+    """FeatureConfig.mean_norm_seconds (the C featurizer keeps the running mean frame by frame),
+    level_weight (log-mels through the projection) and agc_seconds (the gain control's state frame
+    by frame, in float32): the harness's features, int8 model and detections (1-sample and mixed
+    blocks) match Python."""
     calib = _calib(fc)
     flat = calib.reshape(-1, fc.n_features)
     from kws.models import weight_shapes

@@ -29,6 +29,12 @@ kws_status_t kws_reset(kws_state_t *st) {
 #if KWS_MEAN_NORM
     st->feat_mean_n = 0;
 #endif
+#if KWS_AGC
+    st->agc_noise = 0.0f;
+    st->agc_speech = KWS_AGC_TARGET;
+    st->agc_weight = KWS_AGC_PRIOR_WEIGHT;
+    st->agc_started = 0;
+#endif
     st->feat_head = 0;
     st->frames_seen = 0;
     for (i = 0; i < KWS_MAX_SMOOTHING; i++) st->logits[i] = 0;

@@ -74,6 +74,12 @@ typedef struct {
     float feat_mean[KWS_N_FEATURES];    /* running mean of each raw feature */
     uint16_t feat_mean_n;               /* sounding frames since the reset (saturates) */
 #endif
+#if KWS_AGC
+    float agc_noise;                    /* gain control: noise floor, speech level (log power) */
+    float agc_speech;
+    float agc_weight;                   /* speech frames' weight so far, with the prior */
+    uint8_t agc_started;                /* a sounding frame has set the noise floor */
+#endif
     /* model input: ring of the last KWS_WINDOW_FRAMES int8 feature frames */
     int8_t feats[KWS_WINDOW_FRAMES][KWS_N_FEATURES];
     uint16_t feat_head;                 /* next row to write */

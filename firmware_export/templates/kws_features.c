@@ -2,7 +2,7 @@
  *
  * Frame of KWS_FRAME_LENGTH int16 samples -> x/32768 -> periodic Hann -> zero pad to KWS_NFFT ->
  * real FFT (as a KWS_NFFT/2-point complex radix-2 FFT plus the split step) -> power -> sparse
- * HTK mel filterbank -> log(mel + floor) [-> a per-frame projection: the DCT-II for MFCC and/or
+ * HTK mel filterbank [-> the input gain control] -> log(mel + floor) [-> a per-frame projection: the DCT-II for MFCC and/or
  * the level compression]. Tables (window, twiddles, filterbank, projection) are const arrays in
  * kws_tables.c, written by Python from kws.features so both sides use the same float32 constants.
  */
@@ -42,6 +42,56 @@ float kws_logf(float x) {
     /* ln 2 split in two so e * ln2 keeps float precision for |e| up to ~100 */
     return (float)e * 0.693145751953125f + ((float)e * 1.428606765330187e-06f + 2.0f * s * p);
 }
+
+#if KWS_AGC
+/* e^x without libm: x = k ln2 + r, |r| <= ln2 / 2, e^r by its series to r^7 (relative error
+ * < 2e-8), times 2^k through the exponent bits. x is the gain control's gain, within +-12. */
+static float kws_expf(float x) {
+    union { float f; uint32_t u; } v;
+    float k = (float)(int32_t)(x * 1.44269504f + (x >= 0.0f ? 0.5f : -0.5f));
+    float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    v.u = (uint32_t)((int32_t)k + 127) << 23;
+    return p * v.f;
+}
+
+/* The input gain control (kws.features._GainControl): scales the frame's mel energies so the
+ * running speech level sits at KWS_AGC_TARGET; silent frames hold the state. */
+static void gain_control(kws_state_t *st, int sounding) {
+    unsigned m;
+    float g;
+    if (sounding) {
+        float sum = 0.0f, level, w;
+        for (m = 0; m < KWS_N_MELS; m++) sum += st->mel[m];
+        level = kws_logf(sum > 1e-30f ? sum : 1e-30f) - KWS_AGC_CALIBRATION;
+        if (!st->agc_started) st->agc_noise = level; /* the first sounding frame sets the floor */
+        else if (level < st->agc_noise + KWS_AGC_NOISE_RISE) st->agc_noise = level;
+        else st->agc_noise += KWS_AGC_NOISE_RISE;
+        st->agc_started = 1;
+        w = (level - st->agc_noise - KWS_AGC_SPEECH_START) / KWS_AGC_SPEECH_SPAN;
+        if (w > 0.0f) {
+            float rate;
+            if (w > 1.0f) w = 1.0f;
+            st->agc_weight += w;
+            rate = 1.0f / st->agc_weight;
+            if (rate < KWS_AGC_RATE) rate = KWS_AGC_RATE;
+            st->agc_speech += w * rate * (level - st->agc_speech);
+        }
+    }
+    g = KWS_AGC_TARGET - st->agc_speech;
+    if (g < KWS_AGC_GAIN_MIN) g = KWS_AGC_GAIN_MIN;
+    if (g > KWS_AGC_GAIN_MAX) g = KWS_AGC_GAIN_MAX;
+    g = kws_expf(g);
+    for (m = 0; m < KWS_N_MELS; m++) st->mel[m] *= g;
+}
+#endif
 
 /* In-place radix-2 decimation-in-time complex FFT of HALF points. */
 static void fft_complex(float *re, float *im) {
@@ -107,11 +157,11 @@ static void power_to_mel(const float *re, const float *im, float *mel) {
 kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *out) {
     unsigned n, m;
     float *re, *im;
-#if KWS_MEAN_NORM
-    int sounding = 0; /* 0 for a frame of digital silence: it leaves the running mean alone */
+#if KWS_MEAN_NORM || KWS_AGC
+    int sounding = 0; /* 0 for a frame of digital silence: it leaves the running mean and gain alone */
 #endif
     if (st == 0 || frame == 0 || out == 0) return KWS_ERR_NULL;
-#if KWS_MEAN_NORM
+#if KWS_MEAN_NORM || KWS_AGC
     { /* sounding unless the frame holds KWS_SILENCE_RUN exact zeros in a row (digital silence) */
         unsigned zeros = 0;
         sounding = 1;
@@ -131,6 +181,9 @@ kws_status_t kws_featurize_frame(kws_state_t *st, const int16_t *frame, float *o
     }
     fft_complex(re, im);
     power_to_mel(re, im, st->mel);
+#if KWS_AGC
+    gain_control(st, sounding);
+#endif
     for (m = 0; m < KWS_N_MELS; m++) st->mel[m] = kws_logf(st->mel[m] + KWS_LOG_FLOOR);
 #if KWS_PROJECT
     for (m = 0; m < KWS_N_FEATURES; m++) {

@@ -196,6 +196,10 @@ class BuildOptions:
     # it: real athena 82.2/81.5 vs 93.6% (32% vs 85% of its 121 quietest clips). BENCHMARKS.md
     # text_only_floor. So it stays 1e-6 until the floor can follow the input level.
     log_floor: float = 1e-6
+    # the featurizer's input gain control (FeatureConfig.agc_seconds; 0 = off): the mel energies are
+    # scaled so the running speech level sits at -30 dBFS before the floor is added, so the floor
+    # follows the input level (see kws.features). Measured in BENCHMARKS.md text_only_agc
+    agc_seconds: float = 0.0
     # other FeatureConfig fields, e.g. {"hop_length": 320, "frame_length": 480} (default: the paper's)
     features: dict[str, Any] = field(default_factory=dict)
 
@@ -205,7 +209,8 @@ class BuildOptions:
         try:
             return FeatureConfig.from_dict({"log_floor": self.log_floor, **self.features,
                                             "mean_norm_seconds": self.mean_norm_seconds,
-                                            "level_weight": self.level_weight})
+                                            "level_weight": self.level_weight,
+                                            **({"agc_seconds": self.agc_seconds} if self.agc_seconds else {})})
         except ValueError as e:
             raise DataError(f"feature settings: {e}") from None
 
