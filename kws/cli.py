@@ -137,7 +137,7 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                    help="experimental: an input gain control in front of the featurizer's floor: once someone "
                         "speaks, the mel energies are scaled so the running speech level (a plain average at first, "
                         "then over about SECONDS of speech) sits at -30 dBFS, so the floor (see --log-floor) follows "
-                        "the input level; before any speech the gain is 0. The streaming detector and the C library "
+                        "the input level; before any speech the gain is -20 dB. The streaming detector and the C library "
                         "run it frame by frame. Default 0 = off (BENCHMARKS.md text_only_agc)")
 
 

@@ -20,7 +20,7 @@ silence) holds the mean, and is 0 before the first sounding frame. Optional (`ag
 input gain control between the filterbank and the floor, log(g_t mel + log_floor), g_t a scalar per
 frame from a causal estimate of the speech level (`_GainControl`): speech of any level reaches
 agc_target_dbfs, so the floor sits the same distance below it however quiet the microphone, and
-before anyone speaks g_t = 1. Output is float32; the numpy
+before anyone speaks g_t is -20 dB (AGC_START_GAIN_DB). Output is float32; the numpy
 implementations compute the FFT and mel in float64 (see _FrameEngine), the torch one in the input's
 dtype (float32 for training; pass float64 for reference accuracy).
 Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
@@ -449,6 +449,11 @@ AGC_NOISE_RISE_DB_PER_S = 3.0  # how fast the noise-floor estimate may climb (it
 AGC_SPEECH_DB = (10.0, 20.0)  # a frame this far above the noise floor counts 0 .. 1 as speech
 AGC_PRIOR_WEIGHT = 0.01  # frames' worth of weight the target level starts with
 AGC_GAIN_DB = (-20.0, 50.0)  # the gain's range
+# the gain before anyone has spoken: a stream's (a clip's) noise before the first speech sits this
+# far lower, as it will once speech has set the gain for most recordings (speech louder than
+# -30 dBFS). With 0 dB instead, the real athena clips recorded louder than -30 dBFS lost 19 points
+# against the same clips brought to -30 dBFS offline (80 vs 92% at 3% FPR, seed 0; BENCHMARKS.md text_only_agc)
+AGC_START_GAIN_DB = -20.0
 _DB = np.log(10.0) / 10.0  # dB of power in natural-log units
 
 
@@ -465,6 +470,7 @@ def agc_constants(config: FeatureConfig) -> dict[str, float]:
         "prior_weight": AGC_PRIOR_WEIGHT,
         "rate": config.agc_rate,
         "target": config.agc_target_dbfs * _DB,
+        "start_level": (config.agc_target_dbfs - AGC_START_GAIN_DB) * _DB,
         "gain_min": AGC_GAIN_DB[0] * _DB,
         "gain_max": AGC_GAIN_DB[1] * _DB,
     }
@@ -478,11 +484,11 @@ class _GainControl:
     Per sounding frame with level l (log of its mel sum, calibrated to dBFS): the noise floor
     n = min(l, n + noise_rise) (the first frame sets it); the frame's speech weight w rises from 0 at
     speech_start over the floor to 1 at speech_start + speech_span; the speech level s, which starts
-    at the target with prior_weight, moves towards l by w * max(1 / c, rate), c the weight so far
+    at start_level (gain AGC_START_GAIN_DB) with prior_weight, moves towards l by w * max(1 / c, rate), c the weight so far
     (a weighted plain average at first, then an exponential one). The gain is target - s within
     [gain_min, gain_max]. Silent frames (digital silence) hold everything. Every step is continuous
-    in l, so the C library's float32 arithmetic stays close. Before any speech the gain is 0, so
-    a quiet room is not amplified; once someone speaks, their level sets it, and the floor after
+    in l, so the C library's float32 arithmetic stays close. Before any speech the gain is
+    AGC_START_GAIN_DB, so a quiet room is not amplified; once someone speaks, their level sets it, and the floor after
     it sits the same distance below the speech however quiet the microphone."""
 
     def __init__(self, config: FeatureConfig) -> None:
@@ -490,12 +496,13 @@ class _GainControl:
         self.calibration, self.rise = c["calibration"], c["noise_rise"]
         self.start, self.span = c["speech_start"], c["speech_span"]
         self.prior, self.rate, self.target = c["prior_weight"], c["rate"], c["target"]
+        self.start_level = c["start_level"]
         self.gain_min, self.gain_max = c["gain_min"], c["gain_max"]
         self.reset()
 
     def reset(self) -> None:
         self.noise: float | None = None
-        self.speech = self.target
+        self.speech = self.start_level
         self.weight = self.prior
 
     def __call__(self, mel: np.ndarray, silent: np.ndarray) -> None:
@@ -728,7 +735,7 @@ def _torch_gains(mel, silent, c: dict[str, float]):
     b = levels.shape[0]
     noise = levels.new_zeros(b)
     started = torch.zeros(b, dtype=torch.bool, device=levels.device)
-    speech = levels.new_full((b,), c["target"])
+    speech = levels.new_full((b,), c["start_level"])
     weight = levels.new_full((b,), c["prior_weight"])
     gains = torch.empty_like(levels)
     for t in range(levels.shape[1]):

@@ -19,7 +19,7 @@ import pytest
 import scipy.fft
 import scipy.signal
 
-from kws.features import (FeatureConfig, agc_constants, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
+from kws.features import (AGC_START_GAIN_DB, FeatureConfig, agc_constants, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
                           featurize_window, hann_window, mel_filterbank)
 
 CFG = FeatureConfig()
@@ -484,7 +484,7 @@ def gain_control_reference(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     c = agc_constants(cfg)
     plain = dataclasses.replace(cfg, agc_seconds=0.0, log_floor=1e-30)
     mel = np.exp(featurize(x, plain).astype(np.float64))
-    noise, speech, weight, out = None, c["target"], c["prior_weight"], []
+    noise, speech, weight, out = None, c["start_level"], c["prior_weight"], []
     for row, quiet in zip(mel, silent_frames(x, cfg)):
         if not quiet:
             level = np.log(row.sum()) - c["calibration"]
@@ -516,10 +516,11 @@ def test_agc_calibration_reads_white_noise_in_dbfs(rng):
     assert abs(np.mean(levels_db) + 40.0) < 0.5
 
 
-def test_agc_takes_the_level_out_of_speech_and_leaves_a_quiet_room_alone(rng):
+def test_agc_takes_the_level_out_of_speech_and_never_amplifies_a_quiet_room(rng):
     """The same room and speech 30 dB quieter: once the speech has started, the features are the
     same (the floor follows the level; without the gain control they sit 6.9 lower, or on the
-    floor). Before anyone speaks the gain is 0: the room is featurized as it is, not amplified."""
+    floor). Before anyone speaks the gain is AGC_START_GAIN_DB (-20 dB): the room is featurized
+    as it would be 20 dB quieter, not amplified."""
     x = quiet_room_then_speech(rng)
     lead = AGC.n_frames(int(0.8 * 16000)) - 2
     loud, quiet = featurize(x, AGC), featurize(x * np.float32(10 ** -1.5), AGC)
@@ -528,9 +529,11 @@ def test_agc_takes_the_level_out_of_speech_and_leaves_a_quiet_room_alone(rng):
     assert np.abs(quiet[speech] - loud[speech]).mean() < 0.05
     plain = dataclasses.replace(AGC, agc_seconds=0.0)
     assert np.abs(featurize(x * np.float32(10 ** -1.5), plain)[speech] - featurize(x, plain)[speech]).mean() > 2.0
-    np.testing.assert_allclose(loud[:lead], featurize(x, plain)[:lead], rtol=0, atol=1e-5)
+    start = np.float32(10 ** (AGC_START_GAIN_DB / 20))
+    np.testing.assert_allclose(loud[:lead], featurize(x * start, plain)[:lead], rtol=0, atol=1e-4)
     room_only = x[:int(0.8 * 16000)]
-    np.testing.assert_allclose(featurize(room_only, AGC), featurize(room_only, plain), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(featurize(room_only, AGC), featurize(room_only * start, plain), rtol=0, atol=1e-4)
+    assert (featurize(room_only, plain) - featurize(room_only, AGC)).mean() > 0.2  # lower, nearer the floor
 
 
 def test_agc_streams_bit_identically_and_matches_torch(rng):

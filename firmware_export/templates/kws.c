@@ -31,7 +31,7 @@ kws_status_t kws_reset(kws_state_t *st) {
 #endif
 #if KWS_AGC
     st->agc_noise = 0.0f;
-    st->agc_speech = KWS_AGC_TARGET;
+    st->agc_speech = KWS_AGC_START_LEVEL;
     st->agc_weight = KWS_AGC_PRIOR_WEIGHT;
     st->agc_started = 0;
 #endif
