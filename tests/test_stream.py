@@ -33,6 +33,9 @@ def bundles(tmp_path_factory):
         # features minus their running mean: the featurizer carries state from chunk to chunk
         "fastgrnn_mean_norm": random_bundle(d / "fgmn.kws", seed=7, hidden=16,
                                             feature_config=FeatureConfig(mean_norm_seconds=0.5)),
+        # the input gain control: a gain carried from chunk to chunk, set by the bursts
+        "fastgrnn_agc": random_bundle(d / "fgagc.kws", seed=8, hidden=16,
+                                      feature_config=FeatureConfig(agc_seconds=1.0, log_floor=3e-4)),
     }
 
 
@@ -70,7 +73,7 @@ def median_threshold(det: Detector, x: np.ndarray) -> float:
     return float(np.median(det.step(x).smoothed))
 
 
-@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru", "fastgrnn_mean_norm"])
+@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru", "fastgrnn_mean_norm", "fastgrnn_agc"])
 def test_any_chunking_gives_identical_scores_and_detections(bundles, kind, rng):
     x = bursty(rng)
     det = Detector(bundles[kind], threshold=0.5, refractory_seconds=0.5)
@@ -91,7 +94,7 @@ def test_any_chunking_gives_identical_scores_and_detections(bundles, kind, rng):
     np.testing.assert_array_equal(a[1], b[1])
 
 
-@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru", "fastgrnn_mean_norm"])
+@pytest.mark.parametrize("kind", ["fastgrnn", "fastgrnn_lr_pwl", "lstm", "gru", "fastgrnn_mean_norm", "fastgrnn_agc"])
 def test_window_scores_match_the_reference_model(bundles, kind, rng):
     x = bursty(rng, 3.0)
     b = load_bundle(bundles[kind])
