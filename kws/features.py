@@ -20,7 +20,7 @@ silence) holds the mean, and is 0 before the first sounding frame. Optional (`ag
 input gain control between the filterbank and the floor, log(g_t mel + log_floor), g_t a scalar per
 frame from a causal estimate of the speech level (`_GainControl`): speech of any level reaches
 agc_target_dbfs, so the floor sits the same distance below it however quiet the microphone, and
-before anyone speaks g_t is -20 dB (AGC_START_GAIN_DB). Output is float32; the numpy
+before anyone speaks g_t is agc_start_gain_db (-20 dB). Output is float32; the numpy
 implementations compute the FFT and mel in float64 (see _FrameEngine), the torch one in the input's
 dtype (float32 for training; pass float64 for reference accuracy).
 Normalization (per-coefficient mean/std) is NOT done here; it lives in the model bundle.
@@ -41,6 +41,14 @@ import scipy.fft
 # keeps one block's buffers (~0.8 MB) in cache; 128 measured fastest (64..1024 tried), and a 1 s
 # clip (98 frames) is one block.
 _BLOCK_FRAMES = 128
+
+
+# the gain control's fixed parts (FeatureConfig.agc_seconds; see the module doc)
+AGC_NOISE_RISE_DB_PER_S = 3.0  # how fast the noise-floor estimate may climb (it falls at once)
+AGC_SPEECH_DB = (10.0, 20.0)  # a frame this far above the noise floor counts 0 .. 1 as speech
+AGC_PRIOR_WEIGHT = 0.01  # frames' worth of weight the target level starts with
+AGC_GAIN_DB = (-20.0, 50.0)  # the gain's range
+_DB = np.log(10.0) / 10.0  # dB of power in natural-log units
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,11 @@ class FeatureConfig:
     # added, so the floor follows the input level. Both left out of to_dict() when off
     agc_seconds: float = 0.0
     agc_target_dbfs: float = -30.0
+    # the gain before anyone has spoken: a stream's (a clip's) noise before the first speech sits
+    # this much lower, as it will once speech louder than the target has set the gain. With 0 dB
+    # instead, the real athena clips recorded louder than -30 dBFS lost 12 points against the same
+    # clips brought to -30 dBFS offline (80 vs 92% at 3% FPR, seed 0; BENCHMARKS.md text_only_agc)
+    agc_start_gain_db: float = -20.0
 
     def __post_init__(self) -> None:
         def positive_int(name: str) -> None:
@@ -127,6 +140,11 @@ class FeatureConfig:
                 or not np.isfinite(t) or not -90 <= t <= 0:
             raise ValueError(f"FeatureConfig.agc_target_dbfs must be a number in [-90, 0] dBFS, got {t!r}")
         object.__setattr__(self, "agc_target_dbfs", float(t))
+        g = self.agc_start_gain_db
+        if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(g) or not AGC_GAIN_DB[0] <= g <= AGC_GAIN_DB[1]:
+            raise ValueError(f"FeatureConfig.agc_start_gain_db must be a number in {list(AGC_GAIN_DB)} dB, got {g!r}")
+        object.__setattr__(self, "agc_start_gain_db", float(g))
         if self.window_samples < self.frame_length:
             raise ValueError(f"FeatureConfig.window_seconds={self.window_seconds} is shorter than one frame")
 
@@ -177,7 +195,7 @@ class FeatureConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         if not d["agc_seconds"]:
-            del d["agc_seconds"], d["agc_target_dbfs"]
+            del d["agc_seconds"], d["agc_target_dbfs"], d["agc_start_gain_db"]
         if not d["mean_norm_seconds"]:
             del d["mean_norm_seconds"]
         if d["level_weight"] == 1.0:
@@ -444,17 +462,6 @@ def holds_digital_silence(frames: np.ndarray, config: FeatureConfig) -> np.ndarr
     return (c[:, run:] - c[:, :-run] == run).any(axis=1)
 
 
-# the gain control's fixed parts (FeatureConfig.agc_seconds; see the module doc)
-AGC_NOISE_RISE_DB_PER_S = 3.0  # how fast the noise-floor estimate may climb (it falls at once)
-AGC_SPEECH_DB = (10.0, 20.0)  # a frame this far above the noise floor counts 0 .. 1 as speech
-AGC_PRIOR_WEIGHT = 0.01  # frames' worth of weight the target level starts with
-AGC_GAIN_DB = (-20.0, 50.0)  # the gain's range
-# the gain before anyone has spoken: a stream's (a clip's) noise before the first speech sits this
-# far lower, as it will once speech has set the gain for most recordings (speech louder than
-# -30 dBFS). With 0 dB instead, the real athena clips recorded louder than -30 dBFS lost 19 points
-# against the same clips brought to -30 dBFS offline (80 vs 92% at 3% FPR, seed 0; BENCHMARKS.md text_only_agc)
-AGC_START_GAIN_DB = -20.0
-_DB = np.log(10.0) / 10.0  # dB of power in natural-log units
 
 
 def agc_constants(config: FeatureConfig) -> dict[str, float]:
@@ -470,7 +477,7 @@ def agc_constants(config: FeatureConfig) -> dict[str, float]:
         "prior_weight": AGC_PRIOR_WEIGHT,
         "rate": config.agc_rate,
         "target": config.agc_target_dbfs * _DB,
-        "start_level": (config.agc_target_dbfs - AGC_START_GAIN_DB) * _DB,
+        "start_level": (config.agc_target_dbfs - config.agc_start_gain_db) * _DB,
         "gain_min": AGC_GAIN_DB[0] * _DB,
         "gain_max": AGC_GAIN_DB[1] * _DB,
     }
@@ -484,11 +491,11 @@ class _GainControl:
     Per sounding frame with level l (log of its mel sum, calibrated to dBFS): the noise floor
     n = min(l, n + noise_rise) (the first frame sets it); the frame's speech weight w rises from 0 at
     speech_start over the floor to 1 at speech_start + speech_span; the speech level s, which starts
-    at start_level (gain AGC_START_GAIN_DB) with prior_weight, moves towards l by w * max(1 / c, rate), c the weight so far
+    at start_level (gain agc_start_gain_db) with prior_weight, moves towards l by w * max(1 / c, rate), c the weight so far
     (a weighted plain average at first, then an exponential one). The gain is target - s within
     [gain_min, gain_max]. Silent frames (digital silence) hold everything. Every step is continuous
     in l, so the C library's float32 arithmetic stays close. Before any speech the gain is
-    AGC_START_GAIN_DB, so a quiet room is not amplified; once someone speaks, their level sets it, and the floor after
+    agc_start_gain_db, so a quiet room is not amplified; once someone speaks, their level sets it, and the floor after
     it sits the same distance below the speech however quiet the microphone."""
 
     def __init__(self, config: FeatureConfig) -> None:

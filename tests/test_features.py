@@ -19,7 +19,7 @@ import pytest
 import scipy.fft
 import scipy.signal
 
-from kws.features import (AGC_START_GAIN_DB, FeatureConfig, agc_constants, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
+from kws.features import (FeatureConfig, agc_constants, StreamingFeaturizer, dct_matrix, featurize, featurize_torch,
                           featurize_window, hann_window, mel_filterbank)
 
 CFG = FeatureConfig()
@@ -529,7 +529,7 @@ def test_agc_takes_the_level_out_of_speech_and_never_amplifies_a_quiet_room(rng)
     assert np.abs(quiet[speech] - loud[speech]).mean() < 0.05
     plain = dataclasses.replace(AGC, agc_seconds=0.0)
     assert np.abs(featurize(x * np.float32(10 ** -1.5), plain)[speech] - featurize(x, plain)[speech]).mean() > 2.0
-    start = np.float32(10 ** (AGC_START_GAIN_DB / 20))
+    start = np.float32(10 ** (AGC.agc_start_gain_db / 20))
     np.testing.assert_allclose(loud[:lead], featurize(x * start, plain)[:lead], rtol=0, atol=1e-4)
     room_only = x[:int(0.8 * 16000)]
     np.testing.assert_allclose(featurize(room_only, AGC), featurize(room_only * start, plain), rtol=0, atol=1e-4)
@@ -560,7 +560,8 @@ def test_agc_config_round_trip_and_old_dicts():
     d = CFG.to_dict()
     assert "agc_seconds" not in d and "agc_target_dbfs" not in d
     d = json.loads(json.dumps(AGC.to_dict()))
-    assert d["agc_seconds"] == 1.0 and d["agc_target_dbfs"] == -30.0 and FeatureConfig.from_dict(d) == AGC
+    assert d["agc_seconds"] == 1.0 and d["agc_target_dbfs"] == -30.0 and d["agc_start_gain_db"] == -20.0
+    assert FeatureConfig.from_dict(d) == AGC and "agc_start_gain_db" not in CFG.to_dict()
     assert AGC.uses_history and not CFG.uses_history
     for bad in (-0.1, float("nan"), "1", True):
         with pytest.raises(ValueError, match="agc_seconds"):
@@ -568,3 +569,6 @@ def test_agc_config_round_trip_and_old_dicts():
     for bad in (5.0, -100.0, None):
         with pytest.raises(ValueError, match="agc_target_dbfs"):
             FeatureConfig(agc_seconds=1.0, agc_target_dbfs=bad)
+    for bad in (-21.0, 51.0, "0"):
+        with pytest.raises(ValueError, match="agc_start_gain_db"):
+            FeatureConfig(agc_seconds=1.0, agc_start_gain_db=bad)
