@@ -198,7 +198,10 @@ class BuildOptions:
     log_floor: float = 1e-6
     # the featurizer's input gain control (FeatureConfig.agc_seconds; 0 = off): the mel energies are
     # scaled so the running speech level sits at -30 dBFS before the floor is added, so the floor
-    # follows the input level (see kws.features). Measured in BENCHMARKS.md text_only_agc
+    # follows the input level (see kws.features). Measured with 1.0 and log_floor 3e-4 from text alone
+    # (BENCHMARKS.md text_only_agc): real athena 95.4/97.1% recall at 3% FPR vs 93.6/82.4% (PocketSphinx
+    # 96.3%), right 70.4 vs 49.6%, amelia 84.3/79.8 vs 85.7/57.0%, but left 18.0 vs 61.0%: DROCC's
+    # adversarial loss stalled on a plateau (radius 32 trains it, 55.7%, but costs athena and right). Off
     agc_seconds: float = 0.0
     # other FeatureConfig fields, e.g. {"hop_length": 320, "frame_length": 480} (default: the paper's)
     features: dict[str, Any] = field(default_factory=dict)
