@@ -94,21 +94,18 @@ class FeatureConfig:
                 raise ValueError(f"FeatureConfig.{name} must be a positive integer, got {v!r}")
             object.__setattr__(self, name, int(v))
 
-        def positive_float(name: str) -> None:
+        def number(name: str, ok, what: str) -> None:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not np.isfinite(v) or v <= 0:
-                raise ValueError(f"FeatureConfig.{name} must be a positive number, got {v!r}")
+                    or not np.isfinite(v) or not ok(v):
+                raise ValueError(f"FeatureConfig.{name} must be {what}, got {v!r}")
             object.__setattr__(self, name, float(v))
 
         for name in ("sample_rate", "frame_length", "hop_length", "n_fft", "n_mels", "n_mfcc"):
             positive_int(name)
         for name in ("fmax", "log_floor", "window_seconds"):
-            positive_float(name)
-        if isinstance(self.fmin, bool) or not isinstance(self.fmin, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(self.fmin) or self.fmin < 0:
-            raise ValueError(f"FeatureConfig.fmin must be a number >= 0, got {self.fmin!r}")
-        object.__setattr__(self, "fmin", float(self.fmin))
+            number(name, lambda v: v > 0, "a positive number")
+        number("fmin", lambda v: v >= 0, "a number >= 0")
         if self.frame_length > self.n_fft:
             raise ValueError(f"FeatureConfig.frame_length ({self.frame_length}) must be <= n_fft ({self.n_fft})")
         if not self.fmin < self.fmax <= self.sample_rate / 2:
@@ -120,31 +117,12 @@ class FeatureConfig:
             raise ValueError(f"FeatureConfig.kind must be 'logmel' or 'mfcc', got {self.kind!r}")
         if self.kind == "mfcc" and self.n_mfcc > self.n_mels:
             raise ValueError(f"FeatureConfig.n_mfcc ({self.n_mfcc}) must be <= n_mels ({self.n_mels})")
-        m = self.mean_norm_seconds
-        if isinstance(m, bool) or not isinstance(m, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(m) or m < 0:
-            raise ValueError(f"FeatureConfig.mean_norm_seconds must be a number >= 0 (0 = off), got {m!r}")
-        object.__setattr__(self, "mean_norm_seconds", float(m))
-        w = self.level_weight
-        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(w) or not 0 <= w <= 1:
-            raise ValueError(f"FeatureConfig.level_weight must be a number in [0, 1] (1 = off), got {w!r}")
-        object.__setattr__(self, "level_weight", float(w))
-        a = self.agc_seconds
-        if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(a) or a < 0:
-            raise ValueError(f"FeatureConfig.agc_seconds must be a number >= 0 (0 = off), got {a!r}")
-        object.__setattr__(self, "agc_seconds", float(a))
-        t = self.agc_target_dbfs
-        if isinstance(t, bool) or not isinstance(t, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(t) or not -90 <= t <= 0:
-            raise ValueError(f"FeatureConfig.agc_target_dbfs must be a number in [-90, 0] dBFS, got {t!r}")
-        object.__setattr__(self, "agc_target_dbfs", float(t))
-        g = self.agc_start_gain_db
-        if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(g) or not AGC_GAIN_DB[0] <= g <= AGC_GAIN_DB[1]:
-            raise ValueError(f"FeatureConfig.agc_start_gain_db must be a number in {list(AGC_GAIN_DB)} dB, got {g!r}")
-        object.__setattr__(self, "agc_start_gain_db", float(g))
+        number("mean_norm_seconds", lambda v: v >= 0, "a number >= 0 (0 = off)")
+        number("level_weight", lambda v: 0 <= v <= 1, "a number in [0, 1] (1 = off)")
+        number("agc_seconds", lambda v: v >= 0, "a number >= 0 (0 = off)")
+        number("agc_target_dbfs", lambda v: -90 <= v <= 0, "a number in [-90, 0] dBFS")
+        number("agc_start_gain_db", lambda v: AGC_GAIN_DB[0] <= v <= AGC_GAIN_DB[1],
+               f"a number in {list(AGC_GAIN_DB)} dB")
         if self.window_samples < self.frame_length:
             raise ValueError(f"FeatureConfig.window_seconds={self.window_seconds} is shorter than one frame")
 
