@@ -139,8 +139,9 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
                         "then over about SECONDS of speech) sits at -30 dBFS, so the floor (see --log-floor) follows "
                         "the input level; before any speech the gain is -20 dB. The streaming detector and the C library "
                         "run it frame by frame. Measured with 1 and --log-floor 3e-4 from text alone: real 'athena' "
-                        "95.4 and 97.1%% recall at 3%% FPR against 93.6 and 82.4%% (PocketSphinx 96.3%%), 'right' 70.4%% "
-                        "against 49.6%%, but 'left' 18.0%% against 61.0%% (DROCC stalled; BENCHMARKS.md text_only_agc). "
+                        "95.4 and 97.1%% recall at 3%% FPR against 93.6 and 82.4%% (PocketSphinx 96.3%%), 'right' 70.4 and "
+                        "75.2%% against 49.6 and 56.1%%, but 'left' 18.0 and 28.5%% against 61.0 and 58.8%% (DROCC stalled; "
+                        "BENCHMARKS.md text_only_agc). "
                         "Default 0 = off")
 
 

@@ -200,8 +200,9 @@ class BuildOptions:
     # scaled so the running speech level sits at -30 dBFS before the floor is added, so the floor
     # follows the input level (see kws.features). Measured with 1.0 and log_floor 3e-4 from text alone
     # (BENCHMARKS.md text_only_agc): real athena 95.4/97.1% recall at 3% FPR vs 93.6/82.4% (PocketSphinx
-    # 96.3%), right 70.4 vs 49.6%, amelia 84.3/79.8 vs 85.7/57.0%, but left 18.0 vs 61.0%: DROCC's
-    # adversarial loss stalled on a plateau (radius 32 trains it, 55.7%, but costs athena and right). Off
+    # 96.3%), right 70.4/75.2 vs 49.6/56.1%, amelia 84.3/79.8 vs 85.7/57.0%, but left 18.0/28.5 vs
+    # 61.0/58.8%: DROCC's adversarial loss stalled on a plateau (radius 32 trains it, 55.7/46.9%, but
+    # costs athena and right). Off
     agc_seconds: float = 0.0
     # other FeatureConfig fields, e.g. {"hop_length": 320, "frame_length": 480} (default: the paper's)
     features: dict[str, Any] = field(default_factory=dict)
