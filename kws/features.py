@@ -144,12 +144,17 @@ class FeatureConfig:
         n = int(n_samples)
         return 0 if n < self.frame_length else 1 + (n - self.frame_length) // self.hop_length
 
+    def _rate(self, seconds: float) -> float:
+        """Per-frame rate k = 1 - exp(-hop / (seconds * sample_rate)) of a running average with that
+        time constant (0 when seconds is 0: off)."""
+        if seconds == 0:
+            return 0.0
+        return float(-np.expm1(-self.hop_length / (seconds * self.sample_rate)))
+
     @property
     def mean_norm_rate(self) -> float:
         """k of the running mean's update (0 when mean normalization is off)."""
-        if self.mean_norm_seconds == 0:
-            return 0.0
-        return float(-np.expm1(-self.hop_length / (self.mean_norm_seconds * self.sample_rate)))
+        return self._rate(self.mean_norm_seconds)
 
     @property
     def mean_norm_warmup(self) -> int:
@@ -160,9 +165,7 @@ class FeatureConfig:
     @property
     def agc_rate(self) -> float:
         """k of the gain control's speech-level update (0 when the gain control is off)."""
-        if self.agc_seconds == 0:
-            return 0.0
-        return float(-np.expm1(-self.hop_length / (self.agc_seconds * self.sample_rate)))
+        return self._rate(self.agc_seconds)
 
     @property
     def uses_history(self) -> bool:
@@ -440,8 +443,6 @@ def holds_digital_silence(frames: np.ndarray, config: FeatureConfig) -> np.ndarr
     return (c[:, run:] - c[:, :-run] == run).any(axis=1)
 
 
-
-
 def agc_constants(config: FeatureConfig) -> dict[str, float]:
     """The gain control's constants in natural-log units of power, as the C library gets them.
     `calibration`: log of the mel sum that white noise of unit variance gives, so a frame's level
@@ -469,12 +470,13 @@ class _GainControl:
     Per sounding frame with level l (log of its mel sum, calibrated to dBFS): the noise floor
     n = min(l, n + noise_rise) (the first frame sets it); the frame's speech weight w rises from 0 at
     speech_start over the floor to 1 at speech_start + speech_span; the speech level s, which starts
-    at start_level (gain agc_start_gain_db) with prior_weight, moves towards l by w * max(1 / c, rate), c the weight so far
-    (a weighted plain average at first, then an exponential one). The gain is target - s within
-    [gain_min, gain_max]. Silent frames (digital silence) hold everything. Every step is continuous
-    in l, so the C library's float32 arithmetic stays close. Before any speech the gain is
-    agc_start_gain_db, so a quiet room is not amplified; once someone speaks, their level sets it, and the floor after
-    it sits the same distance below the speech however quiet the microphone."""
+    at start_level (gain agc_start_gain_db) with prior_weight, moves towards l by
+    w * max(1 / c, rate), c the weight so far (a weighted plain average at first, then an
+    exponential one). The gain is target - s within [gain_min, gain_max]. Silent frames (digital
+    silence) hold everything. Every step is continuous in l, so the C library's float32 arithmetic
+    stays close. Before any speech the gain is agc_start_gain_db, so a quiet room is not amplified;
+    once someone speaks, their level sets it, and the floor after it sits the same distance below
+    the speech however quiet the microphone."""
 
     def __init__(self, config: FeatureConfig) -> None:
         c = agc_constants(config)

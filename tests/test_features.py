@@ -369,19 +369,27 @@ def test_mean_norm_takes_the_level_out(rng):
     assert np.abs(featurize(x * np.float32(0.1)) - featurize(x)).min() > 4.0  # without it: 4.6 apart
 
 
+def assert_stateful_features_agree(x: np.ndarray, cfg: FeatureConfig, rng, max_chunk: int, n_chunks: int) -> None:
+    """Features that carry state across frames: streamed in random chunks (twice, reset between)
+    they equal the batch featurizer bit for bit, and torch in float64 matches it to 1e-5."""
+    import torch
+
+    batch = featurize(x, cfg)
+    sf = StreamingFeaturizer(cfg, capacity=1000)
+    for trial in range(2):
+        sizes = [int(rng.integers(0, max_chunk)) for _ in range(n_chunks)] + [x.size]
+        sf.reset()  # the state starts again
+        assert np.array_equal(stream(sf, x, sizes), batch), trial
+    np.testing.assert_allclose(featurize_torch(torch.from_numpy(x.astype(np.float64)), cfg).numpy(), batch,
+                               rtol=0, atol=1e-5)
+
+
 def test_mean_norm_streams_bit_identically_and_matches_torch(rng):
     import torch
 
     x = (0.3 * rng.standard_normal(16000 * 3 + 77)).astype(np.float32)
     x[:3000] = x[20000:26000] = 0.0  # digital silence before the sound and in it
-    batch = featurize(x, NORM)
-    sf = StreamingFeaturizer(NORM, capacity=1000)
-    for trial in range(2):
-        sizes = [int(rng.integers(0, 5000)) for _ in range(60)] + [x.size]
-        sf.reset()  # the running mean starts again
-        assert np.array_equal(stream(sf, x, sizes), batch), trial
-    np.testing.assert_allclose(featurize_torch(torch.from_numpy(x.astype(np.float64)), NORM).numpy(), batch,
-                               rtol=0, atol=1e-5)
+    assert_stateful_features_agree(x, NORM, rng, 5000, 60)
     two = featurize_torch(torch.from_numpy(np.stack([x[:16000], x[1000:17000]])), NORM).numpy()
     np.testing.assert_allclose(two[1], featurize(x[1000:17000], NORM), rtol=0, atol=1e-4)
 
@@ -542,14 +550,7 @@ def test_agc_streams_bit_identically_and_matches_torch(rng):
     x = np.concatenate([np.zeros(2000, np.float32), quiet_room_then_speech(rng) * np.float32(0.05)])
     x[25000:27000] = 0.0
     for cfg in (AGC, dataclasses.replace(MFCC, agc_seconds=0.3, mean_norm_seconds=0.5)):
-        batch = featurize(x, cfg)
-        sf = StreamingFeaturizer(cfg, capacity=1000)
-        for trial in range(2):
-            sizes = [int(rng.integers(0, 4000)) for _ in range(40)] + [x.size]
-            sf.reset()
-            assert np.array_equal(stream(sf, x, sizes), batch), trial
-        np.testing.assert_allclose(featurize_torch(torch.from_numpy(x.astype(np.float64)), cfg).numpy(), batch,
-                                   rtol=0, atol=1e-5)
+        assert_stateful_features_agree(x, cfg, rng, 4000, 40)
     two = featurize_torch(torch.from_numpy(np.stack([x[:20000], x[3000:23000]])), AGC).numpy()
     np.testing.assert_allclose(two[1], featurize(x[3000:23000], AGC), rtol=0, atol=1e-3)
 

@@ -211,10 +211,9 @@ class BuildOptions:
         from kws.features import FeatureConfig
 
         try:
-            return FeatureConfig.from_dict({"log_floor": self.log_floor, **self.features,
-                                            "mean_norm_seconds": self.mean_norm_seconds,
-                                            "level_weight": self.level_weight,
-                                            **({"agc_seconds": self.agc_seconds} if self.agc_seconds else {})})
+            return FeatureConfig.from_dict({"log_floor": self.log_floor, "agc_seconds": self.agc_seconds,
+                                            **self.features, "mean_norm_seconds": self.mean_norm_seconds,
+                                            "level_weight": self.level_weight})
         except ValueError as e:
             raise DataError(f"feature settings: {e}") from None
 
